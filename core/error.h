@@ -1,0 +1,18 @@
+#pragma once
+// Errors the user can act on. An InputError means bad input (file, flag, config value):
+// the command line prints its message on one line and exits with status 2.
+#include <stdexcept>
+#include <string>
+
+namespace eggroll {
+
+struct InputError : std::runtime_error {
+  explicit InputError(const std::string& what) : std::runtime_error(what) {}
+};
+
+// Throws InputError("<where>: <what>") when cond is false.
+inline void require(bool cond, const std::string& where, const std::string& what) {
+  if (!cond) throw InputError(where + ": " + what);
+}
+
+}  // namespace eggroll

@@ -1,0 +1,125 @@
+// Benchmarks: JSON lines on stdout, every ratio measured in the same run.
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <fmt/format.h>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <omp.h>
+
+#include "core/error.h"
+#include "es/commands.h"
+#include "rwkv/forward.h"
+#include "rwkv/model.h"
+
+namespace eggroll {
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Runs fn repeatedly (after one warm-up call) for at least min_seconds and min_iters; returns seconds per call.
+template <class F>
+double time_per_call(F&& fn, double min_seconds, int min_iters) {
+  fn();
+  int iters = 0;
+  const double t0 = now_s();
+  double t = t0;
+  while (iters < min_iters || t - t0 < min_seconds) {
+    fn();
+    iters++;
+    t = now_s();
+  }
+  return (t - t0) / iters;
+}
+
+struct GemmShape {
+  int pid;
+  bool x_times_p;
+};
+
+// The matrix products of one token step, in order (layer matrices, then the head).
+std::vector<GemmShape> step_gemms(const Model& m) {
+  std::vector<GemmShape> g;
+  for (int l = 0; l < m.cfg.n_layer; l++) {
+    const LayerParams& L = m.layers[size_t(l)];
+    for (int pid : {L.Wr, L.Wk, L.Wv}) g.push_back({pid, false});
+    for (int pid : {L.w1, L.w2, L.a1, L.a2, L.g1, L.g2}) g.push_back({pid, true});
+    if (l > 0)
+      for (int pid : {L.v1, L.v2}) g.push_back({pid, true});
+    for (int pid : {L.Wo, L.ffn_key, L.ffn_value}) g.push_back({pid, false});
+  }
+  g.push_back({m.head, false});
+  return g;
+}
+
+}  // namespace
+
+double gemm_flops_per_token(const Model& m) {
+  double f = 0;
+  for (auto& g : step_gemms(m)) f += 2.0 * double(m.params[size_t(g.pid)].numel());
+  return f;
+}
+
+void register_bench_commands(CLI::App& app) {
+  auto* bench = app.add_subcommand("bench", "Benchmarks (JSON lines on stdout)");
+  bench->require_subcommand(1);
+  auto* c = bench->add_subcommand("forward", "Batched forward throughput vs a plain GEMM of the same shapes");
+  struct Opts {
+    std::string preset = "0.1b", batch = "1,16,64,256";
+    double seconds = 2.0;
+    int threads = 0;
+  };
+  auto o = std::make_shared<Opts>();
+  c->add_option("--preset", o->preset, "model size preset (random weights, fp32)");
+  c->add_option("--batch", o->batch, "comma-separated batch sizes");
+  c->add_option("--seconds", o->seconds, "minimum timed seconds per measurement")->check(CLI::Range(0.0, 3600.0));
+  c->add_option("--threads", o->threads, "CPU threads (0 = all)")->check(CLI::Range(0, 4096));
+  c->callback([=] {
+    auto batches = parse_int_list("--batch", o->batch);
+    for (auto b : batches)
+      if (b < 1 || b > 65536) throw InputError(fmt::format("--batch: {} is not in [1, 65536]", b));
+    if (o->threads > 0) omp_set_num_threads(o->threads);
+    ModelConfig cfg = ModelConfig::preset(o->preset);
+    fmt::print(stderr, "bench forward: building random {} model ({:.0f}M params, fp32)\n", o->preset,
+               double(cfg.param_count()) / 1e6);
+    Model m = Model::random(cfg, 1);
+    Forward fwd(m);
+    const double flops_tok = gemm_flops_per_token(m);
+    auto gemms = step_gemms(m);
+    for (int64_t B : batches) {
+      BatchState st(cfg, int(B));
+      std::vector<int32_t> toks(static_cast<size_t>(B));
+      std::vector<int> slots(static_cast<size_t>(B));
+      for (int64_t i = 0; i < B; i++) toks[size_t(i)] = int32_t((i * 7919) % cfg.vocab), slots[size_t(i)] = int(i);
+      std::vector<float> logits(size_t(B) * size_t(cfg.vocab));
+      const double t_fwd = time_per_call([&] { fwd.step(toks, slots, st, logits.data()); }, o->seconds, 2);
+      // the same GEMMs on their own, same library, same threads
+      int64_t maxdim = cfg.vocab;
+      for (auto& g : gemms) maxdim = std::max({maxdim, m.params[size_t(g.pid)].rows, m.params[size_t(g.pid)].cols});
+      std::vector<float> X(size_t(B * maxdim), 0.01f), Y(size_t(B * maxdim));
+      const double t_gemm = time_per_call(
+          [&] {
+            for (auto& g : gemms) {
+              const Param& P = m.params[size_t(g.pid)];
+              if (g.x_times_p) gemm_xp(X.data(), P.data.data(), Y.data(), B, P.rows, P.cols);
+              else gemm_xwt(X.data(), P.data.data(), Y.data(), B, P.cols, P.rows);
+            }
+          },
+          o->seconds, 2);
+      nlohmann::json j = {{"bench", "forward"},
+                          {"preset", o->preset},
+                          {"batch", B},
+                          {"threads", omp_get_max_threads()},
+                          {"tokens_per_s", double(B) / t_fwd},
+                          {"ms_per_step", t_fwd * 1e3},
+                          {"gflops", flops_tok * double(B) / t_fwd / 1e9},
+                          {"gemm_gflops", flops_tok * double(B) / t_gemm / 1e9},
+                          {"ratio_vs_gemm", t_gemm / t_fwd}};
+      std::cout << j.dump() << std::endl;
+    }
+  });
+}
+
+}  // namespace eggroll

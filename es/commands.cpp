@@ -1,0 +1,15 @@
+#include "es/commands.h"
+
+#include <CLI/CLI.hpp>
+
+namespace eggroll {
+
+void register_model_commands(CLI::App& app);
+void register_bench_commands(CLI::App& app);
+
+void register_commands(CLI::App& app) {
+  register_model_commands(app);
+  register_bench_commands(app);
+}
+
+}  // namespace eggroll

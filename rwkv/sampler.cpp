@@ -1,0 +1,76 @@
+#include "rwkv/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+namespace eggroll {
+
+double uniform01(uint64_t seed, uint64_t counter) {
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + counter + 0x632BE59BD9B4E019ull;
+  for (int i = 0; i < 2; i++) {
+    x ^= x >> 30;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 27;
+    x *= 0x94D049BB133111EBull;
+    x ^= x >> 31;
+  }
+  return double(x >> 11) * (1.0 / 9007199254740992.0);
+}
+
+int32_t sample_token(std::span<const float> logits, const SamplingParams& p, uint64_t seed, uint64_t counter) {
+  const int32_t V = int32_t(logits.size());
+  // argmax ignores NaN; an all-NaN row gives token 0
+  auto argmax = [&] {
+    int32_t best = 0;
+    float bv = -INFINITY;
+    for (int32_t i = 0; i < V; i++)
+      if (logits[size_t(i)] > bv) bv = logits[size_t(i)], best = i;
+    return best;
+  };
+  if (p.temperature <= 0.f || p.top_k == 1) return argmax();
+  // candidates sorted by logit (descending, ties by id), cut by top-k
+  std::vector<int32_t> idx(static_cast<size_t>(V));
+  std::iota(idx.begin(), idx.end(), 0);
+  auto better = [&](int32_t a, int32_t b) {
+    float la = logits[size_t(a)], lb = logits[size_t(b)];
+    if (std::isnan(la)) return false;
+    if (std::isnan(lb)) return true;
+    return la > lb || (la == lb && a < b);
+  };
+  size_t k = (p.top_k > 0 && p.top_k < V) ? size_t(p.top_k) : size_t(V);
+  std::partial_sort(idx.begin(), idx.begin() + std::ptrdiff_t(k), idx.end(), better);
+  idx.resize(k);
+  const float mx = logits[size_t(idx[0])];
+  if (!std::isfinite(mx)) return argmax();
+  std::vector<double> prob(k);
+  double total = 0;
+  for (size_t i = 0; i < k; i++) {
+    float l = logits[size_t(idx[i])];
+    prob[i] = std::isnan(l) ? 0.0 : std::exp(double(l - mx) / double(p.temperature));
+    total += prob[i];
+  }
+  // top-p: smallest prefix whose mass reaches p
+  size_t keep = k;
+  if (p.top_p < 1.f) {
+    double acc = 0;
+    for (size_t i = 0; i < k; i++) {
+      acc += prob[i] / total;
+      if (acc >= double(p.top_p)) {
+        keep = i + 1;
+        break;
+      }
+    }
+    total = 0;
+    for (size_t i = 0; i < keep; i++) total += prob[i];
+  }
+  double u = uniform01(seed, counter) * total;
+  for (size_t i = 0; i < keep; i++) {
+    u -= prob[i];
+    if (u < 0) return idx[i];
+  }
+  return idx[keep - 1];
+}
+
+}  // namespace eggroll

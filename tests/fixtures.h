@@ -1,0 +1,35 @@
+#pragma once
+// Paths and readers for the shared fixtures (../shared/fixtures relative to the repo root).
+#include <cstdint>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace eggroll::test {
+
+inline std::string fixture(const std::string& rel) { return std::string(EGGROLL_SOURCE_DIR) + "/../shared/fixtures/" + rel; }
+
+inline nlohmann::json read_json(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw std::runtime_error("cannot open " + path);
+  return nlohmann::json::parse(f);
+}
+
+inline std::vector<float> read_f32(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error("cannot open " + path);
+  f.seekg(0, std::ios::end);
+  std::vector<float> v(size_t(f.tellg()) / 4);
+  f.seekg(0);
+  f.read(reinterpret_cast<char*>(v.data()), std::streamsize(v.size() * 4));
+  return v;
+}
+
+inline const std::vector<std::string>& rwkv_fixtures() {
+  static const std::vector<std::string> names = {"tiny-rwkv7-834k", "rand-l3-d256-v1024"};
+  return names;
+}
+
+}  // namespace eggroll::test

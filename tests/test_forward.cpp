@@ -1,0 +1,147 @@
+// The CPU forward against the float64 reference fixtures, batch invariance, presets.
+#include <catch2/catch.hpp>
+#include <cmath>
+
+#include "fixtures.h"
+#include "rwkv/forward.h"
+#include "rwkv/generate.h"
+#include "rwkv/model.h"
+
+using namespace eggroll;
+
+TEST_CASE("fixture logits match the float64 reference at every step", "[forward]") {
+  for (const auto& name : test::rwkv_fixtures()) {
+    INFO(name);
+    auto meta = test::read_json(test::fixture("rwkv7/" + name + ".json"));
+    Model m = Model::load(test::fixture("rwkv7/" + name + ".pth"));
+    REQUIRE(m.cfg.n_layer == meta["n_layer"].get<int>());
+    REQUIRE(m.cfg.n_embd == meta["n_embd"].get<int>());
+    REQUIRE(m.cfg.vocab == meta["vocab"].get<int>());
+    auto ref = test::read_f32(test::fixture("rwkv7/" + meta["logits_file"].get<std::string>()));
+    auto tokens = meta["tokens"].get<std::vector<int32_t>>();
+    REQUIRE(ref.size() == tokens.size() * size_t(m.cfg.vocab));
+    Forward fwd(m);
+    BatchState st(m.cfg, 1);
+    std::vector<float> lg(size_t(m.cfg.vocab));
+    const int slot = 0;
+    double worst = 0;
+    for (size_t t = 0; t < tokens.size(); t++) {
+      fwd.step(std::span(&tokens[t], 1), std::span(&slot, 1), st, lg.data());
+      for (size_t v = 0; v < lg.size(); v++)
+        worst = std::max(worst, double(std::fabs(lg[v] - ref[t * lg.size() + v])));
+    }
+    CHECK(worst < 1e-3);
+    // the final WKV state agrees too
+    double abs_sum = 0;
+    for (float s : st.wkv) abs_sum += std::fabs(s);
+    CHECK(abs_sum == Approx(meta["final_wkv_state_abs_sum"].get<double>()).epsilon(1e-4));
+  }
+}
+
+TEST_CASE("greedy continuation matches the reference", "[forward][generate]") {
+  for (const auto& name : test::rwkv_fixtures()) {
+    INFO(name);
+    auto meta = test::read_json(test::fixture("rwkv7/" + name + ".json"));
+    Model m = Model::load(test::fixture("rwkv7/" + name + ".pth"));
+    auto want = meta["greedy_continuation"].get<std::vector<int32_t>>();
+    Forward fwd(m);
+    GenOptions opt;
+    opt.max_tokens = int(want.size());
+    opt.stop_on_eod = false;
+    GenRequest rq{meta["greedy_prompt"].get<std::vector<int32_t>>(), 0, 0};
+    auto res = generate(fwd, std::span(&rq, 1), opt);
+    CHECK(res[0].tokens == want);
+    CHECK(res[0].stop_reason == "length");
+  }
+}
+
+TEST_CASE("a batch gives each member the logits it gets alone", "[forward][batch]") {
+  Model m = Model::load(test::fixture("rwkv7/rand-l3-d256-v1024.pth"));
+  const int V = m.cfg.vocab;
+  for (int B : {2, 7, 64}) {
+    INFO("B = " << B);
+    const int T = 5;
+    auto tok = [&](int member, int t) { return int32_t((member * 131 + t * 17 + 3) % V); };
+    // alone
+    std::vector<float> alone(size_t(B) * T * V);
+    {
+      Forward fwd(m);
+      for (int i = 0; i < B; i++) {
+        BatchState st(m.cfg, 1);
+        const int slot = 0;
+        for (int t = 0; t < T; t++) {
+          int32_t x = tok(i, t);
+          fwd.step(std::span(&x, 1), std::span(&slot, 1), st, alone.data() + (size_t(i) * T + t) * V);
+        }
+      }
+    }
+    // together, slots permuted so the row order differs from the slot order
+    Forward fwd(m);
+    BatchState st(m.cfg, B);
+    std::vector<float> lg(size_t(B) * V);
+    double worst = 0;
+    for (int t = 0; t < T; t++) {
+      std::vector<int32_t> toks;
+      std::vector<int> slots;
+      for (int r = 0; r < B; r++) {
+        int i = (r * 5 + t) % B;  // a different permutation each step
+        if (B % 5 == 0) i = r;
+        slots.push_back(i);
+        toks.push_back(tok(i, t));
+      }
+      fwd.step(toks, slots, st, lg.data());
+      for (int r = 0; r < B; r++)
+        for (int v = 0; v < V; v++)
+          worst = std::max(worst, double(std::fabs(lg[size_t(r) * V + v] - alone[(size_t(slots[r]) * T + t) * V + v])));
+    }
+    CHECK(worst < 1e-5);
+  }
+}
+
+TEST_CASE("only the rows asked for get logits", "[forward]") {
+  Model m = Model::load(test::fixture("rwkv7/tiny-rwkv7-834k.pth"));
+  Forward fwd(m);
+  BatchState a(m.cfg, 3), b(m.cfg, 3);
+  std::vector<int32_t> toks = {72, 101, 108};
+  std::vector<int> slots = {0, 1, 2};
+  std::vector<float> all(3 * 256), some(256);
+  std::vector<uint8_t> need = {0, 1, 0};
+  fwd.step(toks, slots, a, all.data());
+  fwd.step(toks, slots, b, some.data(), need);
+  for (int v = 0; v < 256; v++) CHECK(some[size_t(v)] == all[256 + size_t(v)]);
+  CHECK(a.wkv == b.wkv);
+}
+
+TEST_CASE("presets have the published parameter counts", "[model]") {
+  CHECK(std::llround(double(ModelConfig::preset("0.1b").param_count()) / 1e6) == 191);
+  CHECK(std::llround(double(ModelConfig::preset("0.4b").param_count()) / 1e6) == 451);
+  CHECK(std::llround(double(ModelConfig::preset("1.5b").param_count()) / 1e8) == 15);
+  CHECK(std::llround(double(ModelConfig::preset("2.9b").param_count()) / 1e8) == 29);
+  CHECK(std::llround(double(ModelConfig::preset("7.2b").param_count()) / 1e8) == 72);
+  CHECK(std::llround(double(ModelConfig::preset("13.3b").param_count()) / 1e8) == 133);
+}
+
+TEST_CASE("a random model round-trips through its state dict and infers its own config", "[model]") {
+  ModelConfig cfg = ModelConfig::preset("tiny", 300);
+  Model m = Model::random(cfg, 7);
+  StateDict sd = m.to_state_dict(DType::F32);
+  Model back = Model::from_state_dict(sd, "memory");
+  CHECK(back.cfg.describe() == cfg.describe());
+  for (size_t i = 0; i < m.params.size(); i++) CHECK(back.params[i].data == m.params[i].data);
+  CHECK(Model::random(cfg, 7).params[5].data == m.params[5].data);
+  CHECK(Model::random(cfg, 8).params[5].data != m.params[5].data);
+}
+
+TEST_CASE("missing or mis-shaped tensors are named in the error", "[model]") {
+  StateDict sd = Model::random(ModelConfig::preset("tiny", 300), 1).to_state_dict(DType::F32);
+  StateDict missing = sd;
+  missing.tensors.erase(missing.tensors.begin() + 10);
+  const std::string gone = sd.tensors[10].name;
+  REQUIRE_THROWS_WITH(Model::from_state_dict(missing, "x.pth"), Catch::Contains("x.pth") && Catch::Contains(gone));
+  StateDict bad = sd;
+  bad.find("blocks.1.att.key.weight")->shape = {64, 256};
+  REQUIRE_THROWS_WITH(Model::from_state_dict(bad, "y.pth"), Catch::Contains("blocks.1.att.key.weight"));
+  StateDict extra = sd;
+  extra.add(Tensor::from_f32("blocks.0.att.nonsense", {1}, std::vector<float>{1.f}.data(), DType::F32));
+  REQUIRE_THROWS_WITH(Model::from_state_dict(extra, "z.pth"), Catch::Contains("nonsense"));
+}
