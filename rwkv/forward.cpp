@@ -131,6 +131,7 @@ void Forward::step(std::span<const int32_t> tokens, std::span<const int> slots, 
     if (t < 0 || t >= V) throw InputError(fmt::format("token id {} out of range [0, {})", t, V));
     std::copy_n(m_.p(m_.emb) + int64_t(t) * C, C, tmp2_.data() + i * C);
   }
+  if (pert) pert->add_embedding(m_.emb, tokens, tmp2_.data(), C, members);
   layer_norm(tmp2_.data(), m_.ln0_w, m_.ln0_b, x_.data());
 
   for (int l = 0; l < c.n_layer; l++) {

@@ -39,6 +39,9 @@ class Perturbation {
   // Whether vector parameter `pid` differs per member; then add_vector adds member's delta to out[n].
   virtual bool perturbs_vector(int pid) const = 0;
   virtual void add_vector(int pid, int member, float* out, int64_t n) = 0;
+  // The embedding lookup: adds row tokens[i] of member's perturbation of `pid` to X[i, :C].
+  virtual void add_embedding(int pid, std::span<const int32_t> tokens, float* X, int64_t C,
+                             std::span<const int> members) = 0;
 };
 
 class Forward {

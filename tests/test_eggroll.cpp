@@ -1,0 +1,234 @@
+// EGGROLL: the low-rank forward trick, the update GEMM, antithetic symmetry, the estimator.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <random>
+
+#include "es/eggroll.h"
+#include "rwkv/forward.h"
+
+using namespace eggroll;
+
+namespace {
+
+ModelConfig small_cfg() {
+  ModelConfig c = ModelConfig::preset("tiny", 97);
+  c.n_layer = 2;
+  return c;
+}
+
+// E_i of a matrix, materialised [rows, cols].
+std::vector<float> materialise(const Model& m, int pid, const NoiseConfig& nc, uint64_t epoch, int member) {
+  const Param& p = m.params[size_t(pid)];
+  auto f = lowrank_factors(nc, uint32_t(pid), epoch, uint32_t(member), size_t(p.rows), size_t(p.cols));
+  const float c = lowrank_scale(nc, uint32_t(member));
+  std::vector<float> E(p.numel());
+  for (int64_t i = 0; i < p.rows; i++)
+    for (int64_t j = 0; j < p.cols; j++) {
+      double acc = 0;
+      for (int q = 0; q < nc.rank; q++) acc += double(f[size_t(i * nc.rank + q)]) * f[size_t((p.rows + j) * nc.rank + q)];
+      E[size_t(i * p.cols + j)] = float(c * acc);
+    }
+  return E;
+}
+
+// The model member i runs: W + E_i for every selected parameter.
+Model perturbed_copy(const Model& m, const ParamSelection& sel, const NoiseConfig& nc, uint64_t epoch, int member) {
+  Model c = m;
+  c.params = m.params;
+  for (int pid : sel.ids()) {
+    auto& w = c.params[size_t(pid)].data;
+    if (sel.lowrank[size_t(pid)]) {
+      auto E = materialise(m, pid, nc, epoch, member);
+      for (size_t j = 0; j < w.size(); j++) w[j] += E[j];
+    } else {
+      std::vector<float> eps(w.size());
+      fill_vector_noise(nc, uint32_t(pid), epoch, uint32_t(member), w.size(), eps.data());
+      for (size_t j = 0; j < w.size(); j++) w[j] += vector_scale(nc, uint32_t(member)) * eps[j];
+    }
+  }
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("the low-rank forward equals the forward with W + E_i for every member", "[eggroll]") {
+  Model m = Model::random(small_cfg(), 3);
+  for (bool freeze : {true, false})
+    for (NoiseCache cache : {NoiseCache::Keep, NoiseCache::Regenerate}) {
+      INFO("freeze_nonlora " << freeze << " cache " << int(cache));
+      auto sel = select_params(m, {"*"}, {}, freeze);  // emb and head included
+      NoiseConfig nc;
+      nc.seed = 11, nc.rank = 2, nc.sigma = 0.05f;
+      const int G = 6, T = 4;
+      EggrollPerturbation pert(m, sel, nc, cache);
+      pert.begin_step(5, G);
+      Forward fwd(m);
+      BatchState st(m.cfg, G);
+      std::vector<int> slots = {0, 1, 2, 3, 4, 5};
+      std::vector<float> lg(size_t(G) * 97);
+      std::vector<std::vector<float>> batched(static_cast<size_t>(T));
+      for (int t = 0; t < T; t++) {
+        std::vector<int32_t> toks;
+        for (int i = 0; i < G; i++) toks.push_back(int32_t((i * 13 + t * 7 + 1) % 97));
+        fwd.step(toks, slots, st, lg.data(), {}, &pert);
+        batched[size_t(t)] = lg;
+      }
+      double worst = 0;
+      for (int i = 0; i < G; i++) {
+        Model mi = perturbed_copy(m, sel, nc, 5, i);
+        mi.layers = m.layers;
+        Forward f1(mi);
+        BatchState s1(mi.cfg, 1);
+        const int slot = 0;
+        std::vector<float> l1(97);
+        for (int t = 0; t < T; t++) {
+          int32_t tok = int32_t((i * 13 + t * 7 + 1) % 97);
+          f1.step(std::span(&tok, 1), std::span(&slot, 1), s1, l1.data());
+          for (int v = 0; v < 97; v++)
+            worst = std::max(worst, double(std::fabs(l1[size_t(v)] - batched[size_t(t)][size_t(i * 97 + v)])));
+        }
+      }
+      CHECK(worst < 1e-5);
+    }
+}
+
+TEST_CASE("antithetic members get exactly opposite perturbations", "[eggroll]") {
+  Model m = Model::random(small_cfg(), 4);
+  NoiseConfig nc;
+  nc.seed = 2, nc.rank = 3, nc.sigma = 0.01f;
+  const int pid = m.layers[1].Wk;
+  auto e0 = materialise(m, pid, nc, 9, 4), e1 = materialise(m, pid, nc, 9, 5), e2 = materialise(m, pid, nc, 9, 6);
+  for (size_t j = 0; j < e0.size(); j++) REQUIRE(e0[j] == -e1[j]);
+  CHECK(e0 != e2);
+}
+
+TEST_CASE("the update GEMM equals the explicit sum of f_i E_i", "[eggroll]") {
+  Model m = Model::random(small_cfg(), 5);
+  for (bool freeze : {true, false}) {
+    auto sel = select_params(m, {"blocks.1.*", "head.weight"}, {}, freeze);
+    NoiseConfig nc;
+    nc.seed = 8, nc.rank = 2, nc.sigma = 0.02f;
+    std::vector<float> fit = {0.5f, -1.f, 2.f, 0.25f, -0.75f, 1.5f, 0.f, -2.f};
+    const int N = int(fit.size());
+    std::vector<std::vector<float>> grads;
+    eggroll_gradient(m, sel, nc, 3, fit, grads);
+    double worst = 0;
+    for (int pid : sel.ids()) {
+      const size_t n = m.params[size_t(pid)].numel();
+      std::vector<double> want(n, 0.0);
+      for (int i = 0; i < N; i++) {
+        std::vector<float> E;
+        if (sel.lowrank[size_t(pid)]) {
+          E = materialise(m, pid, nc, 3, i);
+        } else {
+          E.resize(n);
+          fill_vector_noise(nc, uint32_t(pid), 3, uint32_t(i), n, E.data());
+          for (auto& e : E) e *= vector_scale(nc, uint32_t(i));
+        }
+        for (size_t j = 0; j < n; j++) want[j] += fit[size_t(i)] * double(E[j]) / std::sqrt(double(N));
+      }
+      for (size_t j = 0; j < n; j++) worst = std::max(worst, std::fabs(want[j] - grads[size_t(pid)][j]));
+    }
+    CHECK(worst < 1e-6);
+  }
+}
+
+namespace {
+double cosine(const std::vector<double>& a, const std::vector<double>& b) {
+  double ab = 0, aa = 0, bb = 0;
+  for (size_t i = 0; i < a.size(); i++) ab += a[i] * b[i], aa += a[i] * a[i], bb += b[i] * b[i];
+  return ab / std::sqrt(aa * bb);
+}
+
+// Mean cosine between the ES update and the true gradient C of the linear objective <C, W>,
+// with rank r (r = 0: full-rank Gaussian noise, OpenES).
+double es_cosine(const Model& m, int pid, int r, int N, int trials) {
+  const Param& p = m.params[size_t(pid)];
+  std::mt19937 g(99);
+  std::normal_distribution<double> nd;
+  std::vector<double> C(p.numel());
+  for (auto& c : C) c = nd(g);
+  double total = 0;
+  for (int t = 0; t < trials; t++) {
+    NoiseConfig nc;
+    nc.seed = uint64_t(1000 + t), nc.rank = std::max(r, 1), nc.sigma = 0.01f;
+    std::vector<double> upd(p.numel(), 0.0);
+    for (int i = 0; i < N; i++) {
+      std::vector<float> E;
+      if (r > 0) {
+        E = materialise(m, pid, nc, 0, i);
+      } else {
+        E.resize(p.numel());
+        fill_vector_noise(nc, uint32_t(pid), 0, uint32_t(i), p.numel(), E.data());
+        for (auto& e : E) e *= vector_scale(nc, uint32_t(i));
+      }
+      double f = 0;
+      for (size_t j = 0; j < E.size(); j++) f += C[j] * E[j];
+      for (size_t j = 0; j < E.size(); j++) upd[j] += f * E[j];
+    }
+    total += cosine(upd, C);
+  }
+  return total / trials;
+}
+}  // namespace
+
+TEST_CASE("for a linear objective the update points along the gradient", "[eggroll][estimator]") {
+  ModelConfig c = small_cfg();
+  c.n_embd = 64, c.n_head = 1, c.ffn = 256, c.dw = 4;
+  Model m = Model::random(c, 6);
+  const int pid = m.layers[0].w1;  // 64 x 4: 256 dimensions
+  const double cos1 = es_cosine(m, pid, 1, 8192, 1);
+  INFO("cos r=1, N=8192: " << cos1);
+  CHECK(cos1 > 0.9);
+  // the low-rank estimate approaches the full-rank one as r grows
+  const double full = es_cosine(m, pid, 0, 256, 4);
+  const double r1 = es_cosine(m, pid, 1, 256, 4), r4 = es_cosine(m, pid, 4, 256, 4),
+               r16 = es_cosine(m, pid, 16, 256, 4);
+  INFO("N=256: full " << full << " r1 " << r1 << " r4 " << r4 << " r16 " << r16);
+  CHECK(std::fabs(r16 - full) < std::fabs(r1 - full));
+  CHECK(std::fabs(r16 - full) < 0.1);
+}
+
+TEST_CASE("parameter selection by glob patterns", "[eggroll]") {
+  Model m = Model::random(small_cfg(), 1);
+  auto sel = select_params(m, {"*"}, {"emb.weight", "head.weight"}, true);
+  CHECK_FALSE(sel.lowrank[size_t(m.emb)]);
+  CHECK_FALSE(sel.lowrank[size_t(m.head)]);
+  CHECK(sel.lowrank[size_t(m.layers[0].w1)]);
+  CHECK(sel.lowrank[size_t(m.layers[1].ffn_value)]);
+  CHECK_FALSE(sel.full[size_t(m.layers[0].x_r)]);
+  auto sel2 = select_params(m, {"*"}, {}, false);
+  CHECK(sel2.full[size_t(m.layers[0].x_r)]);
+  CHECK(sel2.full[size_t(m.layers[0].r_k)]);
+  REQUIRE_THROWS_WITH(select_params(m, {"*"}, {"blocks.*.att.nothing"}, true), Catch::Contains("blocks.*.att.nothing"));
+  CHECK(glob_match("blocks.*.att.?1", "blocks.10.att.w1"));
+  CHECK_FALSE(glob_match("blocks.*.att.?1", "blocks.10.att.w2"));
+}
+
+TEST_CASE("optimizers and schedules", "[eggroll][optim]") {
+  Model m = Model::random(small_cfg(), 2);
+  auto sel = select_params(m, {"blocks.0.att.w1"}, {}, true);
+  const int pid = m.layers[0].w1;
+  std::vector<std::vector<float>> g(m.params.size());
+  g[size_t(pid)].assign(m.params[size_t(pid)].numel(), 0.5f);
+  Model a = m;
+  Optimizer sgd({OptimKind::SGD}, a, sel);
+  auto rep = sgd.step(a, g, 0.1);
+  CHECK(a.params[size_t(pid)].data[0] == Approx(m.params[size_t(pid)].data[0] + 0.05f));
+  CHECK(rep.grad_norm == Approx(0.5 * std::sqrt(double(g[size_t(pid)].size()))));
+  // Adam's first step moves every weight by lr (sign of g)
+  Model b = m;
+  Optimizer adam({OptimKind::Adam}, b, sel);
+  adam.step(b, g, 0.01);
+  CHECK(b.params[size_t(pid)].data[3] == Approx(m.params[size_t(pid)].data[3] + 0.01f).margin(1e-6));
+  // clipping
+  Model c = m;
+  OptimConfig oc{OptimKind::SGD};
+  oc.clip_update_norm = 1.0;
+  Optimizer clipped(oc, c, sel);
+  auto r2 = clipped.step(c, g, 1.0);
+  CHECK(r2.update_norm == Approx(1.0).epsilon(1e-4));
+  CHECK(schedule_value(ScheduleKind::Linear, 1.0, 0.0, 0, 11) == 1.0);
+  CHECK(schedule_value(ScheduleKind::Linear, 1.0, 0.0, 10, 11) == Approx(0.0));
+  CHECK(schedule_value(ScheduleKind::Multiplicative, 2.0, 0.5, 3, 10) == Approx(0.25));
+}
