@@ -6,10 +6,12 @@ namespace eggroll {
 
 void register_model_commands(CLI::App& app);
 void register_bench_commands(CLI::App& app);
+void register_train_commands(CLI::App& app);
 
 void register_commands(CLI::App& app) {
   register_model_commands(app);
   register_bench_commands(app);
+  register_train_commands(app);
 }
 
 }  // namespace eggroll

@@ -1,0 +1,366 @@
+#include "es/trainer.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fmt/format.h>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <omp.h>
+#include <sstream>
+
+#include "core/checkpoint.h"
+#include "core/error.h"
+#include "es/eggroll.h"
+#include "es/fitness.h"
+#include "es/tasks.h"
+#include "rwkv/generate.h"
+#include "rwkv/model.h"
+#include "rwkv/tokenizer.h"
+
+namespace fs = std::filesystem;
+
+namespace eggroll {
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+uint64_t mix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// Writes `text` to path atomically (temp file + fsync + rename).
+void write_atomic(const fs::path& path, const std::string& text) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) throw InputError(fmt::format("{}: cannot write", tmp.string()));
+    f << text;
+    f.flush();
+    if (!f) throw InputError(fmt::format("{}: write failed", tmp.string()));
+  }
+  if (FILE* fp = std::fopen(tmp.c_str(), "rb")) {
+    ::fsync(fileno(fp));
+    std::fclose(fp);
+  }
+  fs::rename(tmp, path);
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  if (!f) throw InputError(fmt::format("{}: cannot read", p.string()));
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Keeps only the lines of a JSONL log whose "step" is below `step` (a resumed run rewrites
+// the steps after its checkpoint).
+void truncate_log(const fs::path& p, int step) {
+  if (!fs::exists(p)) return;
+  std::istringstream in(read_text(p));
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.contains("step") || !j["step"].is_number_integer()) continue;  // torn last line
+    if (j["step"].get<int>() < step) kept += line + "\n";
+  }
+  write_atomic(p, kept);
+}
+
+std::string json_line(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+void append_line(const fs::path& p, const std::string& line) {
+  std::ofstream f(p, std::ios::app | std::ios::binary);
+  f << line;
+  f.flush();
+}
+
+std::unique_ptr<Tokenizer> make_tokenizer(const TrainConfig& cfg) {
+  return cfg.model.vocab == "byte" ? make_byte_tokenizer() : load_world_tokenizer(cfg.model.vocab);
+}
+
+Model initial_model(const TrainConfig& cfg, const Tokenizer& tok) {
+  if (!cfg.model.path.empty()) return Model::load(cfg.model.path);
+  ModelConfig mc = ModelConfig::preset(cfg.model.init_preset, tok.vocab_size() <= 256 ? 256 : 65536);
+  Model m = Model::random(mc, cfg.model.init_seed);
+  DType dt{};
+  parse_dtype(cfg.model.init_dtype, dt);
+  if (dt != DType::F32)  // round the random weights to the stored precision
+    for (auto& p : m.params) {
+      std::vector<uint8_t> tmp(p.data.size() * 2);
+      convert_from_f32(dt, p.data.data(), tmp.data(), p.data.size());
+      convert_to_f32(dt, tmp.data(), p.data.data(), p.data.size());
+    }
+  return m;
+}
+
+TaskOptions task_options(const TrainConfig& cfg) {
+  TaskOptions o;
+  o.name = cfg.task.name;
+  o.train_path = cfg.task.train_path;
+  o.val_path = cfg.task.val_path;
+  o.seed = cfg.task.seed;
+  o.val_size = size_t(cfg.task.val_size);
+  o.template_name = cfg.task.template_;
+  return o;
+}
+
+GenOptions gen_options(const TrainConfig& cfg, const Tokenizer* tok, bool greedy) {
+  GenOptions g;
+  g.max_tokens = cfg.task.thinking_length + cfg.task.answer_length;
+  g.sampling.temperature = greedy ? 0.f : float(cfg.generation.temperature);
+  g.sampling.top_k = cfg.generation.top_k;
+  g.sampling.top_p = float(cfg.generation.top_p);
+  g.tokenizer = tok;
+  if (!cfg.task.stop.empty()) g.stop_strings = {cfg.task.stop};
+  return g;
+}
+
+std::vector<int32_t> prompt_tokens(const Tokenizer& tok, const Example& ex, const Model& m) {
+  auto ids = tok.encode(ex.prompt);
+  if (ids.empty()) ids.push_back(0);  // an empty prompt starts after the end-of-document token
+  for (int32_t t : ids)
+    if (t >= m.cfg.vocab)
+      throw InputError(fmt::format("model.vocab: token id {} is outside the model's vocabulary of {}", t, m.cfg.vocab));
+  return ids;
+}
+
+std::string fmt_eta(double s) {
+  if (!std::isfinite(s) || s < 0) return "--:--";
+  const int t = int(s + 0.5);
+  return t >= 3600 ? fmt::format("{}:{:02d}:{:02d}", t / 3600, t / 60 % 60, t % 60) : fmt::format("{:02d}:{:02d}", t / 60, t % 60);
+}
+
+double validation_score(const Model& m, const Task& task, const Tokenizer& tok, const TrainConfig& cfg) {
+  const size_t n = task.val_size();
+  if (n == 0) return std::nan("");
+  std::vector<Example> ex;
+  std::vector<GenRequest> reqs;
+  for (size_t i = 0; i < n; i++) {
+    ex.push_back(task.val_example(i));
+    reqs.push_back({prompt_tokens(tok, ex.back(), m), 0, 0});
+  }
+  Forward fwd(m);
+  auto res = generate(fwd, reqs, gen_options(cfg, &tok, true));
+  double total = 0;
+  for (size_t i = 0; i < n; i++) {
+    double r = task.reward(ex[i], res[i].text, res[i].tokens);
+    total += std::isfinite(r) ? r : 0.0;
+  }
+  return total / double(n);
+}
+
+struct CheckpointState {
+  int step = 0;  // completed steps
+  uint64_t optimizer_steps = 0;
+};
+
+void save_checkpoint_dir(const fs::path& run, int step, const Model& m, const Optimizer& opt, int keep) {
+  const fs::path dir = run / "checkpoints";
+  fs::create_directories(dir);
+  const std::string name = fmt::format("step_{}", step);
+  const fs::path tmp = dir / (".tmp_" + name), final = dir / name;
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  save_safetensors((tmp / "model.safetensors").string(), m.to_state_dict(DType::F32));
+  save_safetensors((tmp / "optimizer.safetensors").string(), opt.state());
+  nlohmann::json st = {{"step", step}, {"optimizer_steps", opt.steps()}, {"format", 1}};
+  write_atomic(tmp / "state.json", st.dump(1) + "\n");
+  fs::remove_all(final);
+  fs::rename(tmp, final);
+  write_atomic(dir / "latest", name + "\n");
+  // keep the newest `keep`
+  std::vector<std::pair<int, fs::path>> all;
+  for (auto& e : fs::directory_iterator(dir)) {
+    const std::string n = e.path().filename().string();
+    if (e.is_directory() && n.rfind("step_", 0) == 0) all.push_back({std::atoi(n.c_str() + 5), e.path()});
+  }
+  std::sort(all.begin(), all.end());
+  for (size_t i = 0; i + size_t(keep) < all.size(); i++) fs::remove_all(all[i].second);
+}
+
+}  // namespace
+
+std::string run_directory(const TrainConfig& cfg) { return (fs::path(cfg.run.dir) / cfg.run.name).string(); }
+
+std::string latest_checkpoint(const std::string& run_dir) {
+  const fs::path p = fs::path(run_dir) / "checkpoints" / "latest";
+  if (!fs::exists(p)) return "";
+  std::string name = read_text(p);
+  while (!name.empty() && (name.back() == '\n' || name.back() == '\r')) name.pop_back();
+  const fs::path dir = fs::path(run_dir) / "checkpoints" / name;
+  if (name.empty() || name.find('/') != std::string::npos || !fs::exists(dir / "state.json"))
+    throw InputError(fmt::format("{}: points to '{}', which is not a complete checkpoint", p.string(), name));
+  return dir.string();
+}
+
+TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
+  if (cfg.run.threads > 0) omp_set_num_threads(cfg.run.threads);
+  const fs::path run = run_directory(cfg);
+  fs::create_directories(run);
+  const fs::path cfg_path = run / "config.yaml";
+  if (fs::exists(cfg_path)) {
+    TrainConfig saved = load_train_config(cfg_path.string());
+    require_resumable(saved, cfg_path.string(), cfg);
+  }
+  write_atomic(cfg_path, to_yaml(cfg));
+
+  auto tok = make_tokenizer(cfg);
+  auto task = make_task(task_options(cfg));
+  Model model = initial_model(cfg, *tok);
+  auto sel = select_params(model, cfg.es.include, cfg.es.exclude, cfg.es.freeze_nonlora);
+  OptimConfig oc;
+  oc.kind = parse_optim(cfg.optim.name);
+  oc.beta1 = cfg.optim.beta1, oc.beta2 = cfg.optim.beta2, oc.eps = cfg.optim.eps;
+  oc.weight_decay = cfg.optim.weight_decay, oc.clip_update_norm = cfg.optim.clip_update_norm;
+  Optimizer opt(oc, model, sel);
+
+  int start = 0;
+  const std::string ck = latest_checkpoint(run.string());
+  if (!ck.empty()) {
+    auto st = nlohmann::json::parse(read_text(fs::path(ck) / "state.json"), nullptr, false);
+    if (st.is_discarded() || !st.contains("step")) throw InputError(ck + "/state.json: malformed");
+    Model loaded = Model::load((fs::path(ck) / "model.safetensors").string());
+    if (loaded.cfg.describe() != model.cfg.describe())
+      throw InputError(fmt::format("{}: checkpoint model ({}) differs from the configured one ({})", ck,
+                                   loaded.cfg.describe(), model.cfg.describe()));
+    model.params = std::move(loaded.params);
+    opt.load_state(load_safetensors((fs::path(ck) / "optimizer.safetensors").string()), ck);
+    opt.set_steps(st["optimizer_steps"].get<uint64_t>());
+    start = st["step"].get<int>();
+    fmt::print(stderr, "resuming {} from {} (step {})\n", run.string(), ck, start);
+  }
+  truncate_log(run / "metrics.jsonl", start);
+  truncate_log(run / "samples.jsonl", start);
+
+  NoiseConfig nc;
+  nc.seed = cfg.run.seed;
+  nc.rank = cfg.es.rank;
+  nc.noise_reuse = cfg.es.noise_reuse;
+  nc.dist = parse_noise_dist(cfg.es.noise, "es.noise");
+  nc.sigma = float(cfg.es.sigma);
+  const auto shaping = parse_fitness_shaping(cfg.es.shaping, "es.shaping");
+  const auto lr_sched = parse_schedule(cfg.optim.lr_schedule, "optim.lr_schedule");
+  const auto sg_sched = parse_schedule(cfg.optim.sigma_schedule, "optim.sigma_schedule");
+  EggrollPerturbation pert(model, sel, nc,
+                           cfg.es.noise_cache == "keep" ? NoiseCache::Keep : NoiseCache::Regenerate);
+  const int G = cfg.es.directions, P = cfg.es.prompts_per_step;
+  const GenOptions gopt = gen_options(cfg, tok.get(), false);
+  const bool tty = hooks.progress && ::isatty(2);
+  std::vector<std::vector<float>> grads;
+  TrainResult result;
+  result.run_dir = run.string();
+  const double t_begin = now_s();
+  int done_here = 0;
+
+  for (int step = start; step < cfg.run.steps; step++) {
+    const double t0 = now_s();
+    const double sigma = schedule_value(sg_sched, cfg.es.sigma, cfg.optim.sigma_decay, step, cfg.run.steps);
+    const double lr = schedule_value(lr_sched, cfg.optim.lr, cfg.optim.lr_decay, step, cfg.run.steps);
+    nc.sigma = float(sigma);
+    pert.set_sigma(float(sigma));
+    pert.begin_step(uint64_t(step), G);
+    const double t_noise = now_s();
+
+    std::vector<Example> ex;
+    std::vector<std::vector<int32_t>> ptoks;
+    for (int p = 0; p < P; p++) {
+      ex.push_back(task->train_example(uint64_t(step) * uint64_t(P) + uint64_t(p)));
+      ptoks.push_back(prompt_tokens(*tok, ex.back(), model));
+    }
+    std::vector<GenRequest> reqs(size_t(G) * size_t(P));
+    for (int j = 0; j < G * P; j++)
+      reqs[size_t(j)] = {ptoks[size_t(j / G)], mix64(cfg.run.seed ^ mix64(uint64_t(step) << 32 | uint64_t(j))), j % G};
+    Forward fwd(model);
+    GenStats gs;
+    auto res = generate(fwd, reqs, gopt, &pert, &gs);
+    const double t_gen = now_s();
+
+    std::vector<double> rewards(reqs.size());
+    for (size_t j = 0; j < reqs.size(); j++) rewards[j] = task->reward(ex[j / size_t(G)], res[j].text, res[j].tokens);
+    auto fit = shape_fitness(std::span<const double>(rewards), size_t(G), shaping);
+    if (fit.nonfinite > 0)
+      fmt::print(stderr, "step {}: {} non-finite rewards counted as the worst score\n", step, fit.nonfinite);
+    const double t_score = now_s();
+
+    eggroll_gradient(model, sel, nc, uint64_t(step), fit.fitness, grads);
+    StepReport rep = opt.step(model, grads, lr);
+    const double t_update = now_s();
+
+    nlohmann::json mj = {{"step", step},
+                         {"reward_mean", fit.mean},
+                         {"reward_std", fit.std},
+                         {"reward_min", fit.min},
+                         {"reward_max", fit.max},
+                         {"nonfinite_rewards", fit.nonfinite},
+                         {"generations", reqs.size()},
+                         {"tokens_generated", gs.generated_tokens},
+                         {"prompt_tokens", gs.prompt_tokens},
+                         {"tokens_per_s", gs.seconds > 0 ? double(gs.generated_tokens) / gs.seconds : 0.0},
+                         {"seconds", {{"noise", t_noise - t0}, {"generate", t_gen - t_noise}, {"score", t_score - t_gen},
+                                      {"update", t_update - t_score}}},
+                         {"grad_norm", rep.grad_norm},
+                         {"update_norm", rep.update_norm},
+                         {"lr", lr},
+                         {"sigma", sigma},
+                         {"noise_cache_bytes", pert.cache_bytes()}};
+    if (cfg.run.eval_every > 0 && (step + 1) % cfg.run.eval_every == 0)
+      mj["val_score"] = validation_score(model, *task, *tok, cfg);
+    append_line(run / "metrics.jsonl", json_line(mj));
+    std::string samples;
+    for (int j = 0; j < std::min<int>(cfg.run.samples_per_step, G * P); j++)
+      samples += json_line({{"step", step},
+                            {"generation", j},
+                            {"member", j % G},
+                            {"prompt", ex[size_t(j / G)].prompt},
+                            {"completion", res[size_t(j)].text},
+                            {"tokens", res[size_t(j)].tokens},
+                            {"reward", rewards[size_t(j)]}});
+    if (!samples.empty()) append_line(run / "samples.jsonl", samples);
+
+    const bool last = step + 1 == cfg.run.steps;
+    if (last || (cfg.run.checkpoint_every > 0 && (step + 1) % cfg.run.checkpoint_every == 0))
+      save_checkpoint_dir(run, step + 1, model, opt, cfg.run.keep_checkpoints);
+    done_here++;
+    result.steps_done = step + 1;
+    result.last_reward_mean = fit.mean;
+    if (tty) {
+      const double per = (now_s() - t_begin) / done_here;
+      fmt::print(stderr, "\r\033[Kstep {}/{}  reward {:.4f} (max {:.4f})  {:.0f} tok/s  ETA {}", step + 1,
+                 cfg.run.steps, fit.mean, fit.max, mj["tokens_per_s"].get<double>(),
+                 fmt_eta(per * (cfg.run.steps - step - 1)));
+      if (last) fmt::print(stderr, "\n");
+    }
+    if (hooks.stop_after_steps >= 0 && done_here >= hooks.stop_after_steps) break;
+  }
+  return result;
+}
+
+EvalResult evaluate(const TrainConfig& cfg, const std::string& checkpoint) {
+  auto tok = make_tokenizer(cfg);
+  auto task = make_task(task_options(cfg));
+  EvalResult r;
+  std::string weights;
+  std::string ck = checkpoint.empty() ? latest_checkpoint(run_directory(cfg)) : checkpoint;
+  if (!ck.empty()) weights = fs::is_directory(ck) ? (fs::path(ck) / "model.safetensors").string() : ck;
+  Model m = weights.empty() ? initial_model(cfg, *tok) : Model::load(weights);
+  r.checkpoint = weights.empty() ? "initial model" : weights;
+  r.examples = task->val_size();
+  if (r.examples == 0) throw InputError("task.val_size: the task has no validation split (set task.val_path or task.val_size)");
+  r.score = validation_score(m, *task, *tok, cfg);
+  return r;
+}
+
+}  // namespace eggroll
