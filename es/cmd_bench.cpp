@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "es/commands.h"
+#include "es/eggroll.h"
 #include "rwkv/forward.h"
 #include "rwkv/model.h"
 
@@ -117,6 +118,104 @@ void register_bench_commands(CLI::App& app) {
                           {"gflops", flops_tok * double(B) / t_fwd / 1e9},
                           {"gemm_gflops", flops_tok * double(B) / t_gemm / 1e9},
                           {"ratio_vs_gemm", t_gemm / t_fwd}};
+      std::cout << j.dump() << std::endl;
+    }
+  });
+
+  auto* e = bench->add_subcommand("es", "Population decode throughput: pure inference vs EGGROLL vs OpenES");
+  struct EsOpts {
+    std::string preset = "0.1b", population = "64,256,1024";
+    int tokens = 16, openes_members = 2, openes_tokens = 1, rank = 1, threads = 0;
+    double sigma = 1e-3;
+  };
+  auto eo = std::make_shared<EsOpts>();
+  e->add_option("--preset", eo->preset, "model size preset (random weights, fp32)");
+  e->add_option("--population", eo->population, "comma-separated population sizes (even)");
+  e->add_option("--tokens", eo->tokens, "decode steps per measurement")->check(CLI::Range(1, 100000));
+  e->add_option("--openes-members", eo->openes_members, "members timed for OpenES")->check(CLI::Range(1, 1 << 20));
+  e->add_option("--openes-tokens", eo->openes_tokens, "tokens per OpenES member")->check(CLI::Range(1, 100000));
+  e->add_option("--rank", eo->rank, "perturbation rank r")->check(CLI::Range(1, 1024));
+  e->add_option("--sigma", eo->sigma, "noise scale")->check(CLI::Range(0.0, 10.0));
+  e->add_option("--threads", eo->threads, "CPU threads (0 = all)")->check(CLI::Range(0, 4096));
+  e->callback([=] {
+    auto pops = parse_int_list("--population", eo->population);
+    for (auto n : pops)
+      if (n < 2 || n % 2 || n > (1 << 20)) throw InputError(fmt::format("--population: {} is not an even number in [2, 2^20]", n));
+    if (eo->threads > 0) omp_set_num_threads(eo->threads);
+    ModelConfig cfg = ModelConfig::preset(eo->preset);
+    fmt::print(stderr, "bench es: building random {} model ({:.0f}M params, fp32)\n", eo->preset,
+               double(cfg.param_count()) / 1e6);
+    Model m = Model::random(cfg, 1);
+    auto sel = select_params(m, {"*"}, {"emb.weight", "head.weight"}, true);
+    NoiseConfig nc;
+    nc.seed = 1, nc.rank = eo->rank, nc.sigma = float(eo->sigma);
+    const int T = eo->tokens;
+    // decode T tokens for B members from a fresh state; returns seconds (noise set-up included)
+    Forward fwd(m);
+    auto decode = [&](int64_t B, EggrollPerturbation* pert) {
+      BatchState st(cfg, int(B));
+      std::vector<int32_t> toks(static_cast<size_t>(B));
+      std::vector<int> slots(static_cast<size_t>(B));
+      std::vector<float> logits(size_t(B) * size_t(cfg.vocab));
+      const double t0 = now_s();
+      if (pert) pert->begin_step(0, int(B));
+      for (int t = 0; t < T; t++) {
+        for (int64_t i = 0; i < B; i++) toks[size_t(i)] = int32_t((i * 7919 + t * 31) % cfg.vocab), slots[size_t(i)] = int(i);
+        fwd.step(toks, slots, st, logits.data(), {}, pert);
+      }
+      return now_s() - t0;
+    };
+    for (int64_t N : pops) {
+      fmt::print(stderr, "bench es: population {}\n", N);
+      const double t_pure = decode(N, nullptr);
+      EggrollPerturbation regen(m, sel, nc, NoiseCache::Regenerate), keep(m, sel, nc, NoiseCache::Keep);
+      const double t_regen = decode(N, &regen);
+      const double t_keep = decode(N, &keep);
+      // OpenES: every member materialises W + sigma * eps (full-rank) and decodes alone
+      const int M = eo->openes_members, To = eo->openes_tokens;
+      double t_open = 0;
+      {
+        Model pm = m;
+        Forward pfwd(pm);
+        std::vector<float> eps;
+        const double t0 = now_s();
+        for (int i = 0; i < M; i++) {
+          for (int pid : sel.ids()) {
+            const Param& p = m.params[size_t(pid)];
+            eps.resize(p.numel());
+            NoiseKey key = noise_key(nc, uint32_t(pid), 0, uint32_t(i));
+            fill_noise(key, nc.dist, 0, p.numel(), eps.data());
+            auto& w = pm.params[size_t(pid)].data;
+            const float c = vector_scale(nc, uint32_t(i));
+            for (size_t j = 0; j < w.size(); j++) w[j] = p.data[j] + c * eps[j];
+          }
+          BatchState st(cfg, 1);
+          std::vector<float> logits(size_t(cfg.vocab));
+          const int slot = 0;
+          for (int t = 0; t < To; t++) {
+            int32_t tok = int32_t((i * 7919 + t * 31) % cfg.vocab);
+            pfwd.step(std::span(&tok, 1), std::span(&slot, 1), st, logits.data());
+          }
+        }
+        t_open = now_s() - t0;
+      }
+      const double pure = double(N) * T / t_pure, rg = double(N) * T / t_regen, kp = double(N) * T / t_keep,
+                   op = double(M) * To / t_open;
+      nlohmann::json j = {{"bench", "es"},
+                          {"preset", eo->preset},
+                          {"population", N},
+                          {"tokens", T},
+                          {"rank", eo->rank},
+                          {"threads", omp_get_max_threads()},
+                          {"inference_tokens_per_s", pure},
+                          {"eggroll_regenerate_tokens_per_s", rg},
+                          {"eggroll_keep_tokens_per_s", kp},
+                          {"openes_tokens_per_s", op},
+                          {"openes_members_timed", M},
+                          {"noise_cache_bytes", keep.cache_bytes()},
+                          {"ratio_keep_vs_inference", kp / pure},
+                          {"ratio_regenerate_vs_inference", rg / pure},
+                          {"ratio_keep_vs_openes", kp / op}};
       std::cout << j.dump() << std::endl;
     }
   });
