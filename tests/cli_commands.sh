@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The command-line forms that outside checks use, on the fixtures.
-. "$(dirname "$0")/cli_lib.sh"
+. "$(dirname "$0")/lib_cli.sh"
 M=$FIX/rwkv7/rand-l3-d256-v1024.pth
 V=$FIX/tokenizer/rwkv_vocab_v20230424.txt
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bad input of any kind: exit status 2 and one line on stderr naming the file or flag.
-. "$(dirname "$0")/cli_lib.sh"
+. "$(dirname "$0")/lib_cli.sh"
 M=$FIX/rwkv7/tiny-rwkv7-834k.pth
 V=$FIX/tokenizer/rwkv_vocab_v20230424.txt
 
