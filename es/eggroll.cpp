@@ -198,18 +198,22 @@ void EggrollPerturbation::add_embedding(int pid, std::span<const int32_t> tokens
 // ---- gradient -------------------------------------------------------------------------
 
 void eggroll_gradient(const Model& m, const ParamSelection& sel, const NoiseConfig& cfg, uint64_t epoch,
-                      std::span<const float> fitness, std::vector<std::vector<float>>& grads) {
+                      std::span<const float> fitness, std::vector<std::vector<float>>& grads, size_t pair_begin,
+                      size_t pair_end) {
   const int64_t N = int64_t(fitness.size());
   if (N < 2 || N % 2) throw std::invalid_argument("eggroll_gradient: the population must be even and >= 2");
-  const int64_t pairs = N / 2, r = cfg.rank;
+  const int64_t p0 = int64_t(std::min(pair_begin, size_t(N / 2)));
+  const int64_t pairs = int64_t(std::min(pair_end, size_t(N / 2))) - p0, r = cfg.rank;
   grads.resize(m.params.size());
-  std::vector<double> coef(static_cast<size_t>(pairs));
+  std::vector<double> coef(static_cast<size_t>(std::max<int64_t>(pairs, 0)));
   for (int64_t k = 0; k < pairs; k++)
-    coef[size_t(k)] = double(fitness[size_t(2 * k)] - fitness[size_t(2 * k + 1)]) * cfg.sigma / std::sqrt(double(N));
+    coef[size_t(k)] =
+        double(fitness[size_t(2 * (p0 + k))] - fitness[size_t(2 * (p0 + k) + 1)]) * cfg.sigma / std::sqrt(double(N));
   for (int pid : sel.ids()) {
     const Param& p = m.params[size_t(pid)];
     auto& g = grads[size_t(pid)];
     g.assign(p.numel(), 0.f);
+    if (pairs <= 0) continue;
     if (sel.lowrank[size_t(pid)]) {
       const int64_t M = p.rows, Nn = p.cols, K = pairs * r;
       std::vector<float> Aall(size_t(M * K)), Ball(size_t(Nn * K));
@@ -218,7 +222,7 @@ void eggroll_gradient(const Model& m, const ParamSelection& sel, const NoiseConf
         std::vector<float> f(lowrank_factor_size(size_t(M), size_t(Nn), int(r)));
 #pragma omp for schedule(dynamic, 1)
         for (int64_t k = 0; k < pairs; k++) {
-          fill_lowrank_factors(cfg, uint32_t(pid), epoch, uint32_t(2 * k), size_t(M), size_t(Nn), f.data());
+          fill_lowrank_factors(cfg, uint32_t(pid), epoch, uint32_t(2 * (p0 + k)), size_t(M), size_t(Nn), f.data());
           const float s = float(coef[size_t(k)] / std::sqrt(double(r)));
           for (int64_t o = 0; o < M; o++)
             for (int64_t q = 0; q < r; q++) Aall[size_t(o * K + k * r + q)] = s * f[size_t(o * r + q)];
@@ -230,7 +234,7 @@ void eggroll_gradient(const Model& m, const ParamSelection& sel, const NoiseConf
     } else {
       std::vector<float> eps(p.numel());
       for (int64_t k = 0; k < pairs; k++) {
-        fill_vector_noise(cfg, uint32_t(pid), epoch, uint32_t(2 * k), p.numel(), eps.data());
+        fill_vector_noise(cfg, uint32_t(pid), epoch, uint32_t(2 * (p0 + k)), p.numel(), eps.data());
         const float s = float(coef[size_t(k)]);
         for (size_t j = 0; j < eps.size(); j++) g[j] += s * eps[j];
       }

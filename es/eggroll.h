@@ -66,8 +66,11 @@ class EggrollPerturbation : public Perturbation {
 
 // g = (1/sqrt(N)) sum_i f_i E_i for every selected parameter (N = fitness.size(), even),
 // written into grads[pid] (resized; untouched for unselected ids). Matrices by one GEMM each.
+// With a pair range, only the antithetic pairs [pair_begin, pair_end) contribute (the partial
+// update one rank forms from its own members; the partial updates of all ranks sum to g).
 void eggroll_gradient(const Model& m, const ParamSelection& sel, const NoiseConfig& cfg, uint64_t epoch,
-                      std::span<const float> fitness, std::vector<std::vector<float>>& grads);
+                      std::span<const float> fitness, std::vector<std::vector<float>>& grads,
+                      size_t pair_begin = 0, size_t pair_end = SIZE_MAX);
 
 // ---- optimizers -----------------------------------------------------------------------
 enum class OptimKind { SGD, Adam, AdamW };

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "core/checkpoint.h"
+#include "core/comm.h"
 #include "core/error.h"
 #include "es/eggroll.h"
 #include "es/fitness.h"
@@ -208,14 +209,28 @@ std::string latest_checkpoint(const std::string& run_dir) {
 
 TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
   if (cfg.run.threads > 0) omp_set_num_threads(cfg.run.threads);
+  CommOptions co;
+  co.backend = cfg.dist.backend;
+  co.rendezvous = cfg.dist.rendezvous;
+  co.rendezvous_path = cfg.dist.rendezvous_path;
+  co.timeout_s = cfg.dist.timeout_s;
+  auto comm = make_communicator(co);
+  if (comm->backend() == "nccl")
+    throw InputError("dist.backend: 'nccl' carries GPU buffers and the trainer runs on the CPU backend; use 'mpi'");
+  const int rank = comm->rank(), world = comm->size();
+  const bool lead = rank == 0;
+  const bool replicated = cfg.dist.update_mode == "replicated";
+
   const fs::path run = run_directory(cfg);
-  fs::create_directories(run);
+  if (lead) fs::create_directories(run);
+  comm->barrier();
   const fs::path cfg_path = run / "config.yaml";
   if (fs::exists(cfg_path)) {
     TrainConfig saved = load_train_config(cfg_path.string());
     require_resumable(saved, cfg_path.string(), cfg);
   }
-  write_atomic(cfg_path, to_yaml(cfg));
+  comm->barrier();  // every rank has checked the saved config before rank 0 replaces it
+  if (lead) write_atomic(cfg_path, to_yaml(cfg));
 
   auto tok = make_tokenizer(cfg);
   auto task = make_task(task_options(cfg));
@@ -240,10 +255,12 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
     opt.load_state(load_safetensors((fs::path(ck) / "optimizer.safetensors").string()), ck);
     opt.set_steps(st["optimizer_steps"].get<uint64_t>());
     start = st["step"].get<int>();
-    fmt::print(stderr, "resuming {} from {} (step {})\n", run.string(), ck, start);
+    if (lead) fmt::print(stderr, "resuming {} from {} (step {})\n", run.string(), ck, start);
   }
-  truncate_log(run / "metrics.jsonl", start);
-  truncate_log(run / "samples.jsonl", start);
+  const fs::path samples_path = run / (world == 1 || lead ? std::string("samples.jsonl")
+                                                            : fmt::format("samples.rank{}.jsonl", rank));
+  if (lead) truncate_log(run / "metrics.jsonl", start);
+  truncate_log(samples_path, start);
 
   NoiseConfig nc;
   nc.seed = cfg.run.seed;
@@ -257,8 +274,15 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
   EggrollPerturbation pert(model, sel, nc,
                            cfg.es.noise_cache == "keep" ? NoiseCache::Keep : NoiseCache::Regenerate);
   const int G = cfg.es.directions, P = cfg.es.prompts_per_step;
+  const size_t n_gen = size_t(G) * size_t(P);
+  // this rank's generations [lo, hi) and antithetic pairs [pair_lo, pair_hi)
+  const size_t lo = n_gen * size_t(rank) / size_t(world), hi = n_gen * size_t(rank + 1) / size_t(world);
+  const size_t slice_max = (n_gen + size_t(world) - 1) / size_t(world);
+  const size_t pairs = size_t(G / 2);
+  const size_t pair_lo = replicated ? 0 : pairs * size_t(rank) / size_t(world);
+  const size_t pair_hi = replicated ? pairs : pairs * size_t(rank + 1) / size_t(world);
   const GenOptions gopt = gen_options(cfg, tok.get(), false);
-  const bool tty = hooks.progress && ::isatty(2);
+  const bool tty = lead && hooks.progress && ::isatty(2);
   std::vector<std::vector<float>> grads;
   TrainResult result;
   result.run_dir = run.string();
@@ -267,6 +291,7 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
 
   for (int step = start; step < cfg.run.steps; step++) {
     const double t0 = now_s();
+    const uint64_t bytes0 = comm->bytes_sent();
     const double sigma = schedule_value(sg_sched, cfg.es.sigma, cfg.optim.sigma_decay, step, cfg.run.steps);
     const double lr = schedule_value(lr_sched, cfg.optim.lr, cfg.optim.lr_decay, step, cfg.run.steps);
     nc.sigma = float(sigma);
@@ -280,22 +305,41 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
       ex.push_back(task->train_example(uint64_t(step) * uint64_t(P) + uint64_t(p)));
       ptoks.push_back(prompt_tokens(*tok, ex.back(), model));
     }
-    std::vector<GenRequest> reqs(size_t(G) * size_t(P));
-    for (int j = 0; j < G * P; j++)
-      reqs[size_t(j)] = {ptoks[size_t(j / G)], mix64(cfg.run.seed ^ mix64(uint64_t(step) << 32 | uint64_t(j))), j % G};
+    // generation j: prompt j / G, direction j % G; the sampling stream depends on (seed, step, j) only
+    std::vector<GenRequest> reqs;
+    for (size_t j = lo; j < hi; j++)
+      reqs.push_back({ptoks[j / size_t(G)], mix64(cfg.run.seed ^ mix64(uint64_t(step) << 32 | uint64_t(j))),
+                      int(j % size_t(G))});
     Forward fwd(model);
     GenStats gs;
     auto res = generate(fwd, reqs, gopt, &pert, &gs);
     const double t_gen = now_s();
 
-    std::vector<double> rewards(reqs.size());
-    for (size_t j = 0; j < reqs.size(); j++) rewards[j] = task->reward(ex[j / size_t(G)], res[j].text, res[j].tokens);
+    // rewards of this rank's slice, then everyone's (padded to equal slices)
+    std::vector<double> mine(slice_max + 3, std::nan(""));
+    for (size_t j = lo; j < hi; j++)
+      mine[j - lo] = task->reward(ex[j / size_t(G)], res[j - lo].text, res[j - lo].tokens);
+    mine[slice_max] = double(gs.generated_tokens), mine[slice_max + 1] = double(gs.prompt_tokens);
+    mine[slice_max + 2] = gs.seconds;
+    std::vector<double> all(mine.size() * size_t(world));
+    comm->all_gather(mine.data(), mine.size() * sizeof(double), all.data());
+    std::vector<double> rewards(n_gen);
+    double gen_tokens = 0, prompt_toks = 0, gen_seconds = 0;
+    for (int q = 0; q < world; q++) {
+      const size_t qlo = n_gen * size_t(q) / size_t(world), qhi = n_gen * size_t(q + 1) / size_t(world);
+      const double* row = all.data() + size_t(q) * mine.size();
+      for (size_t j = qlo; j < qhi; j++) rewards[j] = row[j - qlo];
+      gen_tokens += row[slice_max], prompt_toks += row[slice_max + 1];
+      gen_seconds = std::max(gen_seconds, row[slice_max + 2]);
+    }
     auto fit = shape_fitness(std::span<const double>(rewards), size_t(G), shaping);
-    if (fit.nonfinite > 0)
+    if (fit.nonfinite > 0 && lead)
       fmt::print(stderr, "step {}: {} non-finite rewards counted as the worst score\n", step, fit.nonfinite);
     const double t_score = now_s();
 
-    eggroll_gradient(model, sel, nc, uint64_t(step), fit.fitness, grads);
+    eggroll_gradient(model, sel, nc, uint64_t(step), fit.fitness, grads, pair_lo, pair_hi);
+    if (!replicated && world > 1)
+      for (int pid : sel.ids()) comm->all_reduce_sum(grads[size_t(pid)].data(), grads[size_t(pid)].size());
     StepReport rep = opt.step(model, grads, lr);
     const double t_update = now_s();
 
@@ -305,33 +349,38 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
                          {"reward_min", fit.min},
                          {"reward_max", fit.max},
                          {"nonfinite_rewards", fit.nonfinite},
-                         {"generations", reqs.size()},
-                         {"tokens_generated", gs.generated_tokens},
-                         {"prompt_tokens", gs.prompt_tokens},
-                         {"tokens_per_s", gs.seconds > 0 ? double(gs.generated_tokens) / gs.seconds : 0.0},
+                         {"generations", n_gen},
+                         {"tokens_generated", uint64_t(gen_tokens)},
+                         {"prompt_tokens", uint64_t(prompt_toks)},
+                         {"tokens_per_s", gen_seconds > 0 ? gen_tokens / gen_seconds : 0.0},
                          {"seconds", {{"noise", t_noise - t0}, {"generate", t_gen - t_noise}, {"score", t_score - t_gen},
                                       {"update", t_update - t_score}}},
                          {"grad_norm", rep.grad_norm},
                          {"update_norm", rep.update_norm},
                          {"lr", lr},
                          {"sigma", sigma},
-                         {"noise_cache_bytes", pert.cache_bytes()}};
-    if (cfg.run.eval_every > 0 && (step + 1) % cfg.run.eval_every == 0)
-      mj["val_score"] = validation_score(model, *task, *tok, cfg);
-    append_line(run / "metrics.jsonl", json_line(mj));
+                         {"noise_cache_bytes", pert.cache_bytes()},
+                         {"ranks", world},
+                         {"bytes_sent", comm->bytes_sent() - bytes0}};
+    if (lead) {
+      if (cfg.run.eval_every > 0 && (step + 1) % cfg.run.eval_every == 0)
+        mj["val_score"] = validation_score(model, *task, *tok, cfg);
+      append_line(run / "metrics.jsonl", json_line(mj));
+    }
     std::string samples;
-    for (int j = 0; j < std::min<int>(cfg.run.samples_per_step, G * P); j++)
+    for (size_t j = lo; j < std::min(hi, lo + size_t(cfg.run.samples_per_step)); j++)
       samples += json_line({{"step", step},
                             {"generation", j},
-                            {"member", j % G},
-                            {"prompt", ex[size_t(j / G)].prompt},
-                            {"completion", res[size_t(j)].text},
-                            {"tokens", res[size_t(j)].tokens},
-                            {"reward", rewards[size_t(j)]}});
-    if (!samples.empty()) append_line(run / "samples.jsonl", samples);
+                            {"member", j % size_t(G)},
+                            {"rank", rank},
+                            {"prompt", ex[j / size_t(G)].prompt},
+                            {"completion", res[j - lo].text},
+                            {"tokens", res[j - lo].tokens},
+                            {"reward", rewards[j]}});
+    if (!samples.empty()) append_line(samples_path, samples);
 
     const bool last = step + 1 == cfg.run.steps;
-    if (last || (cfg.run.checkpoint_every > 0 && (step + 1) % cfg.run.checkpoint_every == 0))
+    if (lead && (last || (cfg.run.checkpoint_every > 0 && (step + 1) % cfg.run.checkpoint_every == 0)))
       save_checkpoint_dir(run, step + 1, model, opt, cfg.run.keep_checkpoints);
     done_here++;
     result.steps_done = step + 1;
@@ -345,6 +394,7 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
     }
     if (hooks.stop_after_steps >= 0 && done_here >= hooks.stop_after_steps) break;
   }
+  comm->barrier();  // the last checkpoint is complete before any rank reports success
   return result;
 }
 

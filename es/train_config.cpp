@@ -1,0 +1,392 @@
+#include "es/train_config.h"
+
+#include <climits>
+#include <filesystem>
+#include <functional>
+#include <stdexcept>
+
+#include "core/error.h"
+
+namespace eggroll {
+
+namespace {
+
+using config::at_least;
+using config::at_most;
+using config::Bound;
+using config::Config;
+using config::greater_than;
+using config::less_than;
+using config::Schema;
+
+// One key: its schema entry plus how to move its value between TrainConfig and Config.
+struct Binding {
+  std::string key;
+  std::function<void(const Config&, TrainConfig&)> load;
+  std::function<void(const TrainConfig&, Config&)> store;
+};
+
+struct Table {
+  Schema schema;
+  std::vector<Binding> bindings;
+};
+
+// Declares keys with their defaults read from a default-constructed TrainConfig.
+class Builder {
+ public:
+  explicit Builder(Table& t) : t_(t) {}
+
+  template <typename F>
+  void boolean(const std::string& key, F field, const std::string& doc) {
+    t_.schema.boolean(key, field(defaults_), doc);
+    bind(key, [=](const Config& c, TrainConfig& tc) { field(tc) = c.get_bool(key); },
+         [=](const TrainConfig& tc, Config& c) { c.set_bool(key, field(tc)); });
+  }
+  template <typename F>
+  void integer(const std::string& key, F field, const std::string& doc,
+               std::optional<Bound> min = std::nullopt, std::optional<Bound> max = std::nullopt) {
+    t_.schema.integer(key, field(defaults_), doc, min, max);
+    bind(key, [=](const Config& c, TrainConfig& tc) { field(tc) = c.get_int(key); },
+         [=](const TrainConfig& tc, Config& c) { c.set_int(key, field(tc)); });
+  }
+  template <typename F>
+  void uint64(const std::string& key, F field, const std::string& doc) {
+    t_.schema.uint64(key, field(defaults_), doc);
+    bind(key, [=](const Config& c, TrainConfig& tc) { field(tc) = c.get_uint64(key); },
+         [=](const TrainConfig& tc, Config& c) { c.set_uint64(key, field(tc)); });
+  }
+  template <typename F>
+  void real(const std::string& key, F field, const std::string& doc,
+            std::optional<Bound> min = std::nullopt, std::optional<Bound> max = std::nullopt) {
+    t_.schema.real(key, field(defaults_), doc, min, max);
+    bind(key, [=](const Config& c, TrainConfig& tc) { field(tc) = c.get_double(key); },
+         [=](const TrainConfig& tc, Config& c) { c.set_double(key, field(tc)); });
+  }
+  template <typename F>
+  void string(const std::string& key, F field, const std::string& doc) {
+    t_.schema.string(key, field(defaults_), doc);
+    bind_string(key, field);
+  }
+  template <typename F>
+  void enumeration(const std::string& key, F field, std::vector<std::string> choices,
+                   const std::string& doc, bool required = false) {
+    std::optional<std::string> def;
+    if (!required) def = field(defaults_);
+    t_.schema.enumeration(key, std::move(choices), def, doc);
+    bind_string(key, field);
+  }
+  template <typename F>
+  void list(const std::string& key, F field, const std::string& doc) {
+    t_.schema.string_list(key, field(defaults_), doc);
+    bind(key, [=](const Config& c, TrainConfig& tc) { field(tc) = c.get_list(key); },
+         [=](const TrainConfig& tc, Config& c) { c.set_list(key, field(tc)); });
+  }
+
+ private:
+  template <typename F>
+  void bind_string(const std::string& key, F field) {
+    bind(key, [=](const Config& c, TrainConfig& tc) { field(tc) = c.get_string(key); },
+         [=](const TrainConfig& tc, Config& c) { c.set_string(key, field(tc)); });
+  }
+  void bind(const std::string& key, std::function<void(const Config&, TrainConfig&)> load,
+            std::function<void(const TrainConfig&, Config&)> store) {
+    t_.bindings.push_back({key, std::move(load), std::move(store)});
+  }
+
+  Table& t_;
+  const TrainConfig defaults_{};
+};
+
+// A reference to one field, usable on const and non-const TrainConfig.
+#define EGGROLL_FIELD(path) [](auto& tc) -> auto& { return tc.path; }
+
+Table make_table() {
+  Table t;
+  Builder b(t);
+
+  // run
+  b.string("run.name", EGGROLL_FIELD(run.name), "run directory name under run.dir (\"\" = config file stem)");
+  b.string("run.dir", EGGROLL_FIELD(run.dir), "parent directory of run directories");
+  b.uint64("run.seed", EGGROLL_FIELD(run.seed), "run seed (noise keys)");
+  b.integer("run.steps", EGGROLL_FIELD(run.steps), "ES steps", at_least(1));
+  b.integer("run.checkpoint_every", EGGROLL_FIELD(run.checkpoint_every),
+            "checkpoint every N steps (0 = only at the end)", at_least(0));
+  b.integer("run.keep_checkpoints", EGGROLL_FIELD(run.keep_checkpoints),
+            "checkpoints kept (older ones deleted)", at_least(1));
+  b.integer("run.samples_per_step", EGGROLL_FIELD(run.samples_per_step),
+            "generations logged to samples.jsonl per step", at_least(0));
+  b.integer("run.eval_every", EGGROLL_FIELD(run.eval_every), "validate every N steps (0 = never)",
+            at_least(0));
+  b.integer("run.log_every", EGGROLL_FIELD(run.log_every), "log every N steps", at_least(1));
+  b.integer("run.threads", EGGROLL_FIELD(run.threads), "CPU threads (0 = all cores)", at_least(0));
+
+  // model
+  b.string("model.path", EGGROLL_FIELD(model.path), "checkpoint to fine-tune (\"\" = none)");
+  b.enumeration("model.init_preset", EGGROLL_FIELD(model.init_preset),
+                {"", "tiny", "0.1b", "0.4b", "1.5b", "2.9b", "7.2b", "13.3b"},
+                "random-init model size instead of model.path");
+  b.uint64("model.init_seed", EGGROLL_FIELD(model.init_seed), "seed of the random init");
+  b.enumeration("model.init_dtype", EGGROLL_FIELD(model.init_dtype), {"f32", "bf16", "f16"},
+                "weight dtype of the random init");
+  b.string("model.vocab", EGGROLL_FIELD(model.vocab),
+           "World vocab file, or \"byte\" for byte-level models (V = 256)");
+
+  // es
+  b.integer("es.directions", EGGROLL_FIELD(es.directions),
+            "population size N (even: antithetic pairs)", at_least(2));
+  b.integer("es.prompts_per_step", EGGROLL_FIELD(es.prompts_per_step),
+            "prompts per step; generations = directions x prompts", at_least(1));
+  b.real("es.sigma", EGGROLL_FIELD(es.sigma), "noise scale", greater_than(0));
+  b.integer("es.rank", EGGROLL_FIELD(es.rank), "rank r of the perturbations", at_least(1));
+  b.integer("es.noise_reuse", EGGROLL_FIELD(es.noise_reuse),
+            "steps sharing one noise draw (0 = same noise forever)", at_least(0));
+  b.enumeration("es.noise", EGGROLL_FIELD(es.noise), {"gaussian", "rademacher"},
+                "factor distribution");
+  b.enumeration("es.noise_cache", EGGROLL_FIELD(es.noise_cache), {"regenerate", "keep"},
+                "keep a step's noise factors in memory, or regenerate them when needed");
+  b.boolean("es.freeze_nonlora", EGGROLL_FIELD(es.freeze_nonlora),
+            "vectors (norms, x_*, w0, ...) are neither perturbed nor updated");
+  b.list("es.exclude", EGGROLL_FIELD(es.exclude), "parameter name globs never trained");
+  b.list("es.include", EGGROLL_FIELD(es.include), "parameter name globs trained (minus es.exclude)");
+  b.enumeration("es.shaping", EGGROLL_FIELD(es.shaping), {"zscore", "rank", "raw"},
+                "fitness shaping across directions");
+
+  // optim
+  b.enumeration("optim.name", EGGROLL_FIELD(optim.name), {"sgd", "adam", "adamw"}, "optimizer");
+  b.real("optim.lr", EGGROLL_FIELD(optim.lr), "learning rate", greater_than(0));
+  b.real("optim.beta1", EGGROLL_FIELD(optim.beta1), "Adam beta1", at_least(0), less_than(1));
+  b.real("optim.beta2", EGGROLL_FIELD(optim.beta2), "Adam beta2", at_least(0), less_than(1));
+  b.real("optim.eps", EGGROLL_FIELD(optim.eps), "Adam epsilon", greater_than(0));
+  b.real("optim.weight_decay", EGGROLL_FIELD(optim.weight_decay), "weight decay", at_least(0));
+  b.enumeration("optim.lr_schedule", EGGROLL_FIELD(optim.lr_schedule),
+                {"constant", "linear", "multiplicative"}, "learning-rate schedule");
+  b.real("optim.lr_decay", EGGROLL_FIELD(optim.lr_decay),
+         "multiplicative: factor per step; linear: final fraction of optim.lr", at_least(0));
+  b.enumeration("optim.sigma_schedule", EGGROLL_FIELD(optim.sigma_schedule),
+                {"constant", "linear", "multiplicative"}, "es.sigma schedule");
+  b.real("optim.sigma_decay", EGGROLL_FIELD(optim.sigma_decay),
+         "multiplicative: factor per step; linear: final fraction of es.sigma", greater_than(0));
+  b.real("optim.clip_update_norm", EGGROLL_FIELD(optim.clip_update_norm),
+         "clip each step's update to this global norm (0 = off)", at_least(0));
+
+  // task
+  b.enumeration("task.name", EGGROLL_FIELD(task.name),
+                {"countdown", "gsm8k", "digits", "fastzero", "reptok", "uniquetok"}, "task",
+                /*required=*/true);
+  b.string("task.train_path", EGGROLL_FIELD(task.train_path), "training data file (\"\" = built-in)");
+  b.string("task.val_path", EGGROLL_FIELD(task.val_path), "validation data file (\"\" = none)");
+  b.integer("task.val_size", EGGROLL_FIELD(task.val_size), "validation examples", at_least(0));
+  b.enumeration("task.template", EGGROLL_FIELD(task.template_), {"chat", "chat_think", "raw"},
+                "prompt template");
+  b.integer("task.thinking_length", EGGROLL_FIELD(task.thinking_length),
+            "new tokens allowed for thinking", at_least(0));
+  b.integer("task.answer_length", EGGROLL_FIELD(task.answer_length),
+            "new tokens allowed for the answer", at_least(1));
+  b.string("task.stop", EGGROLL_FIELD(task.stop), "generation stops after this text (\"\" = none)");
+  b.uint64("task.seed", EGGROLL_FIELD(task.seed), "data order / generated-problem seed");
+
+  // generation
+  b.real("generation.temperature", EGGROLL_FIELD(generation.temperature),
+         "sampling temperature (0 = greedy)", at_least(0));
+  b.integer("generation.top_k", EGGROLL_FIELD(generation.top_k), "top-k sampling (0 = off)",
+            at_least(0));
+  b.real("generation.top_p", EGGROLL_FIELD(generation.top_p), "nucleus sampling (1 = off)",
+         greater_than(0), at_most(1));
+
+  // dist
+  b.enumeration("dist.backend", EGGROLL_FIELD(dist.backend), {"auto", "single", "mpi", "nccl"},
+                "multi-process backend");
+  b.enumeration("dist.update_mode", EGGROLL_FIELD(dist.update_mode), {"allreduce", "replicated"},
+                "all-reduce the update, or recompute it on every rank from gathered fitness");
+  b.enumeration("dist.rendezvous", EGGROLL_FIELD(dist.rendezvous), {"mpi", "tcp", "file"},
+                "how ranks find each other");
+  b.string("dist.rendezvous_path", EGGROLL_FIELD(dist.rendezvous_path),
+           "tcp: host:port; file: shared file path");
+  b.real("dist.timeout_s", EGGROLL_FIELD(dist.timeout_s), "collective / rendezvous timeout, seconds",
+         greater_than(0));
+  return t;
+}
+
+#undef EGGROLL_FIELD
+
+const Table& table() {
+  static const Table t = make_table();
+  return t;
+}
+
+// Values as the YAML writer formats them (strings quoted and escaped: one line).
+std::string show(double v) {
+  config::Entry e;
+  e.type = config::Type::Double;
+  return config::format_value(e, config::Value{v});
+}
+
+std::string show(const std::string& s) {
+  config::Entry e;
+  e.type = config::Type::String;
+  return config::format_value(e, config::Value{s});
+}
+
+void fail(const std::string& msg) { throw InputError(msg); }
+
+bool valid_run_name(const std::string& s) {
+  if (s.empty() || s == "." || s == ".." || s.size() > 200) return false;
+  for (char ch : s) {
+    unsigned char c = static_cast<unsigned char>(ch);
+    if (c == '/' || c == '\\' || c < 0x20 || c == 0x7f) return false;
+  }
+  return true;
+}
+
+void check_patterns(const std::string& key, const std::vector<std::string>& pats) {
+  for (size_t i = 0; i < pats.size(); ++i) {
+    if (pats[i].empty()) fail(key + ": element " + std::to_string(i + 1) + " is an empty pattern");
+  }
+}
+
+void check_schedule(const std::string& sched_key, const std::string& sched, const std::string& decay_key,
+                    double decay) {
+  if (sched == "constant" && decay != 1.0) {
+    fail(decay_key + " = " + show(decay) + " has no effect with " + sched_key +
+         " = constant (set " + sched_key + " to linear or multiplicative, or " + decay_key + " to 1)");
+  }
+  if (sched == "multiplicative" && !(decay > 0)) {
+    fail(decay_key + " must be > 0 with " + sched_key + " = multiplicative, got " + show(decay));
+  }
+}
+
+}  // namespace
+
+const config::Schema& train_config_schema() { return table().schema; }
+
+void validate(const TrainConfig& c) {
+  // Per-key ranges and choices (also catches values set in code).
+  (void)to_config(c);
+}
+
+namespace {
+
+void validate_cross(const TrainConfig& c) {
+  if (!valid_run_name(c.run.name)) {
+    fail("run.name: " + show(c.run.name) +
+         " is not a valid run name (non-empty, no '/', '\\' or control characters, not '.' or '..')");
+  }
+  if (c.run.dir.empty()) fail("run.dir: must not be empty");
+
+  bool has_path = !c.model.path.empty(), has_preset = !c.model.init_preset.empty();
+  if (has_path == has_preset) {
+    fail(std::string("exactly one of model.path and model.init_preset must be set (") +
+         (has_path ? "both are" : "neither is") + ")");
+  }
+  if (c.model.vocab.empty()) fail("model.vocab: must be \"byte\" or the path of a World vocab file");
+
+  if (c.es.directions % 2 != 0) {
+    fail("es.directions must be even (antithetic pairs), got " + std::to_string(c.es.directions));
+  }
+  if (static_cast<int64_t>(c.es.directions) * c.es.prompts_per_step > (int64_t{1} << 30)) {
+    fail("es.directions x es.prompts_per_step = " +
+         std::to_string(static_cast<int64_t>(c.es.directions) * c.es.prompts_per_step) +
+         " generations per step is too many (max 2^30)");
+  }
+  if (c.es.include.empty()) fail("es.include is empty: no parameter would be trained");
+  check_patterns("es.include", c.es.include);
+  check_patterns("es.exclude", c.es.exclude);
+
+  check_schedule("optim.lr_schedule", c.optim.lr_schedule, "optim.lr_decay", c.optim.lr_decay);
+  check_schedule("optim.sigma_schedule", c.optim.sigma_schedule, "optim.sigma_decay",
+                 c.optim.sigma_decay);
+
+  if (c.task.name == "gsm8k" && c.task.train_path.empty()) {
+    fail("task.name = gsm8k requires task.train_path (a GSM8K jsonl file)");
+  }
+  if (c.task.template_ == "chat_think" && c.task.thinking_length == 0) {
+    fail("task.template = chat_think requires task.thinking_length >= 1");
+  }
+  if (static_cast<int64_t>(c.task.thinking_length) + c.task.answer_length > INT_MAX) {
+    fail("task.thinking_length + task.answer_length is too large");
+  }
+  if (c.run.eval_every > 0 && c.task.val_size == 0) {
+    fail("run.eval_every = " + std::to_string(c.run.eval_every) +
+         " requires task.val_size >= 1 (or set run.eval_every to 0)");
+  }
+
+  if (c.generation.temperature == 0 && (c.generation.top_k != 0 || c.generation.top_p != 1.0)) {
+    fail("generation.top_k / generation.top_p have no effect with generation.temperature = 0 "
+         "(greedy); set a temperature > 0 or leave them at 0 / 1");
+  }
+
+  if ((c.dist.rendezvous == "tcp" || c.dist.rendezvous == "file") && c.dist.rendezvous_path.empty()) {
+    fail("dist.rendezvous = " + c.dist.rendezvous + " requires dist.rendezvous_path (" +
+         (c.dist.rendezvous == "tcp" ? "host:port" : "a shared file path") + ")");
+  }
+}
+
+}  // namespace
+
+config::Config to_config(const TrainConfig& cfg) {
+  Config c(table().schema);
+  for (const auto& b : table().bindings) b.store(cfg, c);
+  c.require_complete();
+  validate_cross(cfg);
+  return c;
+}
+
+TrainConfig from_config(const config::Config& c) {
+  if (c.schema().entries().size() != table().schema.entries().size()) {
+    throw std::logic_error("from_config: config was not built from train_config_schema()");
+  }
+  c.require_complete();
+  TrainConfig tc;
+  for (const auto& b : table().bindings) b.load(c, tc);
+  validate_cross(tc);
+  return tc;
+}
+
+TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides) {
+  Config c = config::load(table().schema, path, overrides);
+  if (c.get_string("run.name").empty()) {
+    if (path.empty()) fail("run.name: required when no config file is given");
+    std::string stem = std::filesystem::path(path).stem().string();
+    if (!valid_run_name(stem)) {
+      fail("run.name: the config file's name " + show(stem) +
+           " is not a valid run name; set run.name");
+    }
+    c.set_string("run.name", stem);
+  }
+  return from_config(c);
+}
+
+std::string to_yaml(const TrainConfig& cfg) {
+  return "# eggroll train config, fully resolved (every key, defaults included)\n" +
+         to_config(cfg).to_yaml(true);
+}
+
+std::string fingerprint(const TrainConfig& cfg) { return to_config(cfg).fingerprint_hex(); }
+
+const std::vector<std::string>& resume_mutable_keys() {
+  static const std::vector<std::string> keys = {
+      "run.steps",          "run.threads",         "run.log_every",   "run.eval_every",
+      "run.samples_per_step", "run.checkpoint_every", "run.keep_checkpoints", "dist.timeout_s",
+      "dist.rendezvous",    "dist.rendezvous_path"};
+  return keys;
+}
+
+std::vector<config::KeyDiff> diff(const TrainConfig& a, const TrainConfig& b,
+                                  const std::vector<std::string>& ignore) {
+  return config::diff(to_config(a), to_config(b), ignore);
+}
+
+void require_resumable(const TrainConfig& saved, const std::string& saved_path, const TrainConfig& now) {
+  auto d = diff(saved, now, resume_mutable_keys());
+  if (d.empty()) return;
+  std::string msg = "config differs from the run's config.yaml (" + saved_path + ") at key '" +
+                    d[0].key + "': " + d[0].b + " (now) vs " + d[0].a + " (run)";
+  if (d.size() > 1) {
+    msg += "; also ";
+    for (size_t i = 1; i < d.size() && i <= 5; ++i) msg += (i > 1 ? ", " : "") + d[i].key;
+    if (d.size() > 6) msg += ", ...";
+  }
+  throw InputError(msg);
+}
+
+}  // namespace eggroll
