@@ -1,0 +1,553 @@
+// Checkpoint I/O: torch.save zip archives (.pth) and safetensors.
+//
+// Reading maps the file and copies each tensor once out of the mapping (verifying the zip
+// CRC-32 in the same pass). Writing streams one tensor at a time to "<path>.tmp", then
+// renames it into place.
+#include "core/checkpoint.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <nlohmann/json.hpp>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+#include "core/error.h"
+#include "core/pickle.h"
+#include "core/zip.h"
+
+namespace eggroll {
+
+namespace {
+
+// Fuzz builds skip CRC checks so that the fuzzer can reach the pickle and tensor code.
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+constexpr bool kVerifyCrc = false;
+#else
+constexpr bool kVerifyCrc = true;
+#endif
+
+constexpr uint64_t kMaxSafetensorsHeader = uint64_t(100) << 20;  // the format's own limit
+
+std::string errno_text() { return std::strerror(errno); }
+
+// A whole file, mapped read-only.
+class MappedFile {
+ public:
+  explicit MappedFile(const std::string& path) : path_(path) {
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) throw InputError(path + ": cannot open: " + errno_text());
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
+      ::close(fd_);
+      throw InputError(path + ": not a regular file");
+    }
+    size_ = size_t(st.st_size);
+    if (size_ > 0) {
+      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
+      if (p == MAP_FAILED) {
+        ::close(fd_);
+        throw InputError(path + ": cannot map: " + errno_text());
+      }
+      ::madvise(p, size_, MADV_SEQUENTIAL);
+      ::madvise(p, size_, MADV_WILLNEED);
+      data_ = static_cast<const uint8_t*>(p);
+    }
+  }
+  ~MappedFile() {
+    if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+    if (fd_ >= 0) ::close(fd_);
+  }
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string printable(const std::string& s) {
+  std::string out;
+  for (unsigned char ch : s.substr(0, 200)) {
+    if (ch >= 0x20 && ch < 0x7f) {
+      out += char(ch);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", ch);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+// ---- .pth -------------------------------------------------------------------------------------
+
+// Large destination buffers get transparent huge pages where the kernel allows them
+// ("madvise" mode): a multi-GB load then takes 512x fewer page faults.
+void advise_huge(std::vector<uint8_t>& dst) {
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  if (dst.capacity() < 2 * kHuge) return;
+  uintptr_t b = (reinterpret_cast<uintptr_t>(dst.data()) + kHuge - 1) & ~(kHuge - 1);
+  uintptr_t e = (reinterpret_cast<uintptr_t>(dst.data()) + dst.capacity()) & ~(kHuge - 1);
+  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_HUGEPAGE);
+}
+
+// Copies n bytes into `dst`, optionally computing their CRC-32 in the same pass.
+uint32_t copy_bytes(const uint8_t* src, size_t n, std::vector<uint8_t>& dst, bool crc) {
+  constexpr size_t kChunk = size_t(256) << 10;  // stays in L2 between the CRC and the copy
+  dst.clear();
+  dst.reserve(n);
+  advise_huge(dst);
+  uint32_t c = 0;
+  for (size_t off = 0; off < n; off += kChunk) {
+    size_t len = std::min(kChunk, n - off);
+    if (crc) c = zip::crc32(src + off, len, c);
+    dst.insert(dst.end(), src + off, src + off + len);
+  }
+  return c;
+}
+
+// Copies a strided view of a storage into a row-major buffer (bounds already checked).
+void gather(const uint8_t* storage, size_t esize, uint64_t offset, const std::vector<int64_t>& sizes,
+            const std::vector<int64_t>& strides, uint64_t numel, std::vector<uint8_t>& dst) {
+  dst.resize(size_t(numel) * esize);
+  size_t nd = sizes.size();
+  std::vector<int64_t> idx(nd, 0);
+  uint64_t src = offset;
+  for (uint64_t k = 0; k < numel; k++) {
+    std::memcpy(dst.data() + k * esize, storage + src * esize, esize);
+    for (size_t d = nd; d-- > 0;) {
+      if (++idx[d] < sizes[d]) {
+        src += uint64_t(strides[d]);
+        break;
+      }
+      src -= uint64_t(strides[d]) * uint64_t(sizes[d] - 1);
+      idx[d] = 0;
+    }
+  }
+}
+
+// One tensor's bytes to copy out of the file, planned before any copying starts.
+struct CopyJob {
+  const zip::Entry* entry = nullptr;  // null for safetensors
+  const uint8_t* src = nullptr;       // first byte of the view (contiguous) or storage (strided)
+  uint64_t nbytes = 0;
+  bool contiguous = true;
+  bool crc_fused = false;   // the view is the whole entry: check its CRC while copying
+  bool crc_entry = false;   // check the whole entry's CRC before copying
+  const pickle::TensorRef* view = nullptr;  // strided copies
+};
+
+// Runs the copies (in parallel when there is enough to copy) and rethrows the first error.
+void run_copies(const std::vector<CopyJob>& jobs, std::vector<Tensor>& tensors, const zip::Reader* zr,
+                const std::string& source) {
+  uint64_t total = 0;
+  for (const CopyJob& j : jobs) total += j.nbytes;
+  [[maybe_unused]] const bool parallel = total >= (uint64_t(64) << 20);
+  std::vector<std::exception_ptr> errors(jobs.size());
+  const long n = long(jobs.size());
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+  for (long i = 0; i < n; i++) {
+    const CopyJob& j = jobs[size_t(i)];
+    Tensor& t = tensors[size_t(i)];
+    try {
+      if (j.nbytes == 0) continue;
+      if (j.crc_entry) zr->verify_crc(*j.entry);
+      if (j.contiguous) {
+        uint32_t c = copy_bytes(j.src, size_t(j.nbytes), t.data, j.crc_fused);
+        if (j.crc_fused && c != j.entry->crc)
+          throw InputError(source + ": CRC-32 mismatch in zip entry '" + printable(j.entry->name) +
+                           "' (file corrupted)");
+      } else {
+        const pickle::TensorRef& r = *j.view;
+        size_t esize = dtype_size(r.dtype);
+        gather(j.src, esize, uint64_t(r.storage_offset), r.sizes, r.strides, j.nbytes / esize, t.data);
+      }
+    } catch (...) {
+      errors[size_t(i)] = std::current_exception();
+    }
+  }
+  for (const std::exception_ptr& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
+}  // namespace
+
+size_t TensorSpec::nbytes() const {
+  size_t n = 1;
+  for (int64_t d : shape) n *= size_t(d);
+  return n * dtype_size(dtype);
+}
+
+StateDict load_pth_bytes(const uint8_t* data, size_t size, const std::string& source) {
+  zip::Reader zr(data, size, source);
+
+  // The pickle is "<archive>/data.pkl", whatever the archive directory is called.
+  const zip::Entry* pkl = nullptr;
+  std::string prefix;
+  for (const zip::Entry& e : zr.entries()) {
+    size_t slash = e.name.find('/');
+    if (e.name == "data.pkl" || (slash != std::string::npos && slash + 9 == e.name.size() && ends_with(e.name, "/data.pkl"))) {
+      pkl = &e;
+      prefix = e.name.substr(0, e.name.size() - 8);
+      break;
+    }
+  }
+  if (!pkl) throw InputError(source + ": no data.pkl in the archive (not a torch.save checkpoint)");
+  if (kVerifyCrc) zr.verify_crc(*pkl);
+  std::vector<pickle::TensorRef> refs = pickle::read_state_dict(zr.bytes(*pkl), size_t(pkl->size), source);
+
+  StateDict sd;
+  sd.tensors.reserve(refs.size());
+  std::vector<CopyJob> jobs;
+  jobs.reserve(refs.size());
+  std::unordered_set<const zip::Entry*> verified;
+  // Views may share a storage; a hostile file could repeat a large one many times.
+  const uint64_t budget = 4 * uint64_t(size) + (uint64_t(1) << 20);
+  uint64_t total = 0;
+  for (const pickle::TensorRef& r : refs) {
+    auto fail = [&](const std::string& what) {
+      throw InputError(source + ": tensor '" + printable(r.name) + "': " + what);
+    };
+    std::string record = prefix + "data/" + r.storage_key;
+    const zip::Entry* e = zr.find(record);
+    if (!e) fail("storage record '" + printable(record) + "' is missing");
+    const uint8_t* storage = zr.bytes(*e);
+    size_t esize = dtype_size(r.dtype);
+    if (e->size % esize) fail("storage record size " + std::to_string(e->size) + " is not a multiple of the element size");
+    uint64_t selems = e->size / esize;
+
+    Tensor t;
+    t.name = r.name;
+    t.dtype = r.dtype;
+    t.shape = r.sizes;
+    CopyJob job;
+    job.entry = e;
+    job.view = &r;
+    bool empty = std::any_of(r.sizes.begin(), r.sizes.end(), [](int64_t s) { return s == 0; });
+    if (!empty) {
+      uint64_t numel = 1, last = uint64_t(r.storage_offset), expect = 1;
+      for (size_t d = r.sizes.size(); d-- > 0;) {
+        uint64_t sz = uint64_t(r.sizes[d]), term = 0;
+        if (r.strides[d] < 0) fail("negative strides are not supported");
+        uint64_t st = uint64_t(r.strides[d]);
+        if (__builtin_mul_overflow(numel, sz, &numel) || numel > selems)
+          fail("larger than its storage (" + std::to_string(selems) + " elements)");
+        if (__builtin_mul_overflow(sz - 1, st, &term) || __builtin_add_overflow(last, term, &last))
+          fail("strides overflow");
+        if (sz != 1 && st != expect) job.contiguous = false;
+        expect *= sz;  // <= numel, cannot overflow
+      }
+      if (last >= selems)
+        fail("view (offset " + std::to_string(r.storage_offset) + ") runs past the end of its storage (" +
+             std::to_string(selems) + " elements)");
+      job.nbytes = numel * esize;
+      if ((total += job.nbytes) > budget) fail("the tensors total more than 4x the file size (overlapping views)");
+      job.src = job.contiguous ? storage + uint64_t(r.storage_offset) * esize : storage;
+      if (kVerifyCrc && verified.insert(e).second) {
+        if (job.contiguous && r.storage_offset == 0 && job.nbytes == e->size) job.crc_fused = true;
+        else job.crc_entry = true;
+      }
+    }
+    sd.tensors.push_back(std::move(t));
+    jobs.push_back(job);
+  }
+  run_copies(jobs, sd.tensors, &zr, source);
+  return sd;
+}
+
+StateDict load_pth(const std::string& path) {
+  MappedFile f(path);
+  return load_pth_bytes(f.data(), f.size(), path);
+}
+
+// ---- safetensors ------------------------------------------------------------------------------
+
+namespace {
+
+bool parse_st_dtype(const std::string& s, DType& out) {
+  if (s == "F32") out = DType::F32;
+  else if (s == "BF16") out = DType::BF16;
+  else if (s == "F16") out = DType::F16;
+  else return false;
+  return true;
+}
+const char* st_dtype(DType t) {
+  switch (t) {
+    case DType::F32: return "F32";
+    case DType::BF16: return "BF16";
+    case DType::F16: return "F16";
+  }
+  return "?";
+}
+
+}  // namespace
+
+StateDict load_safetensors_bytes(const uint8_t* data, size_t size, const std::string& source) {
+  auto fail = [&](const std::string& what) { throw InputError(source + ": " + what); };
+  if (size < 8) fail("too short for a safetensors file (" + std::to_string(size) + " bytes)");
+  uint64_t hlen = 0;
+  for (int k = 0; k < 8; k++) hlen |= uint64_t(data[k]) << (8 * k);
+  if (hlen > size - 8)
+    fail("safetensors header length " + std::to_string(hlen) + " exceeds the file size (truncated?)");
+  if (hlen > kMaxSafetensorsHeader) fail("safetensors header larger than 100 MB");
+
+  nlohmann::ordered_json header;
+  try {
+    header = nlohmann::ordered_json::parse(data + 8, data + 8 + hlen);
+  } catch (const nlohmann::json::exception& e) {
+    fail(std::string("safetensors header is not valid JSON: ") + e.what());
+  }
+  if (!header.is_object()) fail("safetensors header is not a JSON object");
+
+  const uint8_t* base = data + 8 + hlen;
+  const uint64_t dsize = size - 8 - hlen;
+  struct Item {
+    Tensor t;
+    uint64_t begin, end;
+  };
+  std::vector<Item> items;
+  items.reserve(header.size());
+  for (auto& el : header.items()) {
+    const std::string& name = el.key();
+    const nlohmann::ordered_json& v = el.value();
+    auto bad = [&](const std::string& what) { fail("tensor '" + printable(name) + "': " + what); };
+    if (name == "__metadata__") {
+      if (!v.is_object()) fail("__metadata__ is not an object");
+      continue;
+    }
+    if (!v.is_object()) bad("header entry is not an object");
+    auto dt = v.find("dtype");
+    auto sh = v.find("shape");
+    auto off = v.find("data_offsets");
+    if (dt == v.end() || sh == v.end() || off == v.end()) bad("needs dtype, shape and data_offsets");
+    Item it;
+    it.t.name = name;
+    if (!dt->is_string() || !parse_st_dtype(dt->get<std::string>(), it.t.dtype))
+      bad("unsupported dtype " + dt->dump() + " (F32, BF16 and F16 are supported)");
+    if (!sh->is_array()) bad("shape is not an array");
+    uint64_t numel = 1;
+    for (const auto& d : *sh) {
+      if (!d.is_number_unsigned()) bad("shape holds " + d.dump() + ", not a non-negative integer");
+      uint64_t n = d.get<uint64_t>();
+      if (n > uint64_t(INT64_MAX)) bad("dimension too large");
+      if (numel != 0 && n != 0 && __builtin_mul_overflow(numel, n, &numel)) bad("shape overflows");
+      if (n == 0) numel = 0;
+      it.t.shape.push_back(int64_t(n));
+    }
+    if (!off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() || !(*off)[1].is_number_unsigned())
+      bad("data_offsets must be [begin, end]");
+    it.begin = (*off)[0].get<uint64_t>();
+    it.end = (*off)[1].get<uint64_t>();
+    if (it.begin > it.end || it.end > dsize)
+      bad("data_offsets [" + std::to_string(it.begin) + ", " + std::to_string(it.end) +
+          "] outside the data (" + std::to_string(dsize) + " bytes)");
+    uint64_t nbytes = 0;
+    if (__builtin_mul_overflow(numel, uint64_t(dtype_size(it.t.dtype)), &nbytes) || nbytes != it.end - it.begin)
+      bad("data_offsets span " + std::to_string(it.end - it.begin) + " bytes but the shape needs " +
+          (nbytes == 0 && numel ? std::string("more") : std::to_string(nbytes)));
+    items.push_back(std::move(it));
+  }
+  // File order is the order of the data; keys of a JSON object carry no order.
+  std::stable_sort(items.begin(), items.end(), [](const Item& a, const Item& b) { return a.begin < b.begin; });
+  for (size_t i = 1; i < items.size(); i++)
+    if (items[i].begin < items[i - 1].end)
+      fail("tensors '" + printable(items[i - 1].t.name) + "' and '" + printable(items[i].t.name) + "' overlap");
+
+  StateDict sd;
+  sd.tensors.reserve(items.size());
+  std::vector<CopyJob> jobs(items.size());
+  for (size_t i = 0; i < items.size(); i++) {
+    jobs[i].src = base + items[i].begin;
+    jobs[i].nbytes = items[i].end - items[i].begin;
+    sd.tensors.push_back(std::move(items[i].t));
+  }
+  run_copies(jobs, sd.tensors, nullptr, source);
+  return sd;
+}
+
+StateDict load_safetensors(const std::string& path) {
+  MappedFile f(path);
+  return load_safetensors_bytes(f.data(), f.size(), path);
+}
+
+// ---- by format ----------------------------------------------------------------------------------
+
+CheckpointFormat format_from_path(const std::string& path) {
+  std::string lower = path;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  if (ends_with(lower, ".pth") || ends_with(lower, ".pt")) return CheckpointFormat::Pth;
+  if (ends_with(lower, ".safetensors")) return CheckpointFormat::Safetensors;
+  throw InputError(path + ": unknown checkpoint format (expected .pth, .pt or .safetensors)");
+}
+
+StateDict load_checkpoint(const std::string& path) {
+  MappedFile f(path);
+  const uint8_t* d = f.data();
+  size_t n = f.size();
+  if (n >= 4 && d[0] == 'P' && d[1] == 'K' && ((d[2] == 3 && d[3] == 4) || (d[2] == 5 && d[3] == 6)))
+    return load_pth_bytes(d, n, path);
+  if (n >= 9 && d[8] == '{') return load_safetensors_bytes(d, n, path);
+  throw InputError(path + ": neither a torch .pth (zip) nor a safetensors file");
+}
+
+// ---- writing ----------------------------------------------------------------------------------
+
+namespace {
+
+// Where tensor i's bytes come from while writing.
+using Source = std::function<std::pair<const uint8_t*, size_t>(size_t index)>;
+
+void validate_specs(const std::string& path, const std::vector<TensorSpec>& specs) {
+  std::unordered_set<std::string> names;
+  for (const TensorSpec& s : specs) {
+    if (!names.insert(s.name).second) throw InputError(path + ": duplicate tensor name '" + printable(s.name) + "'");
+    if (s.name == "__metadata__") throw InputError(path + ": '__metadata__' cannot name a tensor");
+    uint64_t n = dtype_size(s.dtype);
+    for (int64_t d : s.shape)
+      if (d < 0 || __builtin_mul_overflow(n, uint64_t(d), &n))
+        throw InputError(path + ": tensor '" + printable(s.name) + "' has a bad shape");
+  }
+}
+
+void write_all(std::FILE* f, const std::string& path, const void* p, size_t n) {
+  if (n && std::fwrite(p, 1, n, f) != n) throw InputError(path + ": write failed: " + errno_text());
+}
+
+void write_pth(std::FILE* f, const std::string& path, const std::vector<TensorSpec>& specs,
+               const Source& source, bool force_zip64) {
+  std::vector<pickle::WriteItem> items;
+  items.reserve(specs.size());
+  for (const TensorSpec& s : specs) items.push_back({s.name, s.dtype, s.shape});
+  std::vector<uint8_t> pkl = pickle::write_state_dict(items);
+  zip::Writer zw(f, path, 64, force_zip64);
+  zw.add("archive/data.pkl", pkl.data(), pkl.size());
+  zw.add("archive/byteorder", "little", 6);
+  for (size_t i = 0; i < specs.size(); i++) {
+    auto [p, n] = source(i);
+    zw.add("archive/data/" + std::to_string(i), p, n);
+  }
+  zw.add("archive/version", "3\n", 2);
+  zw.finish();
+}
+
+void write_safetensors(std::FILE* f, const std::string& path, const std::vector<TensorSpec>& specs,
+                       const Source& source) {
+  nlohmann::ordered_json h = nlohmann::ordered_json::object();
+  h["__metadata__"] = {{"format", "pt"}};
+  uint64_t off = 0;
+  for (const TensorSpec& s : specs) {
+    uint64_t n = s.nbytes();
+    h[s.name] = {{"dtype", st_dtype(s.dtype)}, {"shape", s.shape}, {"data_offsets", {off, off + n}}};
+    off += n;
+  }
+  std::string text;
+  try {
+    text = h.dump();
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(path + ": cannot write the safetensors header: " + e.what());
+  }
+  text.append((8 - text.size() % 8) % 8, ' ');  // data starts 8-byte aligned
+  uint8_t len[8];
+  for (int k = 0; k < 8; k++) len[k] = uint8_t(uint64_t(text.size()) >> (8 * k));
+  write_all(f, path, len, 8);
+  write_all(f, path, text.data(), text.size());
+  for (size_t i = 0; i < specs.size(); i++) {
+    auto [p, n] = source(i);
+    write_all(f, path, p, n);
+  }
+}
+
+void save_streaming(const std::string& path, CheckpointFormat fmt, const std::vector<TensorSpec>& specs,
+                    const Source& source, bool force_zip64) {
+  validate_specs(path, specs);
+  std::string tmp = path + ".tmp";
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) throw InputError(tmp + ": cannot create: " + errno_text());
+  try {
+    if (fmt == CheckpointFormat::Pth) write_pth(f, tmp, specs, source, force_zip64);
+    else write_safetensors(f, tmp, specs, source);
+    if (std::fflush(f) != 0 || ::fsync(fileno(f)) != 0) throw InputError(tmp + ": write failed: " + errno_text());
+    std::FILE* g = f;
+    f = nullptr;
+    if (std::fclose(g) != 0) throw InputError(tmp + ": write failed: " + errno_text());
+    if (std::rename(tmp.c_str(), path.c_str()) != 0)
+      throw InputError(path + ": cannot rename " + tmp + " into place: " + errno_text());
+  } catch (...) {
+    if (f) std::fclose(f);
+    std::remove(tmp.c_str());
+    throw;
+  }
+}
+
+std::vector<TensorSpec> specs_of(const StateDict& sd) {
+  std::vector<TensorSpec> specs;
+  specs.reserve(sd.tensors.size());
+  for (const Tensor& t : sd.tensors) specs.push_back({t.name, t.dtype, t.shape});
+  return specs;
+}
+
+Source source_of(const StateDict& sd, const std::string& path) {
+  return [&sd, path](size_t i) {
+    const Tensor& t = sd.tensors[i];
+    if (t.data.size() != t.nbytes())
+      throw InputError(path + ": tensor '" + printable(t.name) + "' holds " + std::to_string(t.data.size()) +
+                       " bytes, its shape needs " + std::to_string(t.nbytes()));
+    return std::pair<const uint8_t*, size_t>(t.data.data(), t.data.size());
+  };
+}
+
+}  // namespace
+
+void save_checkpoint_streaming(const std::string& path, CheckpointFormat fmt, const std::vector<TensorSpec>& specs,
+                               const TensorProducer& produce) {
+  std::vector<uint8_t> buf;
+  Source source = [&](size_t i) {
+    size_t n = specs[i].nbytes();
+    buf.resize(n);
+    produce(i, buf);
+    if (buf.size() != n)
+      throw std::logic_error("save_checkpoint_streaming: producer resized tensor '" + specs[i].name + "'");
+    return std::pair<const uint8_t*, size_t>(buf.data(), n);
+  };
+  save_streaming(path, fmt, specs, source, false);
+}
+
+void save_checkpoint(const std::string& path, const StateDict& sd) {
+  CheckpointFormat fmt = format_from_path(path);
+  save_streaming(path, fmt, specs_of(sd), source_of(sd, path), false);
+}
+
+void save_pth(const std::string& path, const StateDict& sd) {
+  save_streaming(path, CheckpointFormat::Pth, specs_of(sd), source_of(sd, path), false);
+}
+
+void save_safetensors(const std::string& path, const StateDict& sd) {
+  save_streaming(path, CheckpointFormat::Safetensors, specs_of(sd), source_of(sd, path), false);
+}
+
+namespace detail {
+void save_pth_zip64(const std::string& path, const StateDict& sd) {
+  save_streaming(path, CheckpointFormat::Pth, specs_of(sd), source_of(sd, path), true);
+}
+}  // namespace detail
+
+}  // namespace eggroll

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Fuzzes the checkpoint readers (.pth and safetensors) with libFuzzer + ASan + UBSan.
+#
+#   scripts/fuzz.sh                 # 60 s per target
+#   FUZZ_SECONDS=600 scripts/fuzz.sh
+#
+# Builds build-fuzz/ with clang (-DEGGROLL_FUZZ=ON), seeds each corpus with small files made
+# from our writer and the fixtures (fuzz/make_seeds.cpp), then runs every target for
+# FUZZ_SECONDS. The corpora in build-fuzz/corpus/ grow across runs. Exits non-zero on any
+# finding (crash, sanitizer report, leak, timeout, out-of-memory); reproducers are kept in
+# build-fuzz/findings/<target>/ — rerun one with build-fuzz/<target> <file>.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${FUZZ_BUILD_DIR:-$root/build-fuzz}
+seconds=${FUZZ_SECONDS:-60}
+jobs=${FUZZ_BUILD_JOBS:-2}
+targets=(fuzz_pth fuzz_safetensors)
+
+CC=clang CXX=clang++ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DEGGROLL_FUZZ=ON -DEGGROLL_TESTS=OFF -DEGGROLL_CUDA=OFF >/dev/null
+cmake --build "$build" -j"$jobs" --target "${targets[@]}" fuzz_make_seeds
+
+seeds=$build/seeds
+rm -rf "$seeds"
+"$build/fuzz_make_seeds" "$seeds" "$root/../shared/fixtures/rwkv7"
+
+# Tokens the mutator may splice in.
+cat >"$build/pth.dict" <<'EOF'
+"PK\x03\x04"
+"PK\x01\x02"
+"PK\x05\x06"
+"PK\x06\x06"
+"PK\x06\x07"
+"data.pkl"
+"data/"
+"\x80\x02"
+"collections\x0AOrderedDict\x0A"
+"torch._utils\x0A_rebuild_tensor_v2\x0A"
+"torch._utils\x0A_rebuild_parameter\x0A"
+"torch\x0AFloatStorage\x0A"
+"torch\x0ABFloat16Storage\x0A"
+"torch\x0AHalfStorage\x0A"
+"storage"
+"cpu"
+"\x8a\x08"
+"\xff\xff\xff\xff"
+EOF
+cat >"$build/safetensors.dict" <<'EOF'
+"\"dtype\""
+"\"shape\""
+"\"data_offsets\""
+"\"__metadata__\""
+"\"F32\""
+"\"BF16\""
+"\"F16\""
+"18446744073709551615"
+"4294967296"
+"[0,0]"
+"{}"
+EOF
+
+status=0
+for t in "${targets[@]}"; do
+  kind=${t#fuzz_}
+  corpus=$build/corpus/$kind
+  findings=$build/findings/$t
+  mkdir -p "$corpus" "$findings"
+  echo "== $t: ${seconds}s"
+  set +e
+  "$build/$t" "$corpus" "$seeds/$kind" \
+    -dict="$build/$kind.dict" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
+    -max_len=65536 -print_final_stats=1 -artifact_prefix="$findings/" 2>"$build/$t.log"
+  rc=$?
+  set -e
+  grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb)|Done [0-9]+ runs" "$build/$t.log" || true
+  found=$(find "$findings" -type f | wc -l)
+  if [ "$rc" -ne 0 ] || [ "$found" -ne 0 ]; then
+    echo "!! $t: exit status $rc, $found finding(s) in $findings (log: $build/$t.log)"
+    tail -40 "$build/$t.log"
+    status=1
+  else
+    echo "-- $t: clean"
+  fi
+done
+exit $status
