@@ -1,0 +1,358 @@
+#include "es/tasks.h"
+
+#include <algorithm>
+#include <fstream>
+#include <stdexcept>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "core/error.h"
+#include "es/countdown.h"
+
+namespace eggroll {
+
+// ---- shared helpers -------------------------------------------------------------------
+
+std::string apply_template(std::string_view template_name, std::string_view question) {
+  if (template_name == "chat") return "User: " + std::string(question) + "\n\nAssistant:";
+  if (template_name == "chat_think")
+    return "User: " + std::string(question) + "\n\nAssistant: <think";
+  if (template_name == "raw") return std::string(question);
+  throw InputError("task.template: unknown template '" + std::string(template_name) +
+                   "' (expected chat, chat_think or raw)");
+}
+
+void read_jsonl(const std::string& path,
+                const std::function<void(const nlohmann::json&, const std::string&)>& fn) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(path + ": cannot open file");
+  std::string line;
+  size_t line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (line_no == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t\r\n") == std::string::npos) continue;
+    const std::string where = path + ":" + std::to_string(line_no);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw InputError(where + ": invalid JSON (" + std::string(e.what()) + ")");
+    }
+    if (!j.is_object()) throw InputError(where + ": expected a JSON object");
+    try {
+      fn(j, where);
+    } catch (const nlohmann::json::exception& e) {
+      throw InputError(where + ": " + std::string(e.what()));
+    }
+  }
+  if (in.bad()) throw InputError(path + ": read error");
+}
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+  auto blank = [](char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+  };
+  while (!s.empty() && blank(s.front())) s.remove_prefix(1);
+  while (!s.empty() && blank(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+size_t file_val_size(size_t requested, size_t available) {
+  return requested == 0 ? available : std::min(requested, available);
+}
+
+void check_val_index(size_t i, size_t n) {
+  if (i >= n)
+    throw std::out_of_range("val_example: index " + std::to_string(i) + " >= val_size " +
+                            std::to_string(n));
+}
+
+// ---- countdown ------------------------------------------------------------------------
+
+class CountdownTask final : public Task {
+ public:
+  explicit CountdownTask(const TaskOptions& o)
+      : template_(o.template_name.empty() ? "chat" : o.template_name), seed_(o.seed) {
+    apply_template(template_, "");  // validates the template name
+    gen_.min_numbers = o.min_numbers;
+    gen_.max_numbers = o.max_numbers;
+    gen_.min_value = o.min_value;
+    gen_.max_value = o.max_value;
+    gen_.min_target = o.min_target;
+    gen_.max_target = o.max_target;
+    if (!o.train_path.empty()) {
+      train_ = countdown::load_jsonl(o.train_path);
+    } else {
+      countdown::validate_options(gen_);
+      countdown::generate(gen_, seed_, false, 0);  // fails early on impossible ranges
+    }
+    if (!o.val_path.empty()) {
+      val_ = countdown::load_jsonl(o.val_path);
+      val_size_ = file_val_size(o.val_size, val_.size());
+    } else if (o.train_path.empty()) {
+      val_size_ = o.val_size;
+      generated_val_ = true;
+      if (val_size_ > 0) countdown::generate(gen_, seed_, true, 0);
+    }
+  }
+
+  std::string name() const override { return "countdown"; }
+
+  Example train_example(uint64_t index) const override {
+    if (!train_.empty())
+      return make(train_[static_cast<size_t>(index % train_.size())], index, "train");
+    return make(countdown::generate(gen_, seed_, false, index), index, "train");
+  }
+
+  size_t val_size() const override { return val_size_; }
+
+  Example val_example(size_t i) const override {
+    check_val_index(i, val_size_);
+    if (generated_val_) return make(countdown::generate(gen_, seed_, true, i), i, "val");
+    return make(val_[i], i, "val");
+  }
+
+  double reward(const Example& ex, std::string_view text,
+                std::span<const int32_t>) const override {
+    const auto& m = ex.meta;
+    const auto nums = m.at("nums").get<std::vector<int64_t>>();
+    return countdown::reward(text, nums, m.at("target").get<int64_t>());
+  }
+
+ private:
+  Example make(const countdown::Problem& p, uint64_t index, const char* split) const {
+    Example ex;
+    ex.prompt = apply_template(template_, countdown::question(p));
+    ex.meta = {{"index", index}, {"split", split}, {"nums", p.nums}, {"target", p.target}};
+    if (!p.solution.empty()) ex.meta["solution"] = p.solution;
+    return ex;
+  }
+
+  std::string template_;
+  uint64_t seed_;
+  countdown::GeneratorOptions gen_;
+  std::vector<countdown::Problem> train_, val_;
+  size_t val_size_ = 0;
+  bool generated_val_ = false;
+};
+
+// ---- gsm8k ----------------------------------------------------------------------------
+
+struct Gsm8kItem {
+  std::string question, gold;
+};
+
+std::vector<Gsm8kItem> load_gsm8k(const std::string& path) {
+  std::vector<Gsm8kItem> out;
+  read_jsonl(path, [&](const nlohmann::json& j, const std::string& where) {
+    const auto q = j.find("question");
+    require(q != j.end() && q->is_string(), where, "missing string field \"question\"");
+    const auto a = j.find("answer");
+    require(a != j.end() && a->is_string(), where, "missing string field \"answer\"");
+    Gsm8kItem it{q->get<std::string>(), gsm8k::gold_answer(a->get<std::string>())};
+    require(!it.gold.empty(), where, "empty gold answer (expected the solution after \"####\")");
+    out.push_back(std::move(it));
+  });
+  require(!out.empty(), path, "no gsm8k examples in file");
+  return out;
+}
+
+class Gsm8kTask final : public Task {
+ public:
+  explicit Gsm8kTask(const TaskOptions& o)
+      : template_(o.template_name.empty() ? "chat_think" : o.template_name) {
+    apply_template(template_, "");
+    require(!o.train_path.empty(), "task.train_path", "gsm8k needs a JSONL file");
+    train_ = load_gsm8k(o.train_path);
+    if (!o.val_path.empty()) {
+      val_ = load_gsm8k(o.val_path);
+      val_size_ = file_val_size(o.val_size, val_.size());
+    }
+  }
+
+  std::string name() const override { return "gsm8k"; }
+
+  Example train_example(uint64_t index) const override {
+    return make(train_[static_cast<size_t>(index % train_.size())], index, "train");
+  }
+  size_t val_size() const override { return val_size_; }
+  Example val_example(size_t i) const override {
+    check_val_index(i, val_size_);
+    return make(val_[i], i, "val");
+  }
+
+  double reward(const Example& ex, std::string_view text,
+                std::span<const int32_t>) const override {
+    return gsm8k::reward(text, ex.meta.at("gold").get<std::string>());
+  }
+
+ private:
+  Example make(const Gsm8kItem& it, uint64_t index, const char* split) const {
+    Example ex;
+    ex.prompt = apply_template(template_, it.question);
+    ex.meta = {{"index", index}, {"split", split}, {"gold", it.gold}};
+    return ex;
+  }
+
+  std::string template_;
+  std::vector<Gsm8kItem> train_, val_;
+  size_t val_size_ = 0;
+};
+
+// ---- toy tasks ------------------------------------------------------------------------
+
+enum class ToyKind { Digits, FastZero, RepTok, UniqueTok };
+
+class ToyTask final : public Task {
+ public:
+  ToyTask(const TaskOptions& o, ToyKind kind)
+      : kind_(kind), name_(o.name), val_size_(o.val_size),
+        prompt_(apply_template(o.template_name.empty() ? "raw" : o.template_name, o.toy_prompt)) {}
+
+  std::string name() const override { return name_; }
+  Example train_example(uint64_t index) const override { return make(index, "train"); }
+  size_t val_size() const override { return val_size_; }
+  Example val_example(size_t i) const override {
+    check_val_index(i, val_size_);
+    return make(i, "val");
+  }
+
+  double reward(const Example&, std::string_view text,
+                std::span<const int32_t> tokens) const override {
+    switch (kind_) {
+      case ToyKind::Digits: return toy::digits(text);
+      case ToyKind::FastZero: return toy::fastzero(tokens);
+      case ToyKind::RepTok: return toy::reptok(tokens);
+      case ToyKind::UniqueTok: return toy::uniquetok(tokens);
+    }
+    return 0.0;
+  }
+
+ private:
+  Example make(uint64_t index, const char* split) const {
+    Example ex;
+    ex.prompt = prompt_;
+    ex.meta = {{"index", index}, {"split", split}};
+    return ex;
+  }
+
+  ToyKind kind_;
+  std::string name_;
+  size_t val_size_;
+  std::string prompt_;
+};
+
+}  // namespace
+
+std::unique_ptr<Task> make_task(const TaskOptions& opts) {
+  const std::string& n = opts.name;
+  if (n == "countdown") return std::make_unique<CountdownTask>(opts);
+  if (n == "gsm8k") return std::make_unique<Gsm8kTask>(opts);
+  if (n == "digits") return std::make_unique<ToyTask>(opts, ToyKind::Digits);
+  if (n == "fastzero") return std::make_unique<ToyTask>(opts, ToyKind::FastZero);
+  if (n == "reptok") return std::make_unique<ToyTask>(opts, ToyKind::RepTok);
+  if (n == "uniquetok") return std::make_unique<ToyTask>(opts, ToyKind::UniqueTok);
+  throw InputError("task.name: unknown task '" + n +
+                   "' (expected countdown, gsm8k, digits, fastzero, reptok or uniquetok)");
+}
+
+// ---- gsm8k scoring --------------------------------------------------------------------
+
+namespace gsm8k {
+
+namespace {
+bool in_class(char c) {  // [$0-9.,]
+  return c == '$' || c == '.' || c == ',' || (c >= '0' && c <= '9');
+}
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+}  // namespace
+
+std::optional<std::string> extract_predicted_answer(std::string_view text) {
+  // re.findall(r"(-?[$0-9.,]{2,})|(-?[0-9]+)", text) scans left to right; at each position
+  // the first alternative is tried first (greedy, and nothing follows it, so it takes the
+  // longest run), then the second; a match resumes the scan after its end.
+  std::optional<std::string_view> last;
+  size_t i = 0;
+  const size_t n = text.size();
+  while (i < n) {
+    const bool minus = text[i] == '-';
+    const size_t body = minus ? i + 1 : i;
+    size_t run = body;
+    while (run < n && in_class(text[run])) ++run;
+    if (run - body >= 2) {  // alternative 1 (when text[i] == '-', an empty "-?" cannot match)
+      last = text.substr(i, run - i);
+      i = run;
+      continue;
+    }
+    size_t digits = body;
+    while (digits < n && is_digit(text[digits])) ++digits;
+    if (digits > body) {  // alternative 2
+      last = text.substr(i, digits - i);
+      i = digits;
+      continue;
+    }
+    ++i;
+  }
+  if (!last) return std::nullopt;
+  std::string out;
+  for (char c : trim(*last))
+    if (c != ',' && c != '$') out += c;
+  if (!out.empty() && out.back() == '.') out.pop_back();
+  return out;
+}
+
+std::string gold_answer(std::string_view answer) {
+  const size_t p = answer.rfind("####");
+  const std::string_view tail = trim(p == std::string_view::npos ? answer : answer.substr(p + 4));
+  std::string out;
+  for (char c : tail)
+    if (c != ',') out += c;
+  return out;
+}
+
+double reward(std::string_view completion, std::string_view gold) {
+  static constexpr std::string_view kThink = "</think>";
+  const size_t p = completion.find(kThink);
+  if (p == std::string_view::npos) return 0.0;
+  const auto pred = extract_predicted_answer(completion.substr(p + kThink.size()));
+  return pred && *pred == gold ? 1.0 : 0.0;
+}
+
+}  // namespace gsm8k
+
+// ---- toy rewards ----------------------------------------------------------------------
+
+namespace toy {
+
+double digits(std::string_view text) {
+  return static_cast<double>(
+      std::count_if(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }));
+}
+
+double fastzero(std::span<const int32_t> tokens) {
+  const auto it = std::find(tokens.begin(), tokens.end(), 0);
+  if (it == tokens.end()) return -2.0 * static_cast<double>(tokens.size());
+  return -static_cast<double>(it - tokens.begin());
+}
+
+double reptok(std::span<const int32_t> tokens) {
+  std::unordered_map<int32_t, size_t> counts;
+  size_t best = 0;
+  for (int32_t t : tokens) best = std::max(best, ++counts[t]);
+  return static_cast<double>(best);
+}
+
+double uniquetok(std::span<const int32_t> tokens) {
+  std::vector<int32_t> s(tokens.begin(), tokens.end());
+  std::sort(s.begin(), s.end());
+  return static_cast<double>(std::unique(s.begin(), s.end()) - s.begin());
+}
+
+}  // namespace toy
+
+}  // namespace eggroll

@@ -1,0 +1,105 @@
+#pragma once
+// Tasks: where training and validation prompts come from, and how rollouts are scored.
+//
+//   countdown  generated (seeded, always solvable) or loaded from JSONL ("nums", "target");
+//              reward 1.0 / 0.1 / 0 (see es/countdown.h)
+//   gsm8k      JSONL ("question", "answer" with the solution after "####"); reward 1 / 0
+//   digits, fastzero, reptok, uniquetok   toy tasks for tiny models (llm_bandits.py)
+//
+// Prompts are full text (chat template applied). Templates:
+//   "chat"        "User: {question}\n\nAssistant:"
+//   "chat_think"  "User: {question}\n\nAssistant: <think"
+//   "raw"         "{question}"
+// An empty template name selects the task's default: countdown "chat", gsm8k "chat_think",
+// toy tasks "raw".
+//
+// Conventions for reward(): completion_text is the decoded completion, without the prompt and
+// without the end-of-document token; completion_tokens are the generated token ids and INCLUDE
+// the end-of-document token 0 when the model emitted it (fastzero needs to see it).
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+namespace eggroll {
+
+struct Example {
+  std::string prompt;   // full text fed to the model (template applied)
+  nlohmann::json meta;  // task data the reward needs, plus "index" and "split" for logging
+};
+
+// All methods are const and keep no mutable state: safe to call from several threads.
+class Task {
+ public:
+  virtual ~Task() = default;
+  virtual std::string name() const = 0;
+  // Deterministic in index (the data position), so a resumed run sees the same prompts.
+  // File-backed tasks cycle through the file in order: example index % file size.
+  virtual Example train_example(uint64_t index) const = 0;
+  virtual size_t val_size() const = 0;
+  virtual Example val_example(size_t i) const = 0;  // std::out_of_range when i >= val_size()
+  virtual double reward(const Example& ex, std::string_view completion_text,
+                        std::span<const int32_t> completion_tokens) const = 0;
+};
+
+struct TaskOptions {
+  std::string name;                // countdown, gsm8k, digits, fastzero, reptok, uniquetok
+  std::string train_path;          // JSONL; required for gsm8k, optional for countdown
+  std::string val_path;            // JSONL; optional
+  uint64_t seed = 0;               // generated problems (countdown)
+  // Validation examples: a file-backed split uses the first val_size examples of val_path
+  // (0 = all of them); a generated split (countdown without train_path, toy tasks) has exactly
+  // val_size examples. Countdown from train_path without val_path, and gsm8k without val_path,
+  // have no validation split (val_size() == 0).
+  size_t val_size = 128;
+  std::string template_name;       // "chat", "chat_think", "raw"; "" = task default
+  // countdown generator
+  int min_numbers = 3, max_numbers = 4;
+  int64_t min_value = 1, max_value = 100;
+  int64_t min_target = 100, max_target = 999;
+  // toy tasks: the prompt text (default empty: generation starts right after token 0, as in
+  // the reference, which feeds only the end-of-document token)
+  std::string toy_prompt;
+};
+
+// Builds a task. InputError "task.<key>: ..." on bad options, "<file>:<line>: ..." on a bad
+// data line, "<file>: ..." when a file cannot be read.
+std::unique_ptr<Task> make_task(const TaskOptions& opts);
+
+// Applies a chat template (see above) to a question. InputError on an unknown template.
+std::string apply_template(std::string_view template_name, std::string_view question);
+
+// Calls fn(object, "<path>:<line>") for every non-blank line of a JSONL file; each line must
+// be one JSON object (InputError "<path>:<line>: ..." otherwise). A UTF-8 BOM and CRLF line
+// ends are accepted. InputError "<path>: cannot open ..." when the file cannot be read.
+void read_jsonl(const std::string& path,
+                const std::function<void(const nlohmann::json&, const std::string&)>& fn);
+
+namespace gsm8k {
+// The reference's extract_predicted_answer: the last match of (-?[$0-9.,]{2,})|(-?[0-9]+) in
+// text, with ',' and '$' removed and one trailing '.' removed; nullopt when nothing matches.
+std::optional<std::string> extract_predicted_answer(std::string_view text);
+// The gold answer: the text after the last "####" (the whole text when there is none),
+// trimmed, with ',' removed.
+std::string gold_answer(std::string_view answer);
+// 0 unless "</think>" occurs; then 1 when extract_predicted_answer(text after the FIRST
+// "</think>", as the reference's str.find) equals gold, else 0.
+double reward(std::string_view completion, std::string_view gold);
+}  // namespace gsm8k
+
+namespace toy {
+// The reference's llm_bandits.py toy rewards, on the generated tokens:
+double digits(std::string_view text);                  // number of ASCII digit characters
+double fastzero(std::span<const int32_t> tokens);      // -(position of the first 0), or
+                                                       // -2 * tokens.size() if none
+double reptok(std::span<const int32_t> tokens);        // largest count of one token id
+double uniquetok(std::span<const int32_t> tokens);     // number of distinct token ids
+}  // namespace toy
+
+}  // namespace eggroll
