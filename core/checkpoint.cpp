@@ -84,19 +84,6 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-std::string printable(const std::string& s) {
-  std::string out;
-  for (unsigned char ch : s.substr(0, 200)) {
-    if (ch >= 0x20 && ch < 0x7f) {
-      out += char(ch);
-    } else {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", ch);
-      out += buf;
-    }
-  }
-  return out;
-}
 
 // ---- .pth -------------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 // the command line prints its message on one line and exits with status 2.
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace eggroll {
 
@@ -14,5 +15,8 @@ struct InputError : std::runtime_error {
 inline void require(bool cond, const std::string& where, const std::string& what) {
   if (!cond) throw InputError(where + ": " + what);
 }
+
+// `s` for an error message: printable ASCII kept, other bytes as \xNN, cut after `max` bytes ("...").
+std::string printable(std::string_view s, size_t max = 200);
 
 }  // namespace eggroll

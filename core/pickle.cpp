@@ -55,20 +55,6 @@ struct Value {
   std::unique_ptr<TensorRef> tensor;
 };
 
-std::string printable(std::string_view s) {
-  std::string out;
-  for (unsigned char ch : s.substr(0, 120)) {
-    if (ch >= 0x20 && ch < 0x7f) {
-      out += char(ch);
-    } else {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", ch);
-      out += buf;
-    }
-  }
-  if (s.size() > 120) out += "...";
-  return out;
-}
 
 class Machine {
  public:
@@ -202,7 +188,7 @@ class Machine {
       g->fn = Fn::Storage;
       g->dtype = DType::F16;
     } else {
-      fail("unsupported pickle global '" + printable(dotted) + "'");
+      fail("unsupported pickle global '" + printable(dotted, 120) + "'");
     }
     return g;
   }
@@ -493,7 +479,7 @@ std::vector<TensorRef> read_state_dict(const uint8_t* data, size_t size, const s
       throw InputError(source + ": state dict key is a " + kind_name(kv[k]->kind) + ", not a string");
     const std::string& name = kv[k]->s;
     if (kv[k + 1]->kind != Kind::Tensor)
-      throw InputError(source + ": state dict entry '" + printable(name) + "' is a " +
+      throw InputError(source + ": state dict entry '" + printable(name, 120) + "' is a " +
                        kind_name(kv[k + 1]->kind) + ", not a tensor");
     TensorRef r = *kv[k + 1]->tensor;
     r.name = name;

@@ -69,20 +69,6 @@ inline bool in_range(uint64_t off, uint64_t len, uint64_t size) {
   return off <= size && len <= size - off;
 }
 
-std::string printable(std::string_view s) {
-  std::string out;
-  for (unsigned char ch : s.substr(0, 200)) {
-    if (ch >= 0x20 && ch < 0x7f) {
-      out += char(ch);
-    } else {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", ch);
-      out += buf;
-    }
-  }
-  if (s.size() > 200) out += "...";
-  return out;
-}
 
 }  // namespace
 
