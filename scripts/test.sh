@@ -5,4 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh
+# ctest runs two tests at once on these 2-core machines: OpenMP threads that spin while they wait
+# for a descheduled sibling make an oversubscribed test many times slower, so they sleep instead
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 ctest --test-dir build --output-on-failure -j"${EGGROLL_TEST_JOBS:-2}" "$@"
