@@ -1,85 +1,26 @@
+// Device / memory helpers and the model's small ops (norms, token shifts, elementwise).
+// CPU references: es/ops_ref.h (ref::*), rwkv/forward.h (layer_norm_row).
 #include <cuda_runtime.h>
 
 #include <stdexcept>
 #include <string>
 
+#include "cuda/common.cuh"
 #include "cuda/cuda_ops.h"
 
 namespace eggroll::cuda {
 
-namespace {
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e));
-}
+using detail::as_stream;
+using detail::check;
+using detail::check_launch;
+using detail::grid_for;
 
-__global__ void layer_norm_kernel(const float* __restrict__ x, const float* __restrict__ w,
-                                  const float* __restrict__ b, float* __restrict__ y, int64_t n, float eps) {
-  const float* xr = x + blockIdx.x * n;
-  float* yr = y + blockIdx.x * n;
-  __shared__ float red[2][32];
-  float s = 0.f, ss = 0.f;
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += xr[i];
-  for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-  if ((threadIdx.x & 31) == 0) red[0][threadIdx.x >> 5] = s;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    float t = threadIdx.x < (blockDim.x >> 5) ? red[0][threadIdx.x] : 0.f;
-    for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
-    if (threadIdx.x == 0) red[0][0] = t;
-  }
-  __syncthreads();
-  const float mean = red[0][0] / float(n);
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-    float d = xr[i] - mean;
-    ss += d * d;
-  }
-  for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-  if ((threadIdx.x & 31) == 0) red[1][threadIdx.x >> 5] = ss;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    float t = threadIdx.x < (blockDim.x >> 5) ? red[1][threadIdx.x] : 0.f;
-    for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
-    if (threadIdx.x == 0) red[1][0] = t;
-  }
-  __syncthreads();
-  const float inv = rsqrtf(red[1][0] / float(n) + eps);
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) yr[i] = (xr[i] - mean) * inv * w[i] + b[i];
-}
-
-// One block of 64 threads per (member, head); thread i owns row i of the state (value index).
-__global__ void wkv7_kernel(float* __restrict__ S, const float* __restrict__ r, const float* __restrict__ decay,
-                            const float* __restrict__ k, const float* __restrict__ v, const float* __restrict__ kk,
-                            const float* __restrict__ a, float* __restrict__ y) {
-  const int64_t h = blockIdx.x;
-  const int i = threadIdx.x;
-  __shared__ float sr[64], sd[64], sk[64], skk[64], sb[64];
-  const int64_t o = h * 64;
-  sr[i] = r[o + i], sd[i] = decay[o + i], sk[i] = k[o + i], skk[i] = kk[o + i], sb[i] = kk[o + i] * a[o + i];
-  __syncthreads();
-  float* Si = S + h * 4096 + i * 64;
-  float row[64];
-  float sa = 0.f;
-#pragma unroll
-  for (int j = 0; j < 64; j++) {
-    row[j] = Si[j];
-    sa -= row[j] * skk[j];
-  }
-  const float vi = v[o + i];
-  float acc = 0.f;
-#pragma unroll
-  for (int j = 0; j < 64; j++) {
-    float s = row[j] * sd[j] + sa * sb[j] + vi * sk[j];
-    Si[j] = s;
-    acc += s * sr[j];
-  }
-  y[o + i] = acc;
-}
-}  // namespace
+// ---- device and memory --------------------------------------------------------------------------
 
 int device_count() {
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();
+    cudaGetLastError();  // clear the sticky "no driver" error
     return 0;
   }
   return n;
@@ -91,30 +32,369 @@ std::string device_name(int device) {
   return p.name;
 }
 
-void layer_norm_rows(const float* x, const float* w, const float* b, float* y, int64_t rows, int64_t n, float eps,
-                     void* stream) {
-  if (rows <= 0) return;
-  layer_norm_kernel<<<unsigned(rows), 256, 0, static_cast<cudaStream_t>(stream)>>>(x, w, b, y, n, eps);
-  check(cudaGetLastError(), "layer_norm_rows");
+size_t device_free_memory() {
+  size_t free_b = 0, total = 0;
+  check(cudaMemGetInfo(&free_b, &total), "cudaMemGetInfo");
+  return free_b;
 }
 
-void wkv7_heads(float* S, const float* r, const float* decay, const float* k, const float* v, const float* kk,
-                const float* a, float* y, int64_t count, void* stream) {
-  if (count <= 0) return;
-  wkv7_kernel<<<unsigned(count), 64, 0, static_cast<cudaStream_t>(stream)>>>(S, r, decay, k, v, kk, a, y);
-  check(cudaGetLastError(), "wkv7_heads");
+void synchronize() { check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
+
+void* malloc_bytes(size_t bytes) {
+  void* p = nullptr;
+  check(cudaMalloc(&p, bytes ? bytes : 1), "cudaMalloc");
+  return p;
 }
+void free_bytes(void* p) {
+  if (p) cudaFree(p);
+}
+void copy_to_device(void* dst, const void* host, size_t bytes, void* stream) {
+  if (!bytes) return;
+  check(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, as_stream(stream)), "cudaMemcpy H2D");
+  check(cudaStreamSynchronize(as_stream(stream)), "cudaMemcpy H2D");  // host buffer may be freed after
+}
+void copy_to_host(void* host, const void* src, size_t bytes, void* stream) {
+  if (!bytes) return;
+  check(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, as_stream(stream)), "cudaMemcpy D2H");
+  check(cudaStreamSynchronize(as_stream(stream)), "cudaMemcpy D2H");
+}
+void copy_device(void* dst, const void* src, size_t bytes, void* stream) {
+  if (!bytes) return;
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, as_stream(stream)), "cudaMemcpy D2D");
+}
+void memset_zero(void* dst, size_t bytes, void* stream) {
+  if (!bytes) return;
+  check(cudaMemsetAsync(dst, 0, bytes, as_stream(stream)), "cudaMemset");
+}
+void stream_synchronize(void* stream) { check(cudaStreamSynchronize(as_stream(stream)), "cudaStreamSynchronize"); }
 
 float* to_device(const float* host, size_t n) {
-  float* d = nullptr;
-  check(cudaMalloc(&d, n * sizeof(float)), "cudaMalloc");
-  check(cudaMemcpy(d, host, n * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy H2D");
+  float* d = static_cast<float*>(malloc_bytes(n * sizeof(float)));
+  copy_to_device(d, host, n * sizeof(float));
   return d;
 }
-void to_host(const float* dev, float* host, size_t n) {
-  check(cudaMemcpy(host, dev, n * sizeof(float), cudaMemcpyDeviceToHost), "cudaMemcpy D2H");
+void to_host(const float* dev, float* host, size_t n) { copy_to_host(host, dev, n * sizeof(float)); }
+void free_device(float* dev) { free_bytes(dev); }
+
+// ---- kernels ------------------------------------------------------------------------------------------
+
+namespace {
+
+__global__ void embed_kernel(const float* __restrict__ emb_f32, const uint16_t* __restrict__ emb_bf16,
+                             const int32_t* __restrict__ tokens, int64_t B, int64_t C, float* __restrict__ out) {
+  const int64_t total = B * C;
+  for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < total; q += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i = q / C, j = q - i * C;
+    const int64_t src = int64_t(tokens[i]) * C + j;
+    out[q] = emb_bf16 ? detail::bf16_bits_to_f32(emb_bf16[src]) : emb_f32[src];
+  }
 }
-void free_device(float* dev) { cudaFree(dev); }
-void synchronize() { check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
+
+// One block per row; two passes (mean, then centred variance) as the CPU reference.
+__global__ void layer_norm_kernel(const float* __restrict__ x, const float* __restrict__ w, int64_t ws,
+                                  const float* __restrict__ b, int64_t bs, float* __restrict__ y, int64_t n,
+                                  float eps) {
+  __shared__ float red[32];
+  const int64_t row = blockIdx.x;
+  const float* xr = x + row * n;
+  float* yr = y + row * n;
+  const float* wr = w + row * ws;
+  const float* br = b + row * bs;
+  float s = 0.f;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += xr[i];
+  const float mean = detail::block_sum(s, red) / float(n);
+  float ss = 0.f;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+    const float d = xr[i] - mean;
+    ss += d * d;
+  }
+  const float inv = rsqrtf(detail::block_sum(ss, red) / float(n) + eps);
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) yr[i] = (xr[i] - mean) * inv * wr[i] + br[i];
+}
+
+__global__ void time_shift6_kernel(const float* __restrict__ xa, float* __restrict__ state,
+                                   const int32_t* __restrict__ slots, int64_t slot_stride, int64_t layer_offset,
+                                   Mix6 mu, float* __restrict__ out, int64_t B, int64_t C) {
+  const int64_t total = B * C;
+  for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < total; q += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i = q / C, j = q - i * C;
+    float* prev = state + int64_t(slots[i]) * slot_stride + layer_offset + j;
+    const float x = xa[q];
+    const float d = *prev - x;
+#pragma unroll
+    for (int m = 0; m < 6; m++) out[m * total + q] = x + d * mu.p[m][i * mu.stride[m] + j];
+    *prev = x;
+  }
+}
+
+__global__ void channel_shift_kernel(const float* __restrict__ xf, float* __restrict__ state,
+                                     const int32_t* __restrict__ slots, int64_t slot_stride, int64_t layer_offset,
+                                     const float* __restrict__ mu, int64_t mu_stride, float* __restrict__ out,
+                                     int64_t B, int64_t C) {
+  const int64_t total = B * C;
+  for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < total; q += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i = q / C, j = q - i * C;
+    float* prev = state + int64_t(slots[i]) * slot_stride + layer_offset + j;
+    const float x = xf[q];
+    out[q] = x + (*prev - x) * mu[i * mu_stride + j];
+    *prev = x;
+  }
+}
+
+enum class Unary { Tanh, Sigmoid, ReluSq };
+
+template <Unary U>
+__global__ void unary_kernel(float* __restrict__ x, int64_t n) {
+  for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < n; q += int64_t(gridDim.x) * blockDim.x) {
+    const float v = x[q];
+    if constexpr (U == Unary::Tanh) x[q] = tanhf(v);
+    else if constexpr (U == Unary::Sigmoid) x[q] = detail::sigmoid_dev(v);
+    else {
+      const float t = fmaxf(v, 0.f);
+      x[q] = t * t;
+    }
+  }
+}
+
+__global__ void decay_kernel(float* __restrict__ w, const float* __restrict__ w0, int64_t s, int64_t B, int64_t C) {
+  const float e = expf(-0.5f);
+  const int64_t total = B * C;
+  for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < total; q += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i = q / C, j = q - i * C;
+    w[q] = expf(-e * detail::sigmoid_dev(w0[i * s + j] + w[q]));
+  }
+}
+
+__global__ void sigmoid_bias_kernel(float* __restrict__ a, const float* __restrict__ a0, int64_t s, int64_t B,
+                                    int64_t C) {
+  const int64_t total = B * C;
+  for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < total; q += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i = q / C, j = q - i * C;
+    a[q] = detail::sigmoid_dev(a0[i * s + j] + a[q]);
+  }
+}
+
+__global__ void value_residual_kernel(float* __restrict__ v, const float* __restrict__ vf, const float* __restrict__ t,
+                                      const float* __restrict__ v0, int64_t s, int64_t B, int64_t C) {
+  const int64_t total = B * C;
+  for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < total; q += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i = q / C, j = q - i * C;
+    const float vv = v[q];
+    v[q] = vv + (vf[q] - vv) * detail::sigmoid_dev(v0[i * s + j] + t[q]);
+  }
+}
+
+// One warp per (row, head): lanes own elements lane and lane + 32 of the head.
+__global__ void kk_prepare_kernel(float* __restrict__ k, const float* __restrict__ a, const float* __restrict__ k_k,
+                                  int64_t kks, const float* __restrict__ k_a, int64_t kas, float* __restrict__ kk,
+                                  int64_t B, int64_t H) {
+  const int64_t wid = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5;
+  const int lane = threadIdx.x & 31;
+  if (wid >= B * H) return;  // whole warps exit together
+  const int64_t i = wid / H, h = wid - i * H, C = H * 64;
+  const int64_t o = i * C + h * 64;
+  float kv[2], kkv[2];
+  double nrm = 0;
+#pragma unroll
+  for (int u = 0; u < 2; u++) {
+    const int j = lane + 32 * u;
+    kv[u] = k[o + j];
+    kkv[u] = kv[u] * k_k[i * kks + h * 64 + j];
+    nrm += double(kkv[u]) * kkv[u];
+  }
+  nrm = detail::warp_sum(nrm);
+  const float inv = 1.f / fmaxf(float(sqrt(nrm)), 1e-12f);
+#pragma unroll
+  for (int u = 0; u < 2; u++) {
+    const int j = lane + 32 * u;
+    kk[o + j] = kkv[u] * inv;
+    k[o + j] = kv[u] * (1.f + (a[o + j] - 1.f) * k_a[i * kas + h * 64 + j]);
+  }
+}
+
+// One warp per (row, head).
+__global__ void group_norm_bonus_gate_kernel(float* __restrict__ y, const float* __restrict__ r,
+                                             const float* __restrict__ k, const float* __restrict__ v,
+                                             const float* __restrict__ g, const float* __restrict__ r_k, int64_t rks,
+                                             const float* __restrict__ lw, int64_t lws, const float* __restrict__ lb,
+                                             int64_t lbs, int64_t B, int64_t H, float eps) {
+  const int64_t wid = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) >> 5;
+  const int lane = threadIdx.x & 31;
+  if (wid >= B * H) return;
+  const int64_t i = wid / H, h = wid - i * H, C = H * 64;
+  const int64_t o = i * C + h * 64;
+  float yv[2], s = 0.f, bonus = 0.f;
+#pragma unroll
+  for (int u = 0; u < 2; u++) {
+    const int j = lane + 32 * u;
+    yv[u] = y[o + j];
+    s += yv[u];
+    bonus += r[o + j] * k[o + j] * r_k[i * rks + h * 64 + j];
+  }
+  const float mean = detail::warp_sum(s) / 64.f;
+  float ss = 0.f;
+#pragma unroll
+  for (int u = 0; u < 2; u++) ss += (yv[u] - mean) * (yv[u] - mean);
+  const float inv = rsqrtf(detail::warp_sum(ss) / 64.f + eps);
+  bonus = detail::warp_sum(bonus);
+#pragma unroll
+  for (int u = 0; u < 2; u++) {
+    const int j = lane + 32 * u;
+    const int64_t qv = h * 64 + j;
+    const float yn = (yv[u] - mean) * inv * lw[i * lws + qv] + lb[i * lbs + qv];
+    y[o + j] = (yn + bonus * v[o + j]) * g[o + j];
+  }
+}
+
+__global__ void add_kernel(float* __restrict__ x, const float* __restrict__ t, int64_t n) {
+  for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < n; q += int64_t(gridDim.x) * blockDim.x)
+    x[q] += t[q];
+}
+
+__global__ void gather_rows_kernel(const float* __restrict__ src, const int32_t* __restrict__ rows, int64_t n,
+                                   int64_t C, float* __restrict__ dst) {
+  const int64_t total = n * C;
+  for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < total; q += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i = q / C, j = q - i * C;
+    dst[q] = src[int64_t(rows[i]) * C + j];
+  }
+}
+
+__global__ void gather_i32_kernel(const int32_t* __restrict__ src, const int32_t* __restrict__ idx, int64_t n,
+                                  int32_t* __restrict__ dst) {
+  for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < n; q += int64_t(gridDim.x) * blockDim.x)
+    dst[q] = src[idx[q]];
+}
+
+__global__ void f32_to_bf16_kernel(const float* __restrict__ x, uint16_t* __restrict__ y, int64_t n) {
+  for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < n; q += int64_t(gridDim.x) * blockDim.x)
+    y[q] = detail::f32_to_bf16_bits(x[q]);
+}
+
+__global__ void bf16_to_f32_kernel(const uint16_t* __restrict__ x, float* __restrict__ y, int64_t n) {
+  for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < n; q += int64_t(gridDim.x) * blockDim.x)
+    y[q] = detail::bf16_bits_to_f32(x[q]);
+}
+
+constexpr int kThreads = 256;
+
+}  // namespace
+
+// ---- wrappers ---------------------------------------------------------------------------------------
+
+void embed_rows(const void* emb, bool emb_bf16, const int32_t* tokens, int64_t B, int64_t C, float* out,
+                void* stream) {
+  if (B <= 0) return;
+  embed_kernel<<<grid_for(B * C, kThreads), kThreads, 0, as_stream(stream)>>>(
+      emb_bf16 ? nullptr : static_cast<const float*>(emb), emb_bf16 ? static_cast<const uint16_t*>(emb) : nullptr,
+      tokens, B, C, out);
+  check_launch("embed_rows");
+}
+
+void layer_norm_rows(const float* x, const float* w, int64_t w_stride, const float* b, int64_t b_stride, float* y,
+                     int64_t rows, int64_t n, float eps, void* stream) {
+  if (rows <= 0) return;
+  if (rows > 0x7fffffffLL) throw std::invalid_argument("layer_norm_rows: too many rows");
+  layer_norm_kernel<<<unsigned(rows), kThreads, 0, as_stream(stream)>>>(x, w, w_stride, b, b_stride, y, n, eps);
+  check_launch("layer_norm_rows");
+}
+
+void time_shift6(const float* xa, float* state, const int32_t* slots, int64_t slot_stride, int64_t layer_offset,
+                 const Mix6& mu, float* out, int64_t B, int64_t C, void* stream) {
+  if (B <= 0) return;
+  time_shift6_kernel<<<grid_for(B * C, kThreads), kThreads, 0, as_stream(stream)>>>(xa, state, slots, slot_stride,
+                                                                                    layer_offset, mu, out, B, C);
+  check_launch("time_shift6");
+}
+
+void channel_shift(const float* xf, float* state, const int32_t* slots, int64_t slot_stride, int64_t layer_offset,
+                   const float* mu, int64_t mu_stride, float* out, int64_t B, int64_t C, void* stream) {
+  if (B <= 0) return;
+  channel_shift_kernel<<<grid_for(B * C, kThreads), kThreads, 0, as_stream(stream)>>>(
+      xf, state, slots, slot_stride, layer_offset, mu, mu_stride, out, B, C);
+  check_launch("channel_shift");
+}
+
+void tanh_inplace(float* x, int64_t n, void* stream) {
+  if (n <= 0) return;
+  unary_kernel<Unary::Tanh><<<grid_for(n, kThreads), kThreads, 0, as_stream(stream)>>>(x, n);
+  check_launch("tanh_inplace");
+}
+void sigmoid_inplace(float* x, int64_t n, void* stream) {
+  if (n <= 0) return;
+  unary_kernel<Unary::Sigmoid><<<grid_for(n, kThreads), kThreads, 0, as_stream(stream)>>>(x, n);
+  check_launch("sigmoid_inplace");
+}
+void relu_sq_inplace(float* x, int64_t n, void* stream) {
+  if (n <= 0) return;
+  unary_kernel<Unary::ReluSq><<<grid_for(n, kThreads), kThreads, 0, as_stream(stream)>>>(x, n);
+  check_launch("relu_sq_inplace");
+}
+
+void decay_rows(float* w, const float* w0, int64_t w0_stride, int64_t B, int64_t C, void* stream) {
+  if (B <= 0) return;
+  decay_kernel<<<grid_for(B * C, kThreads), kThreads, 0, as_stream(stream)>>>(w, w0, w0_stride, B, C);
+  check_launch("decay_rows");
+}
+void sigmoid_bias_rows(float* a, const float* a0, int64_t a0_stride, int64_t B, int64_t C, void* stream) {
+  if (B <= 0) return;
+  sigmoid_bias_kernel<<<grid_for(B * C, kThreads), kThreads, 0, as_stream(stream)>>>(a, a0, a0_stride, B, C);
+  check_launch("sigmoid_bias_rows");
+}
+void value_residual_rows(float* v, const float* v_first, const float* t, const float* v0, int64_t v0_stride,
+                         int64_t B, int64_t C, void* stream) {
+  if (B <= 0) return;
+  value_residual_kernel<<<grid_for(B * C, kThreads), kThreads, 0, as_stream(stream)>>>(v, v_first, t, v0, v0_stride,
+                                                                                       B, C);
+  check_launch("value_residual_rows");
+}
+
+void kk_prepare(float* k, const float* a, const float* k_k, int64_t kk_stride, const float* k_a, int64_t ka_stride,
+                float* kk, int64_t B, int64_t H, void* stream) {
+  if (B <= 0) return;
+  const int64_t threads = B * H * 32;
+  kk_prepare_kernel<<<unsigned((threads + kThreads - 1) / kThreads), kThreads, 0, as_stream(stream)>>>(
+      k, a, k_k, kk_stride, k_a, ka_stride, kk, B, H);
+  check_launch("kk_prepare");
+}
+
+void group_norm_bonus_gate(float* y, const float* r, const float* k, const float* v, const float* g,
+                           const float* r_k, int64_t rk_stride, const float* lw, int64_t lw_stride, const float* lb,
+                           int64_t lb_stride, int64_t B, int64_t H, float eps, void* stream) {
+  if (B <= 0) return;
+  const int64_t threads = B * H * 32;
+  group_norm_bonus_gate_kernel<<<unsigned((threads + kThreads - 1) / kThreads), kThreads, 0, as_stream(stream)>>>(
+      y, r, k, v, g, r_k, rk_stride, lw, lw_stride, lb, lb_stride, B, H, eps);
+  check_launch("group_norm_bonus_gate");
+}
+
+void add_inplace(float* x, const float* t, int64_t n, void* stream) {
+  if (n <= 0) return;
+  add_kernel<<<grid_for(n, kThreads), kThreads, 0, as_stream(stream)>>>(x, t, n);
+  check_launch("add_inplace");
+}
+
+void gather_rows(const float* src, const int32_t* rows, int64_t n, int64_t C, float* dst, void* stream) {
+  if (n <= 0) return;
+  gather_rows_kernel<<<grid_for(n * C, kThreads), kThreads, 0, as_stream(stream)>>>(src, rows, n, C, dst);
+  check_launch("gather_rows");
+}
+
+void gather_i32(const int32_t* src, const int32_t* idx, int64_t n, int32_t* dst, void* stream) {
+  if (n <= 0) return;
+  gather_i32_kernel<<<grid_for(n, kThreads), kThreads, 0, as_stream(stream)>>>(src, idx, n, dst);
+  check_launch("gather_i32");
+}
+
+void f32_to_bf16(const float* x, uint16_t* y, int64_t n, void* stream) {
+  if (n <= 0) return;
+  f32_to_bf16_kernel<<<grid_for(n, kThreads), kThreads, 0, as_stream(stream)>>>(x, y, n);
+  check_launch("f32_to_bf16");
+}
+void bf16_to_f32(const uint16_t* x, float* y, int64_t n, void* stream) {
+  if (n <= 0) return;
+  bf16_to_f32_kernel<<<grid_for(n, kThreads), kThreads, 0, as_stream(stream)>>>(x, y, n);
+  check_launch("bf16_to_f32");
+}
 
 }  // namespace eggroll::cuda

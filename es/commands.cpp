@@ -7,11 +7,15 @@ namespace eggroll {
 void register_model_commands(CLI::App& app);
 void register_bench_commands(CLI::App& app);
 void register_train_commands(CLI::App& app);
+void register_plan_commands(CLI::App& app);
+void register_sweep_commands(CLI::App& app);
 
 void register_commands(CLI::App& app) {
   register_model_commands(app);
   register_bench_commands(app);
   register_train_commands(app);
+  register_plan_commands(app);
+  register_sweep_commands(app);
 }
 
 }  // namespace eggroll

@@ -1,0 +1,114 @@
+#include "es/step_ops.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+
+namespace eggroll {
+
+// ---- CPU backend --------------------------------------------------------------------------------
+
+void* CpuStepBackend::alloc(size_t bytes) {
+  void* p = std::malloc(bytes ? bytes : 1);
+  if (!p) throw std::bad_alloc();
+  return p;
+}
+void CpuStepBackend::release(void* p) { std::free(p); }
+void CpuStepBackend::upload(void* dst, const void* src, size_t bytes) {
+  if (bytes) std::memcpy(dst, src, bytes);
+}
+void CpuStepBackend::download(void* dst, const void* src, size_t bytes) {
+  if (bytes) std::memcpy(dst, src, bytes);
+}
+void CpuStepBackend::zero(void* dst, size_t bytes) {
+  if (bytes) std::memset(dst, 0, bytes);
+}
+void CpuStepBackend::copy(void* dst, const void* src, size_t bytes) {
+  if (bytes) std::memmove(dst, src, bytes);
+}
+
+void CpuStepBackend::embed(const WeightView& emb, const int32_t* tokens, int64_t B, float* out) {
+  const bool bf = emb.dtype == WeightDType::BF16;
+  ref::embed_rows(bf ? nullptr : emb.f32(), bf ? static_cast<const uint16_t*>(emb.data) : nullptr, tokens, B,
+                  emb.cols, out);
+}
+void CpuStepBackend::layer_norm(const float* x, VecArg w, VecArg b, float* y, int64_t B, int64_t n, float eps) {
+  ref::layer_norm_rows(x, w.p, w.stride, b.p, b.stride, y, B, n, eps);
+}
+void CpuStepBackend::time_shift6(const float* xa, float* state, const int32_t* slots, int64_t slot_stride,
+                                 int64_t layer_offset, const VecArg mu[6], float* out, int64_t B, int64_t C) {
+  const float* p[6];
+  int64_t s[6];
+  for (int q = 0; q < 6; q++) p[q] = mu[q].p, s[q] = mu[q].stride;
+  ref::time_shift6(xa, state, slots, slot_stride, layer_offset, p, s, out, B, C);
+}
+void CpuStepBackend::channel_shift(const float* xf, float* state, const int32_t* slots, int64_t slot_stride,
+                                   int64_t layer_offset, VecArg mu, float* out, int64_t B, int64_t C) {
+  ref::channel_shift(xf, state, slots, slot_stride, layer_offset, mu.p, mu.stride, out, B, C);
+}
+void CpuStepBackend::linear(const WeightView& W, bool x_times_p, const float* X, float* Y, int64_t B) {
+  const int64_t in = x_times_p ? W.rows : W.cols, out = x_times_p ? W.cols : W.rows;
+  if (W.dtype == WeightDType::BF16)
+    ref::linear_bf16(static_cast<const uint16_t*>(W.data), x_times_p, X, Y, B, in, out);
+  else
+    ref::linear_f32(W.f32(), x_times_p, X, Y, B, in, out);
+}
+void CpuStepBackend::tanh_(float* x, int64_t n) { ref::tanh_inplace(x, n); }
+void CpuStepBackend::sigmoid_(float* x, int64_t n) { ref::sigmoid_inplace(x, n); }
+void CpuStepBackend::decay(float* w, VecArg w0, int64_t B, int64_t C) { ref::decay_rows(w, w0.p, w0.stride, B, C); }
+void CpuStepBackend::sigmoid_bias(float* a, VecArg a0, int64_t B, int64_t C) {
+  ref::sigmoid_bias_rows(a, a0.p, a0.stride, B, C);
+}
+void CpuStepBackend::value_residual(float* v, const float* v_first, const float* t, VecArg v0, int64_t B,
+                                   int64_t C) {
+  ref::value_residual_rows(v, v_first, t, v0.p, v0.stride, B, C);
+}
+void CpuStepBackend::kk_prepare(float* k, const float* a, VecArg k_k, VecArg k_a, float* kk, int64_t B, int64_t H) {
+  ref::kk_prepare(k, a, k_k.p, k_k.stride, k_a.p, k_a.stride, kk, B, H);
+}
+void CpuStepBackend::wkv7(float* state, const int32_t* slots, int64_t slot_stride, int64_t layer_offset,
+                          const float* r, const float* decay, const float* k, const float* v, const float* kk,
+                          const float* a, float* y, int64_t B, int64_t H) {
+  ref::wkv7_rows(state, slots, slot_stride, layer_offset, r, decay, k, v, kk, a, y, B, H);
+}
+void CpuStepBackend::group_norm_bonus_gate(float* y, const float* r, const float* k, const float* v, const float* g,
+                                           VecArg r_k, VecArg lw, VecArg lb, int64_t B, int64_t H, float eps) {
+  ref::group_norm_bonus_gate(y, r, k, v, g, r_k.p, r_k.stride, lw.p, lw.stride, lb.p, lb.stride, B, H, eps);
+}
+void CpuStepBackend::add(float* x, const float* t, int64_t n) { ref::add_inplace(x, t, n); }
+void CpuStepBackend::relu_sq(float* x, int64_t n) { ref::relu_sq_inplace(x, n); }
+void CpuStepBackend::gather_rows(const float* src, const int32_t* rows, int64_t n, int64_t C, float* dst) {
+  ref::gather_rows(src, rows, n, C, dst);
+}
+void CpuStepBackend::gather_i32(const int32_t* src, const int32_t* idx, int64_t n, int32_t* dst) {
+  ref::gather_i32(src, idx, n, dst);
+}
+void CpuStepBackend::lowrank_add(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, bool x_times_p,
+                                 const float* X, float* Y, const int32_t* members, int64_t B, const float* cache) {
+  ref::lowrank_add(ns, pid, m, n, x_times_p, X, Y, members, B, cache);
+}
+void CpuStepBackend::embedding_lowrank_add(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n,
+                                           const int32_t* tokens, float* X, const int32_t* members, int64_t B,
+                                           const float* cache) {
+  ref::embedding_lowrank_add(ns, pid, m, n, tokens, X, members, B, cache);
+}
+void CpuStepBackend::vector_noise(const NoiseSpec& ns, uint32_t pid, const float* base, int64_t n,
+                                  const int32_t* members, int64_t B, const float* cache, float* out) {
+  ref::vector_noise_rows(ns, pid, base, n, members, B, cache, out);
+}
+
+// ---- weights --------------------------------------------------------------------------------------
+
+StepWeights host_step_weights(const Model& m) {
+  StepWeights w;
+  w.cfg = m.cfg;
+  for (const Param& p : m.params) w.params.push_back({p.data.data(), WeightDType::F32, p.rows, p.cols});
+  w.emb = m.emb, w.head = m.head, w.ln0_w = m.ln0_w, w.ln0_b = m.ln0_b, w.lnout_w = m.lnout_w,
+  w.lnout_b = m.lnout_b;
+  w.layers = m.layers;
+  return w;
+}
+
+}  // namespace eggroll

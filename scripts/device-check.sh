@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# GPU checks for a lent GPU machine, as one prepared command.
+#
+# The GPU machine has nvcc, cmake and the CUDA libraries, but none of the Debian packages this
+# project builds against (fmt, spdlog, yaml-cpp, Eigen, Open MPI, ...). So the programs are built
+# HERE (sm_90a machine code + compute_80 PTX) and carried, with the shared libraries they need that
+# the GPU machine lacks, in one ignored folder:
+#
+#   1. here:   bash scripts/device-check.sh pack
+#              builds gpu_ops_main (+ nccl_comm_main, + any gpu_bench* target) in build-cuda/ and
+#              fills build-cuda/device-bundle/ (binaries, their non-system, non-CUDA libraries,
+#              libcudart, and a copy of ../shared/fixtures/rwkv7); prints its size (< 64 MiB)
+#   2. there:  the device tool's run with
+#                command: bash scripts/device-check.sh run
+#                carry:   ["build-cuda/device-bundle"]
+#                timeout_s: 420
+#              runs nvidia-smi, then every program in the bundle with a timeout, all output
+#              into $OUT/device-check.log (also on stdout): gpu_ops_main (each CUDA op against
+#              its CPU reference, then the device forward against the CPU forward and the
+#              float64 fixtures), nccl_comm_main (NCCL backend on one GPU), gpu_bench* if any.
+#              Exit status 0 only if every program exited 0 (a SKIPPED program, status 77,
+#              counts as a failure there: that machine has a GPU).
+#              `run sanitize` also runs gpu_ops_main under compute-sanitizer memcheck (works on
+#              Firecracker machines, not on gVisor ones: KINDS.md).
+#              `run bench 0.1b 1.5b` (after `sanitize` if both) also times the device step (gpu_ops_main --bench PRESET:
+#              random bf16 weights, batches 64 / 256 / 1024, plain and with EGGROLL noise);
+#              allow about a minute per preset (1.5b builds 6 GB of random weights first).
+#
+# cuBLAS (~600 MB), cuRAND and NCCL are too large to carry: `run` finds the GPU machine's own
+# copies (/usr/local/cuda, the PyTorch venv's nvidia-* wheels) and puts them on LD_LIBRARY_PATH;
+# the log lists any library still missing (ldd). The bundle keeps libstdc++ / glibc out: the GPU
+# machine's are newer than this Debian 12's and backward compatible.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${EGGROLL_CUDA_BUILD:-build-cuda}
+BUNDLE=$BUILD/device-bundle
+mode=${1:-}
+shift || true
+sanitize=0
+if [ "${1:-}" = sanitize ]; then
+  sanitize=1
+  shift
+fi
+bench_presets=()
+if [ "${1:-}" = bench ]; then
+  shift
+  bench_presets=("${@:-0.1b}")
+fi
+
+pack() {
+  set -e
+  if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+    cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  fi
+  local help
+  help=$(cmake --build "$BUILD" --target help)
+  if ! grep -q ' eggroll_cuda$' <<<"$help"; then
+    echo "device-check: $BUILD has no CUDA backend (no nvcc found at configure time)" >&2
+    exit 1
+  fi
+  local targets="gpu_ops_main"
+  if grep -q ' nccl_comm_main$' <<<"$help"; then targets="$targets nccl_comm_main"; fi
+  for t in $(awk '/ gpu_bench/ {print $2}' <<<"$help"); do targets="$targets $t"; done
+  cmake --build "$BUILD" -j"${EGGROLL_BUILD_JOBS:-2}" --target $targets
+  rm -rf "$BUNDLE"
+  mkdir -p "$BUNDLE/bin" "$BUNDLE/lib" "$BUNDLE/fixtures"
+  for t in $targets; do cp "$BUILD/$t" "$BUNDLE/bin/"; done
+  # libraries: everything ldd resolves except glibc, libstdc++/libgcc_s, the driver and the big
+  # CUDA libraries the GPU machine has (cuBLAS, cuBLASLt, cuRAND, NCCL)
+  for b in "$BUNDLE"/bin/*; do
+    ldd "$b" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}'
+  done | sort -u | while read -r name path; do
+    case "$name" in
+      libc.so.*|libm.so.*|libdl.so.*|libpthread.so.*|librt.so.*|ld-linux*|libstdc++.so.*|libgcc_s.so.*) ;;
+      libcuda.so.*|libnvidia*|libcublas*|libcurand*|libnccl*) ;;
+      *) cp -L "$path" "$BUNDLE/lib/$name" ;;
+    esac
+  done
+  if [ -d ../shared/fixtures/rwkv7 ]; then
+    mkdir -p "$BUNDLE/fixtures/rwkv7"
+    cp ../shared/fixtures/rwkv7/* "$BUNDLE/fixtures/rwkv7/"
+  else
+    echo "device-check: ../shared/fixtures/rwkv7 not found: the fixture checks will fail" >&2
+  fi
+  git rev-parse --short HEAD >"$BUNDLE/commit" 2>/dev/null || true
+  date -u +%FT%TZ >>"$BUNDLE/commit"
+  echo "device-check: bundle $BUNDLE ($(du -sh "$BUNDLE" | cut -f1)):"
+  ls "$BUNDLE/bin" "$BUNDLE/lib"
+}
+
+# Directories holding the CUDA libraries the bundle leaves out.
+cuda_lib_dirs() {
+  local d
+  for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda/lib \
+           /usr/local/nvidia/lib64 /usr/local/nvidia/lib; do
+    [ -d "$d" ] && echo "$d"
+  done
+  # the nvidia-* wheels of a Python environment (PyTorch's venv on the GPU machine)
+  local py
+  for py in python3 /opt/torch/.venv/bin/python3; do
+    command -v "$py" >/dev/null 2>&1 || continue
+    "$py" - <<'PY' 2>/dev/null
+import glob, os, site, sys
+roots = list(site.getsitepackages()) if hasattr(site, "getsitepackages") else []
+roots += [p for p in sys.path if p.endswith("site-packages")]
+seen = set()
+for r in roots:
+    for d in glob.glob(os.path.join(r, "nvidia", "**", "lib"), recursive=True):
+        if d not in seen and os.path.isdir(d):
+            seen.add(d)
+            print(d)
+PY
+  done
+}
+
+run_checks() {
+  echo "== eggroll device check: $(date -u +%FT%TZ) on $(hostname)"
+  [ -f "$BUNDLE/commit" ] && echo "bundle built from: $(tr '\n' ' ' <"$BUNDLE/commit")"
+  if [ ! -d "$BUNDLE/bin" ]; then
+    echo "device-check: no $BUNDLE: run 'bash scripts/device-check.sh pack' here and carry $BUNDLE"
+    exit 2
+  fi
+  nvidia-smi -L || echo "device-check: nvidia-smi failed"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv 2>/dev/null || true
+  local libpath
+  libpath="$(pwd)/$BUNDLE/lib"
+  while read -r d; do libpath="$libpath:$d"; done < <(cuda_lib_dirs | awk '!seen[$0]++')
+  export LD_LIBRARY_PATH="$libpath${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export EGGROLL_FIXTURES="$(pwd)/$BUNDLE/fixtures"
+  echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+  local failed=0 b name rc
+  for b in "$BUNDLE"/bin/*; do
+    name=$(basename "$b")
+    echo
+    echo "== $name"
+    if ldd "$b" | grep -q "not found"; then
+      echo "device-check: $name: missing libraries:"
+      ldd "$b" | grep "not found"
+    fi
+    local limit=300
+    [ "$name" = nccl_comm_main ] && limit=120
+    timeout "$limit" "$b"
+    rc=$?
+    echo "== $name: exit $rc"
+    [ "$rc" -ne 0 ] && failed=$((failed + 1))
+  done
+  if [ "$sanitize" = 1 ]; then
+    echo
+    echo "== compute-sanitizer --tool memcheck gpu_ops_main"
+    local cs=""
+    for c in compute-sanitizer /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer; do
+      if command -v "$c" >/dev/null 2>&1; then cs=$c; break; fi
+    done
+    if [ -n "$cs" ]; then
+      timeout 400 "$cs" --tool memcheck --error-exitcode 3 "$BUNDLE/bin/gpu_ops_main"
+      rc=$?
+      echo "== memcheck: exit $rc"
+      [ "$rc" -ne 0 ] && failed=$((failed + 1))
+    else
+      echo "device-check: compute-sanitizer not on PATH"
+    fi
+  fi
+  local p
+  for p in "${bench_presets[@]}"; do
+    echo
+    echo "== gpu_ops_main --bench $p"
+    timeout 300 "$BUNDLE/bin/gpu_ops_main" --bench "$p"
+    rc=$?
+    echo "== bench $p: exit $rc"
+    [ "$rc" -ne 0 ] && failed=$((failed + 1))
+  done
+  echo
+  echo "== device check: $failed program(s) failed"
+  [ "$failed" -eq 0 ]
+}
+
+run() {
+  local log=${OUT:-.}/device-check.log
+  run_checks 2>&1 | tee "$log"
+}
+
+case "$mode" in
+  pack) pack ;;
+  run) run ;;
+  *)
+    echo "usage: bash scripts/device-check.sh pack   (here: build + bundle)" >&2
+    echo "       bash scripts/device-check.sh run [sanitize] [bench PRESET ...]   (on the GPU machine, carrying $BUNDLE)" >&2
+    exit 2
+    ;;
+esac
