@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/gemm.h"
+#include "es/ops_ref.h"
 
 namespace eggroll {
 
@@ -83,8 +84,11 @@ static size_t noise_len(const Param& p, int rank, bool lowrank) {
 
 void EggrollPerturbation::begin_step(uint64_t epoch, int directions) {
   epoch_ = epoch;
+  const bool same = cached_ && directions == directions_ && epoch_bucket(epoch, cfg_.noise_reuse) == cached_bucket_;
   directions_ = directions;
-  if (mode_ != NoiseCache::Keep) return;
+  if (mode_ != NoiseCache::Keep || same) return;  // the factors are unscaled: sigma may change
+  cached_ = true;
+  cached_bucket_ = epoch_bucket(epoch, cfg_.noise_reuse);
   const int pairs = (directions + 1) / 2;
   const auto ids = sel_.ids();
   for (int pid : ids) {
@@ -148,20 +152,9 @@ void EggrollPerturbation::add_linear(int pid, bool x_times_p, const float* X, in
       const float* Bf = F + p.rows * r;    // [cols(p), r]
       const float* In = x_times_p ? A : Bf;   // contracted with x
       const float* Out = x_times_p ? Bf : A;  // expanded to y
-      for (int64_t i : list) {
-        const float c = lowrank_scale(cfg_, uint32_t(members[size_t(i)]));
-        const float* x = X + i * in;
-        float* y = Y + i * out;
-        for (int q = 0; q < r; q++) t[size_t(q)] = 0.f;
-        for (int64_t k = 0; k < in; k++)
-          for (int q = 0; q < r; q++) t[size_t(q)] += x[k] * In[k * r + q];
-        for (int q = 0; q < r; q++) t[size_t(q)] *= c;
-        for (int64_t o = 0; o < out; o++) {
-          float acc = 0.f;
-          for (int q = 0; q < r; q++) acc += Out[o * r + q] * t[size_t(q)];
-          y[o] += acc;
-        }
-      }
+      for (int64_t i : list)
+        ref::lowrank_correct_row(X + i * in, in, In, Out, out, r, lowrank_scale(cfg_, uint32_t(members[size_t(i)])),
+                            Y + i * out, t.data());
     }
   }
 }

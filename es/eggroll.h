@@ -39,7 +39,8 @@ enum class NoiseCache { Regenerate, Keep };
 class EggrollPerturbation : public Perturbation {
  public:
   EggrollPerturbation(const Model& m, const ParamSelection& sel, const NoiseConfig& cfg, NoiseCache cache);
-  // Prepares step `epoch` for `directions` members (generates the per-step cache in Keep mode).
+  // Prepares step `epoch` for `directions` members (Keep mode: generates the cache, unless it
+  // already holds this epoch bucket's factors, as with noise_reuse 0 or k > 1).
   void begin_step(uint64_t epoch, int directions);
   void set_sigma(float sigma) { cfg_.sigma = sigma; }
   const NoiseConfig& config() const { return cfg_; }
@@ -62,6 +63,8 @@ class EggrollPerturbation : public Perturbation {
   uint64_t epoch_ = 0;
   int directions_ = 0;
   std::vector<std::vector<float>> cache_;  // per pid: pairs x (m + n) r
+  bool cached_ = false;         // the cache holds the factors of cached_bucket_
+  uint32_t cached_bucket_ = 0;
 };
 
 // g = (1/sqrt(N)) sum_i f_i E_i for every selected parameter (N = fitness.size(), even),

@@ -225,17 +225,37 @@ void lowrank_add(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, bool x
       const float* In = x_times_p ? A : Bf;
       const float* Out = x_times_p ? Bf : A;
       const float c = noise_spec_lowrank_scale(ns, mem);
-      const float* x = X + i * in;
-      float* y = Y + i * out;
-      for (int q = 0; q < r; q++) t[size_t(q)] = 0.f;
-      for (int64_t k = 0; k < in; k++)
-        for (int q = 0; q < r; q++) t[size_t(q)] += x[k] * In[k * r + q];
-      for (int q = 0; q < r; q++) t[size_t(q)] *= c;
-      for (int64_t o = 0; o < out; o++) {
-        float acc = 0.f;
-        for (int q = 0; q < r; q++) acc += Out[o * r + q] * t[size_t(q)];
-        y[o] += acc;
-      }
+      lowrank_correct_row(X + i * in, in, In, Out, out, r, c, Y + i * out, t.data());
+    }
+  }
+}
+
+void lowrank_correct_row(const float* x, int64_t in, const float* In, const float* Out, int64_t out, int r, float c,
+                         float* y, float* t) {
+  constexpr int L = 16;
+  for (int q = 0; q < r; q++) {
+    float part[L] = {};
+    int64_t k = 0;
+    if (r == 1) {
+      for (; k + L <= in; k += L)
+        for (int l = 0; l < L; l++) part[l] += x[k + l] * In[k + l];
+    } else {
+      for (; k + L <= in; k += L)
+        for (int l = 0; l < L; l++) part[l] += x[k + l] * In[(k + l) * r + q];
+    }
+    for (int l = 0; k < in; k++, l++) part[l] += x[k] * In[k * r + q];
+    float sum = 0.f;
+    for (int l = 0; l < L; l++) sum += part[l];
+    t[q] = c * sum;
+  }
+  if (r == 1) {
+    const float t0 = t[0];
+    for (int64_t o = 0; o < out; o++) y[o] += Out[o] * t0;
+  } else {
+    for (int64_t o = 0; o < out; o++) {
+      float acc = 0.f;
+      for (int q = 0; q < r; q++) acc += Out[o * r + q] * t[q];
+      y[o] += acc;
     }
   }
 }

@@ -102,6 +102,11 @@ void linear_bf16(const uint16_t* W, bool x_times_p, const float* X, float* Y, in
 //   y = x P:   Y[i] += (s sigma / sqrt r) (x A) B^T       (x_times_p = true;  P is [m = in, n = out])
 void lowrank_add(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, bool x_times_p, const float* X,
                  float* Y, const int32_t* members, int64_t B, const float* cache);
+// One row of it: t = c * (In^T x) (In [in, r]), then y += Out t (Out [out, r]); t holds r floats.
+// The sums over `in` run in 16 interleaved partial sums added in a fixed order, so a row's result
+// depends only on the row (batch-invariant) and the loop vectorizes.
+void lowrank_correct_row(const float* x, int64_t in, const float* In, const float* Out, int64_t out, int r, float c,
+                         float* y, float* t);
 // Embedding perturbation (emb [V = m, C = n]): X[i] += (s sigma / sqrt r) B A[tokens[i]]^T.
 void embedding_lowrank_add(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, const int32_t* tokens,
                            float* X, const int32_t* members, int64_t B, const float* cache);

@@ -232,3 +232,26 @@ TEST_CASE("optimizers and schedules", "[eggroll][optim]") {
   CHECK(schedule_value(ScheduleKind::Linear, 1.0, 0.0, 10, 11) == Approx(0.0));
   CHECK(schedule_value(ScheduleKind::Multiplicative, 2.0, 0.5, 3, 10) == Approx(0.25));
 }
+
+TEST_CASE("the kept noise cache follows epoch buckets (noise_reuse)", "[eggroll]") {
+  Model m = Model::random(small_cfg(), 9);
+  auto sel = select_params(m, {"*"}, {}, true);
+  const int pid = m.layers[1].Wv;
+  const Param& P = m.params[size_t(pid)];
+  for (int reuse : {0, 1, 2}) {
+    NoiseConfig nc;
+    nc.seed = 4, nc.rank = 2, nc.sigma = 0.1f, nc.noise_reuse = reuse;
+    EggrollPerturbation keep(m, sel, nc, NoiseCache::Keep), regen(m, sel, nc, NoiseCache::Regenerate);
+    std::vector<float> X(size_t(4 * P.cols), 0.5f);
+    std::vector<int> members = {0, 1, 2, 3};
+    for (uint64_t epoch : {0, 1, 2, 3, 5}) {
+      INFO("noise_reuse " << reuse << " epoch " << epoch);
+      keep.begin_step(epoch, 4);
+      regen.begin_step(epoch, 4);
+      std::vector<float> a(size_t(4 * P.rows), 0.f), b(size_t(4 * P.rows), 0.f);
+      keep.add_linear(pid, false, X.data(), P.cols, a.data(), P.rows, members);
+      regen.add_linear(pid, false, X.data(), P.cols, b.data(), P.rows, members);
+      CHECK(a == b);
+    }
+  }
+}
