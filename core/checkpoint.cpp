@@ -22,6 +22,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "core/pickle.h"
 #include "core/zip.h"
 
@@ -40,45 +41,6 @@ constexpr uint64_t kMaxSafetensorsHeader = uint64_t(100) << 20;  // the format's
 
 std::string errno_text() { return std::strerror(errno); }
 
-// A whole file, mapped read-only.
-class MappedFile {
- public:
-  explicit MappedFile(const std::string& path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd_ < 0) throw InputError(path + ": cannot open: " + errno_text());
-    struct stat st {};
-    if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
-      ::close(fd_);
-      throw InputError(path + ": not a regular file");
-    }
-    size_ = size_t(st.st_size);
-    if (size_ > 0) {
-      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
-      if (p == MAP_FAILED) {
-        ::close(fd_);
-        throw InputError(path + ": cannot map: " + errno_text());
-      }
-      ::madvise(p, size_, MADV_SEQUENTIAL);
-      ::madvise(p, size_, MADV_WILLNEED);
-      data_ = static_cast<const uint8_t*>(p);
-    }
-  }
-  ~MappedFile() {
-    if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
-    if (fd_ >= 0) ::close(fd_);
-  }
-  MappedFile(const MappedFile&) = delete;
-  MappedFile& operator=(const MappedFile&) = delete;
-
-  const uint8_t* data() const { return data_; }
-  size_t size() const { return size_; }
-
- private:
-  std::string path_;
-  int fd_ = -1;
-  const uint8_t* data_ = nullptr;
-  size_t size_ = 0;
-};
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;

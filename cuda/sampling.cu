@@ -13,7 +13,7 @@
 //   top-k:  weight 1, target k             -> smallest kept key
 //   top-p:  weight p_i / total, target top_p (p_i = exp((l_i - max) / T) over the top-k set)
 //   draw:   weight p_i, first cumulative > u = uniform01(seed, counter) * kept total
-// The draw uses the CPU's uniform01 (a splitmix hash of (seed, counter)), reproduced below, so a
+// The draw uses the CPU's uniform01 (a splitmix hash of (seed, counter), rwkv/sample_rng.h), so a
 // row draws the same token as the CPU unless a cumulative sum lies within double rounding of a
 // cut-off (the histogram sums are added in a different order).
 #include <cuda_runtime.h>
@@ -22,25 +22,13 @@
 
 #include "cuda/common.cuh"
 #include "cuda/cuda_ops.h"
+#include "rwkv/sample_rng.h"
 
 namespace eggroll::cuda {
 
 namespace {
 
 constexpr int kThreads = 1024;
-
-// rwkv/sampler.cpp uniform01, bit for bit.
-__device__ double uniform01_dev(uint64_t seed, uint64_t counter) {
-  uint64_t x = seed * 0x9E3779B97F4A7C15ull + counter + 0x632BE59BD9B4E019ull;
-  for (int i = 0; i < 2; i++) {
-    x ^= x >> 30;
-    x *= 0xBF58476D1CE4E5B9ull;
-    x ^= x >> 27;
-    x *= 0x94D049BB133111EBull;
-    x ^= x >> 31;
-  }
-  return double(x >> 11) * (1.0 / 9007199254740992.0);
-}
 
 __device__ __forceinline__ uint64_t sort_key(float l, int64_t i) {
   uint32_t ord = 0;
@@ -283,7 +271,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const float* __restric
       total = block_mass(row, V, lower, mx, temp);
     }
   }
-  const double u = uniform01_dev(seeds[blockIdx.x], counters[blockIdx.x]) * total;
+  const double u = uniform01(seeds[blockIdx.x], counters[blockIdx.x]) * total;
   const SelectResult s = radix_select<Weight::Prob>(row, V, lower, mx, temp, total, u, true);
   // not reached (u within rounding of the total): the last kept candidate, as the CPU
   const uint64_t k = s.found ? s.key : block_min_key(row, V, lower);

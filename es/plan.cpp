@@ -1,5 +1,7 @@
 #include "es/plan.h"
 
+#include "core/mapped_file.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -24,49 +26,13 @@ namespace {
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 constexpr uint64_t kCudaReserve = uint64_t(1) << 30;
 
-// Read-only mapping that reads pages only when touched (no read-ahead of the whole file).
-class HeaderMap {
- public:
-  explicit HeaderMap(const std::string& path) {
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd_ < 0) throw InputError(path + ": cannot open: " + std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
-      ::close(fd_);
-      throw InputError(path + ": not a regular file");
-    }
-    size_ = size_t(st.st_size);
-    if (size_ > 0) {
-      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
-      if (p == MAP_FAILED) {
-        ::close(fd_);
-        throw InputError(path + ": cannot map: " + std::strerror(errno));
-      }
-      ::madvise(p, size_, MADV_RANDOM);
-      data_ = static_cast<const uint8_t*>(p);
-    }
-  }
-  ~HeaderMap() {
-    if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
-    if (fd_ >= 0) ::close(fd_);
-  }
-  HeaderMap(const HeaderMap&) = delete;
-  HeaderMap& operator=(const HeaderMap&) = delete;
-  const uint8_t* data() const { return data_; }
-  size_t size() const { return size_; }
-
- private:
-  int fd_ = -1;
-  const uint8_t* data_ = nullptr;
-  size_t size_ = 0;
-};
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // Tensor names, dtypes and shapes (no data) of a .pth.
-StateDict pth_header(const HeaderMap& f, const std::string& path) {
+StateDict pth_header(const MappedFile& f, const std::string& path) {
   zip::Reader zr(f.data(), f.size(), path);
   const zip::Entry* pkl = nullptr;
   for (const zip::Entry& e : zr.entries())
@@ -86,7 +52,7 @@ StateDict pth_header(const HeaderMap& f, const std::string& path) {
   return sd;
 }
 
-StateDict safetensors_header(const HeaderMap& f, const std::string& path) {
+StateDict safetensors_header(const MappedFile& f, const std::string& path) {
   if (f.size() < 8) throw InputError(path + ": too short for a checkpoint");
   uint64_t hlen = 0;
   for (int k = 0; k < 8; k++) hlen |= uint64_t(f.data()[k]) << (8 * k);
@@ -134,7 +100,7 @@ std::string bytes_str(uint64_t b) {
 }  // namespace
 
 ModelConfig read_checkpoint_config(const std::string& path, DType* dtype) {
-  HeaderMap f(path);
+  MappedFile f(path, MappedFile::Access::Random);
   const bool zip = f.size() >= 4 && std::memcmp(f.data(), "PK\x03\x04", 4) == 0;
   StateDict sd = zip ? pth_header(f, path) : safetensors_header(f, path);
   if (sd.tensors.empty()) throw InputError(path + ": no tensors");

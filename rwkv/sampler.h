@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <span>
 
+#include "rwkv/sample_rng.h"  // uniform01
+
 namespace eggroll {
 
 struct SamplingParams {
@@ -13,8 +15,6 @@ struct SamplingParams {
   float top_p = 1.f;        // 1 = off
 };
 
-// Uniform in [0, 1) from (seed, counter).
-double uniform01(uint64_t seed, uint64_t counter);
 
 // Picks a token from logits[V]; draw `counter` of the stream `seed`.
 int32_t sample_token(std::span<const float> logits, const SamplingParams& p, uint64_t seed, uint64_t counter);

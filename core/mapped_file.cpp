@@ -1,0 +1,46 @@
+#include "core/mapped_file.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "core/error.h"
+
+namespace eggroll {
+
+MappedFile::MappedFile(const std::string& path, Access access) {
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) throw InputError(path + ": cannot open: " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd_);
+    throw InputError(path + ": not a regular file");
+  }
+  size_ = size_t(st.st_size);
+  if (size_ > 0) {
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
+    if (p == MAP_FAILED) {
+      const int err = errno;
+      ::close(fd_);
+      throw InputError(path + ": cannot map: " + std::strerror(err));
+    }
+    if (access == Access::Sequential) {
+      ::madvise(p, size_, MADV_SEQUENTIAL);
+      ::madvise(p, size_, MADV_WILLNEED);
+    } else {
+      ::madvise(p, size_, MADV_RANDOM);
+    }
+    data_ = static_cast<const uint8_t*>(p);
+  }
+}
+
+MappedFile::~MappedFile() {
+  if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+}  // namespace eggroll
