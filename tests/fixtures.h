@@ -1,6 +1,9 @@
 #pragma once
 // Paths and readers for the shared fixtures (../shared/fixtures relative to the repo root).
+#include <unistd.h>
+
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -25,6 +28,24 @@ inline std::vector<float> read_f32(const std::string& path) {
   f.seekg(0);
   f.read(reinterpret_cast<char*>(v.data()), std::streamsize(v.size() * 4));
   return v;
+}
+
+// A fresh directory for this test process ("<tmp>/eggroll_<tag>_<pid>"), removed at exit.
+inline const std::filesystem::path& temp_root(const std::string& tag) {
+  struct Root {
+    std::filesystem::path path;
+    explicit Root(const std::string& t)
+        : path(std::filesystem::temp_directory_path() / ("eggroll_" + t + "_" + std::to_string(::getpid()))) {
+      std::filesystem::remove_all(path);
+      std::filesystem::create_directories(path);
+    }
+    ~Root() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  };
+  static Root root(tag);
+  return root.path;
 }
 
 inline const std::vector<std::string>& rwkv_fixtures() {

@@ -46,16 +46,6 @@ int run_status(const std::string& cmd) {
   return WIFEXITED(s) ? WEXITSTATUS(s) : -1;
 }
 
-fs::path temp_dir() {
-  static fs::path p = [] {
-    fs::path d = fs::temp_directory_path() / ("eggroll_plan_" + std::to_string(::getpid()));
-    fs::remove_all(d);
-    fs::create_directories(d);
-    return d;
-  }();
-  return p;
-}
-
 }  // namespace
 
 TEST_CASE("7.2B at population 1024: every item equals the hand computation", "[plan]") {
@@ -168,12 +158,12 @@ TEST_CASE("checkpoint headers give the model without reading the data", "[plan]"
   }
   // safetensors written by the model code
   Model m = Model::random(ModelConfig::preset("tiny", 256), 5);
-  const std::string st = (temp_dir() / "tiny.safetensors").string();
+  const std::string st = (test::temp_root("plan") / "tiny.safetensors").string();
   m.save(st, DType::BF16);
   DType d = DType::F32;
   CHECK(read_checkpoint_config(st, &d).describe() == m.cfg.describe());
   CHECK(d == DType::BF16);
-  CHECK_THROWS_AS(read_checkpoint_config((temp_dir() / "missing.pth").string()), InputError);
+  CHECK_THROWS_AS(read_checkpoint_config((test::temp_root("plan") / "missing.pth").string()), InputError);
 }
 
 TEST_CASE("plan_request reads the training config", "[plan]") {
@@ -208,7 +198,7 @@ TEST_CASE("plan_request reads the training config", "[plan]") {
 
 TEST_CASE("eggroll plan: exit 0 with the table when it fits, 2 when it does not", "[plan][cli]") {
   const std::string egg = EGGROLL_BINARY;
-  const std::string out = (temp_dir() / "out.txt").string(), err = (temp_dir() / "err.txt").string();
+  const std::string out = (test::temp_root("plan") / "out.txt").string(), err = (test::temp_root("plan") / "err.txt").string();
   const std::string redirect = " >" + out + " 2>" + err;
   CHECK(run_status(egg + " plan --preset 7.2b model.vocab=world.txt es.directions=1024 --weights bf16" + redirect) == 0);
   CHECK(fs::file_size(out) > 0);

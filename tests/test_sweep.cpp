@@ -13,21 +13,12 @@
 #include "core/error.h"
 #include "es/sweep.h"
 #include "es/trainer.h"
+#include "fixtures.h"
 
 using namespace eggroll;
 namespace fs = std::filesystem;
 
 namespace {
-
-fs::path temp_root() {
-  static fs::path root = [] {
-    fs::path p = fs::temp_directory_path() / ("eggroll_sweep_" + std::to_string(::getpid()));
-    fs::remove_all(p);
-    fs::create_directories(p);
-    return p;
-  }();
-  return root;
-}
 
 void write(const fs::path& p, const std::string& text) {
   fs::create_directories(p.parent_path());
@@ -53,7 +44,7 @@ int count_lines(const fs::path& p) {
 // A directory `dir` holding base.yaml (a tiny, fast run whose run.dir is dir/runs) and
 // sweep.yaml with the given body after `base: base.yaml`.
 fs::path make_sweep(const std::string& dir, const std::string& body, const std::string& base_extra = "") {
-  const fs::path d = temp_root() / dir;
+  const fs::path d = test::temp_root("sweep") / dir;
   fs::remove_all(d);
   write(d / "base.yaml", "run:\n  dir: " + (d / "runs").string() +
                              "\n  steps: 2\n  checkpoint_every: 0\n  samples_per_step: 0\n  threads: 1\n"
@@ -76,7 +67,7 @@ std::string error_of(const std::function<void()>& f) {
 
 // Runs the real binary; returns its exit status, stdout+stderr in `out`.
 int run_cli(const std::string& args, std::string& out) {
-  const fs::path log = temp_root() / "cli.log";
+  const fs::path log = test::temp_root("sweep") / "cli.log";
   const std::string cmd = std::string(EGGROLL_BINARY) + " sweep " + args + " > " + log.string() + " 2>&1";
   const int rc = std::system(cmd.c_str());
   out = slurp(log);
@@ -192,7 +183,7 @@ TEST_CASE("sweep file mistakes are InputErrors naming the key", "[sweep]") {
   CHECK_THAT(err("cliName", "grid:\n  es.directions: [4]\n", {"run.name=x"}), Catch::Contains("run.name"));
 
   // base missing; base and config together
-  const fs::path d = temp_root() / "nobase";
+  const fs::path d = test::temp_root("sweep") / "nobase";
   write(d / "sweep.yaml", "base: nothere.yaml\ngrid:\n  es.directions: [4]\n");
   CHECK_THAT(error_of([&] { plan_sweep((d / "sweep.yaml").string()); }), Catch::Contains("nothere.yaml"));
   write(d / "both.yaml", "base: x.yaml\nconfig: {task: {name: digits}}\ngrid:\n  es.directions: [4]\n");
@@ -200,7 +191,7 @@ TEST_CASE("sweep file mistakes are InputErrors naming the key", "[sweep]") {
 }
 
 TEST_CASE("inline config: and overrides: apply to every point; the command line wins", "[sweep]") {
-  const fs::path d = temp_root() / "inline";
+  const fs::path d = test::temp_root("sweep") / "inline";
   write(d / "s.yaml", "name: inl\nconfig:\n  run: {dir: " + (d / "runs").string() +
                           ", steps: 3}\n  model: {init_preset: tiny}\n  task: {name: digits, template: raw}\n"
                           "overrides: [run.steps=5, es.sigma=0.02]\ngrid:\n  es.directions: [4, 6]\n");

@@ -14,19 +14,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path temp_root() {
-  static fs::path root = [] {
-    fs::path p = fs::temp_directory_path() / ("eggroll_trainer_" + std::to_string(::getpid()));
-    fs::remove_all(p);
-    fs::create_directories(p);
-    return p;
-  }();
-  return root;
-}
-
 TrainConfig tiny_run(const std::string& name, std::vector<std::string> extra = {}) {
   std::vector<std::string> o = {"run.name=" + name,
-                                "run.dir=" + temp_root().string(),
+                                "run.dir=" + test::temp_root("trainer").string(),
                                 "run.steps=6",
                                 "run.checkpoint_every=3",
                                 "run.samples_per_step=2",
@@ -139,7 +129,7 @@ TEST_CASE("EGGROLL improves the trained byte-level model on a toy task", "[train
   TrainHooks quiet;
   quiet.progress = false;
   TrainConfig cfg = load_train_config(
-      "", {"run.name=tiny834k", "run.dir=" + temp_root().string(), "run.steps=8", "run.checkpoint_every=0",
+      "", {"run.name=tiny834k", "run.dir=" + test::temp_root("trainer").string(), "run.steps=8", "run.checkpoint_every=0",
            "model.path=" + test::fixture("rwkv7/tiny-rwkv7-834k.pth"), "es.directions=32", "es.sigma=0.1",
            "optim.lr=1.0", "task.name=digits", "task.template=raw", "task.answer_length=12", "task.stop=",
            "task.val_size=4"});
