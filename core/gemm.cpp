@@ -119,4 +119,30 @@ void gemm_xp(const float* X, const float* P, float* Y, int64_t rows, int64_t in,
               });
 }
 
+PackedWeights pack_weights(const float* W, int64_t in, int64_t out) {
+  PackedWeights p;
+  p.in = in, p.out = out;
+  const int64_t tiles = (out + NR - 1) / NR;
+  p.data.assign(size_t(tiles * in * NR), 0.f);
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < tiles; t++) {
+    const int64_t nr = std::min(NR, out - t * NR);
+    float* dst = p.data.data() + t * in * NR;
+    for (int64_t j = 0; j < nr; j++) {
+      const float* w = W + (t * NR + j) * in;
+      for (int64_t k = 0; k < in; k++) dst[k * NR + j] = w[k];
+    }
+  }
+  return p;
+}
+
+void gemm_packed(const float* X, const PackedWeights& W, float* Y, int64_t rows) {
+  const int64_t in = W.in;
+  gemm_driver(X, Y, rows, in, W.out,
+              [&](int64_t o0, int64_t, int64_t k0, int64_t, std::vector<float>&, int64_t& ldb) {
+                ldb = NR;
+                return W.data.data() + ((o0 / NR) * in + k0) * NR;
+              });
+}
+
 }  // namespace eggroll

@@ -5,6 +5,7 @@
 // fused multiply-add per k) and the block sums are added to the output in k order. So a
 // population member gets bit-identical results alone or in any batch, on any rank.
 #include <cstdint>
+#include <vector>
 
 namespace eggroll {
 
@@ -14,5 +15,16 @@ inline constexpr int64_t kGemmKC = 256;
 void gemm_xwt(const float* X, const float* W, float* Y, int64_t rows, int64_t in, int64_t out);
 // Y[rows, out] = X[rows, in] * P, P [in, out] row-major (y = x @ P per row).
 void gemm_xp(const float* X, const float* P, float* Y, int64_t rows, int64_t in, int64_t out);
+
+// W [out, in] rearranged once into the panels gemm_xwt otherwise transposes on every call
+// (for each 64-wide tile of outputs: [in][64], zero-padded). gemm_packed gives results
+// bit-identical to gemm_xwt on the same W, without the per-call packing.
+struct PackedWeights {
+  int64_t in = 0, out = 0;
+  std::vector<float> data;
+  bool empty() const { return data.empty(); }
+};
+PackedWeights pack_weights(const float* W, int64_t in, int64_t out);
+void gemm_packed(const float* X, const PackedWeights& W, float* Y, int64_t rows);
 
 }  // namespace eggroll

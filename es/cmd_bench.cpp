@@ -89,6 +89,13 @@ void register_bench_commands(CLI::App& app) {
     Forward fwd(m);
     const double flops_tok = gemm_flops_per_token(m);
     auto gemms = step_gemms(m);
+    // the [out, in] matrices pre-packed, as the forward holds them
+    std::vector<PackedWeights> packed(m.params.size());
+    for (auto& g : gemms)
+      if (!g.x_times_p) {
+        const Param& P = m.params[size_t(g.pid)];
+        packed[size_t(g.pid)] = pack_weights(P.data.data(), P.cols, P.rows);
+      }
     for (int64_t B : batches) {
       BatchState st(cfg, int(B));
       std::vector<int32_t> toks(static_cast<size_t>(B));
@@ -105,7 +112,7 @@ void register_bench_commands(CLI::App& app) {
             for (auto& g : gemms) {
               const Param& P = m.params[size_t(g.pid)];
               if (g.x_times_p) gemm_xp(X.data(), P.data.data(), Y.data(), B, P.rows, P.cols);
-              else gemm_xwt(X.data(), P.data.data(), Y.data(), B, P.cols, P.rows);
+              else gemm_packed(X.data(), packed[size_t(g.pid)], Y.data(), B);
             }
           },
           o->seconds, 2);
@@ -176,7 +183,7 @@ void register_bench_commands(CLI::App& app) {
       double t_open = 0;
       {
         Model pm = m;
-        Forward pfwd(pm);
+        Forward pfwd(pm, /*pack=*/false);  // its weights change per member
         std::vector<float> eps;
         const double t0 = now_s();
         for (int i = 0; i < M; i++) {

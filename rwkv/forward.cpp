@@ -82,6 +82,18 @@ void resize(std::vector<float>& v, size_t n) {
 
 }  // namespace
 
+Forward::Forward(const Model& model, bool pack) : m_(model) {
+  if (!pack) return;
+  packed_.resize(m_.params.size());
+  auto add = [&](int pid) {
+    const Param& p = m_.params[size_t(pid)];
+    packed_[size_t(pid)] = pack_weights(p.data.data(), p.cols, p.rows);
+  };
+  for (const LayerParams& L : m_.layers)
+    for (int pid : {L.Wr, L.Wk, L.Wv, L.Wo, L.ffn_key, L.ffn_value}) add(pid);
+  add(m_.head);
+}
+
 void Forward::step(std::span<const int32_t> tokens, std::span<const int> slots, BatchState& st, float* logits,
                    std::span<const uint8_t> need_logits, Perturbation* pert, std::span<const int> members) {
   if (members.empty()) members = slots;
@@ -115,6 +127,7 @@ void Forward::step(std::span<const int32_t> tokens, std::span<const int> slots, 
     const Param& P = m_.params[size_t(pid)];
     const int64_t in = x_times_p ? P.rows : P.cols, out = x_times_p ? P.cols : P.rows;
     if (x_times_p) gemm_xp(X, P.data.data(), Y, rows, in, out);
+    else if (!packed_.empty() && !packed_[size_t(pid)].empty()) gemm_packed(X, packed_[size_t(pid)], Y, rows);
     else gemm_xwt(X, P.data.data(), Y, rows, in, out);
     if (pert) pert->add_linear(pid, x_times_p, X, in, Y, out, members.first(size_t(rows)));
   };
@@ -288,7 +301,8 @@ void Forward::step(std::span<const int32_t> tokens, std::span<const int> slots, 
     pr++;
   }
   const Param& Hd = m_.params[size_t(m_.head)];
-  gemm_xwt(xa_.data(), Hd.data.data(), logits, n, C, V);
+  if (!packed_.empty()) gemm_packed(xa_.data(), packed_[size_t(m_.head)], logits, n);
+  else gemm_xwt(xa_.data(), Hd.data.data(), logits, n, C, V);
   if (pert) pert->add_linear(m_.head, false, xa_.data(), C, logits, V, rows_members);
 }
 

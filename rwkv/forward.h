@@ -46,7 +46,10 @@ class Perturbation {
 
 class Forward {
  public:
-  explicit Forward(const Model& model) : m_(model) {}
+  // pack: rearrange every [out, in] matrix once into GEMM panels (faster products, one more
+  // copy of those weights in memory). The weights must not change while the Forward is in use
+  // (make a new one after an update).
+  explicit Forward(const Model& model, bool pack = true);
   // One token for each row i: tokens[i] is fed to the state in slot slots[i] of `st`.
   // If need_logits is empty every row's logits are written; otherwise only rows with
   // need_logits[i] != 0, packed in row order. logits: [rows with logits, V].
@@ -58,6 +61,7 @@ class Forward {
 
  private:
   const Model& m_;
+  std::vector<PackedWeights> packed_;  // per parameter id; empty when not packed
   // scratch, resized per call
   std::vector<float> x_, xa_, xx_, mix_[6], r_, k_, v_, w_, a_, g_, kk_, vfirst_, y_, tmp_, tmp2_, ffh_;
   std::vector<std::vector<float>> vecbuf_;

@@ -52,3 +52,15 @@ TEST_CASE("a row's result does not depend on the other rows", "[gemm]") {
     for (int64_t o = 0; o < out; o++) REQUIRE(one[size_t(o)] == all[size_t(r * out + o)]);
   }
 }
+
+TEST_CASE("pre-packed weights give bit-identical products", "[gemm]") {
+  for (auto [rows, in, out] : {std::tuple<int64_t, int64_t, int64_t>{1, 5, 3}, {7, 300, 130}, {13, 513, 64}, {2, 256, 65}}) {
+    INFO(rows << "x" << in << "x" << out);
+    auto X = randv(size_t(rows * in), 5), W = randv(size_t(out * in), 6);
+    std::vector<float> a(size_t(rows * out)), b(size_t(rows * out));
+    gemm_xwt(X.data(), W.data(), a.data(), rows, in, out);
+    PackedWeights P = pack_weights(W.data(), in, out);
+    gemm_packed(X.data(), P, b.data(), rows);
+    CHECK(a == b);
+  }
+}
