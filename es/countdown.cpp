@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/hash.h"
 #include "core/error.h"
 #include "core/philox.h"
 #include "es/tasks.h"
@@ -232,13 +233,6 @@ class Stream {
   int used_ = 4;
 };
 
-uint64_t mix64(uint64_t x) {  // splitmix64 finaliser
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
 struct Item {
   int64_t value;
   std::string text;
@@ -306,8 +300,8 @@ void validate_options(const GeneratorOptions& o) {
 bool is_validation_problem(std::span<const int64_t> nums, int64_t target) {
   std::vector<int64_t> s(nums.begin(), nums.end());
   std::sort(s.begin(), s.end());
-  uint64_t h = mix64(static_cast<uint64_t>(target) ^ 0x636f756e74646f77ull);  // "countdow"
-  for (int64_t v : s) h = mix64(h ^ static_cast<uint64_t>(v));
+  uint64_t h = splitmix64(static_cast<uint64_t>(target) ^ 0x636f756e74646f77ull);  // "countdow"
+  for (int64_t v : s) h = splitmix64(h ^ static_cast<uint64_t>(v));
   return (h & 7u) == 0;
 }
 

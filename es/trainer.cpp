@@ -11,6 +11,7 @@
 #include <omp.h>
 #include <sstream>
 
+#include "core/hash.h"
 #include "core/checkpoint.h"
 #include "core/comm.h"
 #include "core/error.h"
@@ -29,13 +30,6 @@ namespace {
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-uint64_t mix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
 }
 
 // Writes `text` to path atomically (temp file + fsync + rename).
@@ -308,7 +302,7 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
     // generation j: prompt j / G, direction j % G; the sampling stream depends on (seed, step, j) only
     std::vector<GenRequest> reqs;
     for (size_t j = lo; j < hi; j++)
-      reqs.push_back({ptoks[j / size_t(G)], mix64(cfg.run.seed ^ mix64(uint64_t(step) << 32 | uint64_t(j))),
+      reqs.push_back({ptoks[j / size_t(G)], splitmix64(cfg.run.seed ^ splitmix64(uint64_t(step) << 32 | uint64_t(j))),
                       int(j % size_t(G))});
     Forward fwd(model);
     GenStats gs;

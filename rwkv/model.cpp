@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "core/hash.h"
 #include "core/error.h"
 
 namespace eggroll {
@@ -105,15 +106,8 @@ const std::vector<int64_t>& dims_of(const StateDict& sd, const std::string& name
   return t.shape;
 }
 
-// Deterministic per-element random numbers: value depends on (seed, parameter index, element).
-inline uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-// Fills `out` with the random initial values of parameter `name` (index pid).
+// Fills `out` with the random initial values of parameter `name` (index pid); each value depends
+// only on (seed, parameter index, element).
 void random_values(const ModelConfig& c, const std::string& name, const std::vector<int64_t>& shape,
                    uint64_t seed, size_t pid, std::vector<float>& out) {
   const size_t n = size_t(numel_of(shape));
