@@ -117,7 +117,7 @@ Table make_table() {
             "generations logged to samples.jsonl per step", at_least(0));
   b.integer("run.eval_every", EGGROLL_FIELD(run.eval_every), "validate every N steps (0 = never)",
             at_least(0));
-  b.integer("run.log_every", EGGROLL_FIELD(run.log_every), "log every N steps", at_least(1));
+  b.integer("run.log_every", EGGROLL_FIELD(run.log_every), "refresh the console progress line every N steps", at_least(1));
   b.integer("run.threads", EGGROLL_FIELD(run.threads), "CPU threads (0 = all cores)", at_least(0));
 
   // model

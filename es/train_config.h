@@ -28,7 +28,7 @@ struct TrainConfig {
     int keep_checkpoints = 3;    // >= 1; older ones are deleted
     int samples_per_step = 4;    // >= 0; generations logged to samples.jsonl per step
     int eval_every = 0;          // >= 0; 0 = never
-    int log_every = 1;           // >= 1
+    int log_every = 1;           // >= 1; console progress line every N steps (metrics.jsonl: every step)
     int threads = 0;             // >= 0; 0 = all cores
     bool operator==(const Run&) const = default;
   } run;

@@ -379,7 +379,7 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
     done_here++;
     result.steps_done = step + 1;
     result.last_reward_mean = fit.mean;
-    if (tty) {
+    if (tty && (last || (step + 1) % cfg.run.log_every == 0)) {
       const double per = (now_s() - t_begin) / done_here;
       fmt::print(stderr, "\r\033[Kstep {}/{}  reward {:.4f} (max {:.4f})  {:.0f} tok/s  ETA {}", step + 1,
                  cfg.run.steps, fit.mean, fit.max, mj["tokens_per_s"].get<double>(),
