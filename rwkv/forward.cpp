@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "es/ops_ref.h"
 
 namespace eggroll {
 
@@ -208,50 +209,20 @@ void Forward::step(std::span<const int32_t> tokens, std::span<const int> slots, 
           v_[q] += (vfirst_[q] - v_[q]) * sigmoidf(v0[i * s + j] + tmp2_[q]);
         }
     }
-    // per head: kk, k adjust, wkv, group norm, bonus, gate
+    // per head: kk and the k adjustment, the WKV update, group norm with bonus and gate
+    // (the reference ops of es/ops_ref.h, which the CUDA kernels are tested against)
     {
       auto [k_k, sk] = vec(L.k_k);
       auto [k_a, sa] = vec(L.k_a);
       auto [r_k, sr] = vec(L.r_k);
       auto [lw, slw] = vec(L.lnx_w);
       auto [lb, slb] = vec(L.lnx_b);
-#pragma omp parallel for collapse(2) schedule(static)
-      for (int64_t i = 0; i < B; i++) {
-        for (int64_t h = 0; h < H; h++) {
-          const size_t o = size_t(i * C + h * 64);
-          float* k = k_.data() + o;
-          const float* a = a_.data() + o;
-          float kk[64];
-          double nrm = 0;
-          for (int j = 0; j < 64; j++) {
-            kk[j] = k[j] * k_k[i * sk + h * 64 + j];
-            nrm += double(kk[j]) * kk[j];
-          }
-          const float inv = 1.f / std::max(float(std::sqrt(nrm)), 1e-12f);
-          for (int j = 0; j < 64; j++) kk[j] *= inv;
-          for (int j = 0; j < 64; j++) k[j] *= 1.f + (a[j] - 1.f) * k_a[i * sa + h * 64 + j];
-          float* S = st.wkv_of(slots[size_t(i)], l) + h * 4096;
-          float* y = y_.data() + o;
-          const float* r = r_.data() + o;
-          const float* v = v_.data() + o;
-          wkv7_head(S, r, w_.data() + o, k, v, kk, a, y);
-          // group norm over the head
-          double mean = 0, var = 0;
-          for (int j = 0; j < 64; j++) mean += y[j];
-          mean /= 64;
-          for (int j = 0; j < 64; j++) var += (y[j] - mean) * (y[j] - mean);
-          var /= 64;
-          const float mu = float(mean), is = float(1.0 / std::sqrt(var + 64e-5));
-          float bonus = 0.f;
-          for (int j = 0; j < 64; j++) bonus += r[j] * k[j] * r_k[i * sr + h * 64 + j];
-          const float* g = g_.data() + o;
-          for (int j = 0; j < 64; j++) {
-            const int64_t q = h * 64 + j;
-            float yn = (y[j] - mu) * is * lw[i * slw + q] + lb[i * slb + q];
-            y[j] = (yn + bonus * v[j]) * g[j];
-          }
-        }
-      }
+      const int64_t layer_state = H * 4096;
+      ref::kk_prepare(k_.data(), a_.data(), k_k, sk, k_a, sa, kk_.data(), B, H);
+      ref::wkv7_rows(st.wkv.data(), slots.data(), int64_t(c.n_layer) * layer_state, int64_t(l) * layer_state,
+                     r_.data(), w_.data(), k_.data(), v_.data(), kk_.data(), a_.data(), y_.data(), B, H);
+      ref::group_norm_bonus_gate(y_.data(), r_.data(), k_.data(), v_.data(), g_.data(), r_k, sr, lw, slw, lb, slb, B,
+                                 H, 64e-5f);
     }
     linear(L.Wo, y_.data(), tmp2_.data(), B, false);
     for (size_t q = 0; q < BC; q++) x_[q] += tmp2_[q];
