@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -46,6 +47,23 @@ inline const std::filesystem::path& temp_root(const std::string& tag) {
   };
   static Root root(tag);
   return root.path;
+}
+
+// A whole file as bytes ("" when it cannot be read).
+inline std::string slurp(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Number of non-empty lines of a text file.
+inline int count_lines(const std::filesystem::path& p) {
+  std::ifstream f(p);
+  std::string l;
+  int n = 0;
+  while (std::getline(f, l)) n += !l.empty();
+  return n;
 }
 
 inline const std::vector<std::string>& rwkv_fixtures() {

@@ -26,21 +26,6 @@ void write(const fs::path& p, const std::string& text) {
   f << text;
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-int count_lines(const fs::path& p) {
-  std::ifstream f(p);
-  std::string l;
-  int n = 0;
-  while (std::getline(f, l)) n += !l.empty();
-  return n;
-}
-
 // A directory `dir` holding base.yaml (a tiny, fast run whose run.dir is dir/runs) and
 // sweep.yaml with the given body after `base: base.yaml`.
 fs::path make_sweep(const std::string& dir, const std::string& body, const std::string& base_extra = "") {
@@ -70,7 +55,7 @@ int run_cli(const std::string& args, std::string& out) {
   const fs::path log = test::temp_root("sweep") / "cli.log";
   const std::string cmd = std::string(EGGROLL_BINARY) + " sweep " + args + " > " + log.string() + " 2>&1";
   const int rc = std::system(cmd.c_str());
-  out = slurp(log);
+  out = test::slurp(log);
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
@@ -230,7 +215,7 @@ TEST_CASE("--slurm writes a job array with one index per point and the overrides
   so.max_parallel = 3;
   so.partition = "gpu";
   SlurmFiles f = write_slurm(plan, so, (d / "out" / "sweep.sbatch").string());
-  const std::string s = slurp(f.script);
+  const std::string s = test::slurp(f.script);
   CHECK_THAT(s, Catch::StartsWith("#!/bin/bash"));
   CHECK_THAT(s, Catch::Contains("#SBATCH --array=0-3%3"));
   CHECK_THAT(s, Catch::Contains("#SBATCH --ntasks=2"));
@@ -249,9 +234,9 @@ TEST_CASE("--slurm writes a job array with one index per point and the overrides
   CHECK(std::system(("bash -n " + f.script).c_str()) == 0);
   CHECK((fs::status(f.script).permissions() & fs::perms::owner_exec) != fs::perms::none);
 
-  CHECK(count_lines(f.points) == 5);  // header + 4
-  CHECK_THAT(slurp(f.points), Catch::Contains("3\tdirections-8__seed-1\t"));
-  const auto j = nlohmann::json::parse(slurp(fs::path(plan.sweep_dir) / "sweep.json"));
+  CHECK(test::count_lines(f.points) == 5);  // header + 4
+  CHECK_THAT(test::slurp(f.points), Catch::Contains("3\tdirections-8__seed-1\t"));
+  const auto j = nlohmann::json::parse(test::slurp(fs::path(plan.sweep_dir) / "sweep.json"));
   REQUIRE(j["points"].size() == 4);
   CHECK(j["points"][2]["name"] == "directions-8__seed-0");
   CHECK(j["points"][2]["values"]["es.directions"] == "8");
@@ -268,7 +253,7 @@ TEST_CASE("--slurm writes a job array with one index per point and the overrides
   const std::string cmd = "PATH=" + bin.string() + ":$PATH SLURM_ARRAY_TASK_ID=3 SLURM_NTASKS=1 EGGROLL=" +
                           (bin / "fake").string() + " bash " + f.script + " > /dev/null";
   REQUIRE(std::system(cmd.c_str()) == 0);
-  const std::string argv = slurp(d / "argv.txt");
+  const std::string argv = test::slurp(d / "argv.txt");
   CHECK(argv == "train\n--quiet\n" + (d / "base.yaml").string() +
                     "\ntask.stop=it's\nes.directions=8\nrun.seed=1\nrun.dir=" + plan.sweep_dir +
                     "\nrun.name=directions-8__seed-1\n");
@@ -283,20 +268,20 @@ TEST_CASE("a tiny local sweep runs every point, and a second run skips the compl
   CHECK(r.ran == 2);
   CHECK(r.skipped == 0);
   for (const auto& p : plan.points) {
-    CHECK(count_lines(fs::path(p.run_dir) / "metrics.jsonl") == 2);
+    CHECK(test::count_lines(fs::path(p.run_dir) / "metrics.jsonl") == 2);
     CHECK(completed_steps(p.run_dir) == 2);
     CHECK(point_complete(p));
   }
   CHECK(std::isfinite(r.last_reward[0]));
-  const auto j = nlohmann::json::parse(slurp(d / "runs" / "tiny" / "sweep.json"));
+  const auto j = nlohmann::json::parse(test::slurp(d / "runs" / "tiny" / "sweep.json"));
   CHECK(j["points"].size() == 2);
   CHECK(j["points"][1]["run_dir"] == plan.points[1].run_dir);
 
-  const std::string before = slurp(fs::path(plan.points[0].run_dir) / "metrics.jsonl");
+  const std::string before = test::slurp(fs::path(plan.points[0].run_dir) / "metrics.jsonl");
   SweepRunResult again = run_sweep(plan_sweep((d / "sweep.yaml").string()), quiet);
   CHECK(again.ran == 0);
   CHECK(again.skipped == 2);
-  CHECK(slurp(fs::path(plan.points[0].run_dir) / "metrics.jsonl") == before);
+  CHECK(test::slurp(fs::path(plan.points[0].run_dir) / "metrics.jsonl") == before);
 
   // more steps: both points resume from their final checkpoint (the dry run says so first)
   std::string out;
@@ -305,6 +290,6 @@ TEST_CASE("a tiny local sweep runs every point, and a second run skips the compl
   SweepPlan longer = plan_sweep((d / "sweep.yaml").string(), {"run.steps=3"});
   SweepRunResult more = run_sweep(longer, quiet);
   CHECK(more.ran == 2);
-  for (const auto& p : longer.points) CHECK(count_lines(fs::path(p.run_dir) / "metrics.jsonl") == 3);
-  CHECK(slurp(fs::path(plan.points[0].run_dir) / "metrics.jsonl").rfind(before, 0) == 0);
+  for (const auto& p : longer.points) CHECK(test::count_lines(fs::path(p.run_dir) / "metrics.jsonl") == 3);
+  CHECK(test::slurp(fs::path(plan.points[0].run_dir) / "metrics.jsonl").rfind(before, 0) == 0);
 }

@@ -35,23 +35,8 @@ TrainConfig tiny_run(const std::string& name, std::vector<std::string> extra = {
   return load_train_config("", o);
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 std::string final_weights(const TrainConfig& cfg) {
-  return slurp(fs::path(latest_checkpoint(run_directory(cfg))) / "model.safetensors");
-}
-
-int count_lines(const fs::path& p) {
-  std::ifstream f(p);
-  std::string l;
-  int n = 0;
-  while (std::getline(f, l)) n += !l.empty();
-  return n;
+  return test::slurp(fs::path(latest_checkpoint(run_directory(cfg))) / "model.safetensors");
 }
 
 }  // namespace
@@ -74,8 +59,8 @@ TEST_CASE("a resumed run ends bit-identical to an uninterrupted one", "[trainer]
   auto r2 = train(split, quiet);
   CHECK(r2.steps_done == 6);
   CHECK(final_weights(full) == final_weights(split));
-  CHECK(count_lines(fs::path(run_directory(split)) / "metrics.jsonl") == 6);
-  CHECK(slurp(fs::path(run_directory(full)) / "metrics.jsonl").size() > 0);
+  CHECK(test::count_lines(fs::path(run_directory(split)) / "metrics.jsonl") == 6);
+  CHECK(test::slurp(fs::path(run_directory(full)) / "metrics.jsonl").size() > 0);
   // keep_checkpoints = 3 by default: step_3 and step_6 exist
   CHECK(fs::exists(fs::path(run_directory(full)) / "checkpoints" / "step_3"));
   CHECK(fs::exists(fs::path(run_directory(full)) / "checkpoints" / "step_6"));
@@ -119,7 +104,7 @@ TEST_CASE("metrics and samples have the documented fields", "[trainer]") {
                         "tokens_per_s", "seconds", "update_norm", "lr", "sigma"})
     CHECK(rows[0].contains(k));
   CHECK(rows[1].contains("val_score"));
-  CHECK(count_lines(fs::path(run_directory(a)) / "samples.jsonl") == 4);
+  CHECK(test::count_lines(fs::path(run_directory(a)) / "samples.jsonl") == 4);
   CHECK(fs::exists(fs::path(run_directory(a)) / "config.yaml"));
   // the written config loads back to the same config
   CHECK(load_train_config((fs::path(run_directory(a)) / "config.yaml").string()) == a);
