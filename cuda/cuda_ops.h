@@ -134,12 +134,14 @@ void vector_noise_rows(const NoiseSpec& ns, uint32_t pid, const float* base, int
                        int64_t B, const float* cache, float* out, void* stream = nullptr);
 
 // ---- update and optimizers ------------------------------------------------------------------------
-// Operands of the update GEMM (ref::update_factors); fitness [N] on the device.
+// Operands of the update GEMM from pairs [pair_begin, pair_begin + pairs) (ref::update_factors);
+// fitness [N] on the device.
 void update_factors(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, const float* fitness, int64_t N,
-                    const float* cache, float* A_all, float* B_all, void* stream = nullptr);
+                    int64_t pair_begin, int64_t pairs, const float* cache, float* A_all, float* B_all,
+                    void* stream = nullptr);
 // Full-rank vector gradient (ref::vector_gradient).
 void vector_gradient(const NoiseSpec& ns, uint32_t pid, int64_t n, const float* fitness, int64_t N,
-                     const float* cache, float* g, void* stream = nullptr);
+                     int64_t pair_begin, int64_t pairs, const float* cache, float* g, void* stream = nullptr);
 // Reductions run on a fixed grid of kReduceBlocks blocks whose partial sums are then added in a
 // fixed order, so results are deterministic. Their output array (device) must hold
 // kReduceBlocks + 1 doubles: out[0] is the result, out[1..] the partial sums.

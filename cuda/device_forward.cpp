@@ -90,6 +90,37 @@ void CudaStepBackend::vector_noise(const NoiseSpec& ns, uint32_t pid, const floa
                                    const int32_t* members, int64_t B, const float* cache, float* out) {
   vector_noise_rows(ns, pid, base, n, members, B, cache, out, stream_);
 }
+void CudaStepBackend::fill_noise_cache(const NoiseSpec& ns, uint32_t pid, int64_t len, int64_t pairs, float* out) {
+  cuda::fill_noise_cache(ns, pid, len, pairs, out, stream_);
+}
+void CudaStepBackend::sample(const float* logits, int64_t rows, int64_t V, const SamplingParams& p,
+                             const uint64_t* seeds, const uint64_t* counters, int32_t* out) {
+  if (p.temperature <= 0.f) argmax_rows(logits, rows, V, out, stream_);
+  else sample_rows(logits, rows, V, p.temperature, p.top_k, p.top_p, seeds, counters, out, stream_);
+}
+void CudaStepBackend::update_factors(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, const float* fitness,
+                                     int64_t N, int64_t pair_begin, int64_t pairs, const float* cache, float* A_all,
+                                     float* B_all) {
+  cuda::update_factors(ns, pid, m, n, fitness, N, pair_begin, pairs, cache, A_all, B_all, stream_);
+}
+void CudaStepBackend::update_gemm(const float* A_all, const float* B_all, float* G, int64_t m, int64_t n, int64_t K) {
+  blas_->update_gemm(A_all, B_all, G, m, n, K);
+}
+void CudaStepBackend::vector_gradient(const NoiseSpec& ns, uint32_t pid, int64_t n, const float* fitness, int64_t N,
+                                      int64_t pair_begin, int64_t pairs, const float* cache, float* g) {
+  cuda::vector_gradient(ns, pid, n, fitness, N, pair_begin, pairs, cache, g, stream_);
+}
+void CudaStepBackend::sum_squares(const float* x, int64_t n, double* out) { cuda::sum_squares(x, n, out, stream_); }
+void CudaStepBackend::sgd_update(float* w, const float* g, int64_t n, double lr, double scale, double* out,
+                                 uint16_t* w_bf16) {
+  cuda::sgd_update(w, g, n, lr, scale, out, w_bf16, stream_);
+}
+void CudaStepBackend::adam_update(float* w, const float* g, float* m1, float* m2, int64_t n, double lr, double beta1,
+                                  double beta2, double eps, double weight_decay, bool adamw, double bc1, double bc2,
+                                  double scale, double* out, uint16_t* w_bf16) {
+  cuda::adam_update(w, g, m1, m2, n, lr, beta1, beta2, eps, weight_decay, adamw, bc1, bc2, scale, out, w_bf16,
+                    stream_);
+}
 
 // ---- model -------------------------------------------------------------------------------------
 
@@ -288,7 +319,7 @@ void DeviceForward::step_device(const int32_t* tokens, const int32_t* slots, con
 void eggroll_gradient_matrix(Blas& blas, const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n,
                              const float* fitness_dev, int64_t N, const float* cache, float* A_all, float* B_all,
                              float* G) {
-  update_factors(ns, pid, m, n, fitness_dev, N, cache, A_all, B_all, blas.stream());
+  update_factors(ns, pid, m, n, fitness_dev, N, 0, N / 2, cache, A_all, B_all, blas.stream());
   blas.update_gemm(A_all, B_all, G, m, n, (N / 2) * ns.rank);
 }
 

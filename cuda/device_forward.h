@@ -62,6 +62,21 @@ class CudaStepBackend final : public StepBackend {
                              float* X, const int32_t* members, int64_t B, const float* cache) override;
   void vector_noise(const NoiseSpec& ns, uint32_t pid, const float* base, int64_t n, const int32_t* members,
                     int64_t B, const float* cache, float* out) override;
+  void fill_noise_cache(const NoiseSpec& ns, uint32_t pid, int64_t len, int64_t pairs, float* out) override;
+  void sample(const float* logits, int64_t rows, int64_t V, const SamplingParams& p, const uint64_t* seeds,
+              const uint64_t* counters, int32_t* out) override;
+  void update_factors(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, const float* fitness, int64_t N,
+                      int64_t pair_begin, int64_t pairs, const float* cache, float* A_all, float* B_all) override;
+  void update_gemm(const float* A_all, const float* B_all, float* G, int64_t m, int64_t n, int64_t K) override;
+  void vector_gradient(const NoiseSpec& ns, uint32_t pid, int64_t n, const float* fitness, int64_t N,
+                       int64_t pair_begin, int64_t pairs, const float* cache, float* g) override;
+  int64_t reduce_doubles() const override { return kReduceBlocks + 1; }
+  void sum_squares(const float* x, int64_t n, double* out) override;
+  void sgd_update(float* w, const float* g, int64_t n, double lr, double scale, double* out,
+                  uint16_t* w_bf16) override;
+  void adam_update(float* w, const float* g, float* m1, float* m2, int64_t n, double lr, double beta1, double beta2,
+                   double eps, double weight_decay, bool adamw, double bc1, double bc2, double scale, double* out,
+                   uint16_t* w_bf16) override;
 
  private:
   void* stream_;
@@ -74,6 +89,9 @@ class CudaStepBackend final : public StepBackend {
 class DeviceModel {
  public:
   DeviceModel(const Model& m, WeightDType matrix_dtype, bool keep_f32_master = false);
+  // Random weights made on the device (no host copy; cuda/device_random.h): the values of
+  // Model::random(cfg, seed), matrices in matrix_dtype (bf16: rounded to nearest even), no master.
+  DeviceModel(const ModelConfig& cfg, uint64_t seed, WeightDType matrix_dtype);
   ~DeviceModel();
   DeviceModel(const DeviceModel&) = delete;
   DeviceModel& operator=(const DeviceModel&) = delete;

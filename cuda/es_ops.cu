@@ -24,19 +24,21 @@ __device__ __forceinline__ double pair_coef(const float* fitness, int64_t k, flo
 }
 
 // One thread per (pair, Philox block of the pair's factor array).
+// k: index in the pair range [p0, p0 + pairs); pair p0 + k.
 __global__ void update_factors_kernel(NoiseSpec ns, uint32_t pid, int64_t m, int64_t n,
-                                      const float* __restrict__ fitness, int64_t N, const float* __restrict__ cache,
-                                      float* __restrict__ A_all, float* __restrict__ B_all) {
-  const int64_t r = ns.rank, pairs = N / 2, K = pairs * r, len = (m + n) * r, nb = (len + 3) / 4;
+                                      const float* __restrict__ fitness, int64_t N, int64_t p0, int64_t pairs,
+                                      const float* __restrict__ cache, float* __restrict__ A_all,
+                                      float* __restrict__ B_all) {
+  const int64_t r = ns.rank, K = pairs * r, len = (m + n) * r, nb = (len + 3) / 4;
   const int64_t total = nb * pairs;
   for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < total; t += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t k = t / nb, b = t - k * nb;
-    const float s = float(pair_coef(fitness, k, ns.sigma, N) / sqrt(double(r)));
+    const int64_t k = t / nb, b = t - k * nb, pair = p0 + k;
+    const float s = float(pair_coef(fitness, pair, ns.sigma, N) / sqrt(double(r)));
     float v[4];
     if (cache) {
-      for (int w = 0; w < 4; w++) v[w] = 4 * b + w < len ? cache[k * len + 4 * b + w] : 0.f;
+      for (int w = 0; w < 4; w++) v[w] = 4 * b + w < len ? cache[pair * len + 4 * b + w] : 0.f;
     } else {
-      const Philox4x32 blk = noise_block(noise_spec_key(ns, pid, uint32_t(2 * k)), uint32_t(b));
+      const Philox4x32 blk = noise_block(noise_spec_key(ns, pid, uint32_t(2 * pair)), uint32_t(b));
       if (ns.dist == NoiseDist::Rademacher) {
         for (int w = 0; w < 4; w++) v[w] = (blk.v[w] >> 31) ? -1.0f : 1.0f;
       } else {
@@ -60,10 +62,11 @@ __global__ void update_factors_kernel(NoiseSpec ns, uint32_t pid, int64_t m, int
 
 // One thread per element j; pairs summed in order (as the CPU loop).
 __global__ void vector_gradient_kernel(NoiseSpec ns, uint32_t pid, int64_t n, const float* __restrict__ fitness,
-                                       int64_t N, const float* __restrict__ cache, float* __restrict__ g) {
+                                       int64_t N, int64_t p0, int64_t pairs, const float* __restrict__ cache,
+                                       float* __restrict__ g) {
   for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < n; j += int64_t(gridDim.x) * blockDim.x) {
     float acc = 0.f;
-    for (int64_t k = 0; k < N / 2; k++) {
+    for (int64_t k = p0; k < p0 + pairs; k++) {
       const float s = float(pair_coef(fitness, k, ns.sigma, N));
       const float e = cache ? cache[k * n + j] : noise_element(noise_spec_key(ns, pid, uint32_t(2 * k)), ns.dist, uint64_t(j));
       acc += s * e;
@@ -248,22 +251,31 @@ void finish_sum(double* out, void* stream) {
 
 }  // namespace
 
+namespace {
+void check_pairs(const char* op, int64_t N, int64_t pair_begin, int64_t pairs) {
+  if (N < 2 || N % 2) throw std::invalid_argument(std::string("cuda::") + op + ": the population must be even and >= 2");
+  if (pair_begin < 0 || pairs < 0 || pair_begin + pairs > N / 2)
+    throw std::invalid_argument(std::string("cuda::") + op + ": pair range outside the population");
+}
+}  // namespace
+
 void update_factors(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, const float* fitness, int64_t N,
-                    const float* cache, float* A_all, float* B_all, void* stream) {
-  if (N < 2 || N % 2) throw std::invalid_argument("cuda::update_factors: the population must be even and >= 2");
+                    int64_t pair_begin, int64_t pairs, const float* cache, float* A_all, float* B_all, void* stream) {
+  check_pairs("update_factors", N, pair_begin, pairs);
   const int64_t len = (m + n) * ns.rank;
-  if (len <= 0) return;
-  update_factors_kernel<<<detail::grid_for(((len + 3) / 4) * (N / 2), kThreads), kThreads, 0,
-                          detail::as_stream(stream)>>>(ns, pid, m, n, fitness, N, cache, A_all, B_all);
+  if (len <= 0 || pairs == 0) return;
+  update_factors_kernel<<<detail::grid_for(((len + 3) / 4) * pairs, kThreads), kThreads, 0,
+                          detail::as_stream(stream)>>>(ns, pid, m, n, fitness, N, pair_begin, pairs, cache, A_all,
+                                                       B_all);
   detail::check_launch("update_factors");
 }
 
 void vector_gradient(const NoiseSpec& ns, uint32_t pid, int64_t n, const float* fitness, int64_t N,
-                     const float* cache, float* g, void* stream) {
-  if (N < 2 || N % 2) throw std::invalid_argument("cuda::vector_gradient: the population must be even and >= 2");
+                     int64_t pair_begin, int64_t pairs, const float* cache, float* g, void* stream) {
+  check_pairs("vector_gradient", N, pair_begin, pairs);
   if (n <= 0) return;
-  vector_gradient_kernel<<<detail::grid_for(n, kThreads), kThreads, 0, detail::as_stream(stream)>>>(ns, pid, n, fitness,
-                                                                                                   N, cache, g);
+  vector_gradient_kernel<<<detail::grid_for(n, kThreads), kThreads, 0, detail::as_stream(stream)>>>(
+      ns, pid, n, fitness, N, pair_begin, pairs, cache, g);
   detail::check_launch("vector_gradient");
 }
 

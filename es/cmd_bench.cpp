@@ -7,6 +7,7 @@
 #include <omp.h>
 
 #include "core/error.h"
+#include "core/gemm.h"
 #include "es/commands.h"
 #include "es/eggroll.h"
 #include "rwkv/forward.h"
@@ -170,7 +171,7 @@ void register_bench_commands(CLI::App& app) {
       if (pert) pert->begin_step(0, int(B));
       for (int t = 0; t < T; t++) {
         for (int64_t i = 0; i < B; i++) toks[size_t(i)] = int32_t((i * 7919 + t * 31) % cfg.vocab), slots[size_t(i)] = int(i);
-        fwd.step(toks, slots, st, logits.data(), {}, pert);
+        fwd.step(toks, slots, st, logits.data(), {}, pert ? &pert->step() : nullptr);
       }
       return now_s() - t0;
     };

@@ -71,122 +71,41 @@ ParamSelection select_params(const Model& m, const std::vector<std::string>& inc
 
 // ---- perturbation ---------------------------------------------------------------------
 
+namespace {
+// The StepPerturbation's noise elements per pair of each parameter (0 = not perturbed).
+std::vector<int64_t> noise_lengths(const Model& m, const ParamSelection& sel, int rank) {
+  std::vector<int64_t> len(m.params.size(), 0);
+  for (size_t pid = 0; pid < m.params.size(); pid++) {
+    const Param& p = m.params[pid];
+    if (sel.lowrank[pid]) len[pid] = (p.rows + p.cols) * rank;
+    else if (sel.full[pid]) len[pid] = int64_t(p.numel());
+  }
+  return len;
+}
+}  // namespace
+
 EggrollPerturbation::EggrollPerturbation(const Model& m, const ParamSelection& sel, const NoiseConfig& cfg,
                                          NoiseCache cache)
-    : m_(m), sel_(sel), cfg_(cfg), mode_(cache) {
+    : cfg_(cfg) {
   validate_noise_config(cfg_);
-  cache_.resize(m.params.size());
+  if (sel.lowrank.size() != m.params.size() || sel.full.size() != m.params.size())
+    throw std::invalid_argument("EggrollPerturbation: selection does not match the model");
+  p_ = std::make_unique<OpsPerturbation>(be_, sel.lowrank, sel.full, noise_lengths(m, sel, cfg.rank),
+                                         noise_spec(cfg, 0), cfg.noise_reuse, cache == NoiseCache::Keep);
 }
 
-static size_t noise_len(const Param& p, int rank, bool lowrank) {
-  return lowrank ? lowrank_factor_size(size_t(p.rows), size_t(p.cols), rank) : p.numel();
+EggrollPerturbation::~EggrollPerturbation() = default;
+
+void EggrollPerturbation::begin_step(uint64_t epoch, int directions) { p_->begin_step(epoch, directions); }
+
+void EggrollPerturbation::set_sigma(float sigma) {
+  cfg_.sigma = sigma;
+  p_->set_sigma(sigma);
 }
 
-void EggrollPerturbation::begin_step(uint64_t epoch, int directions) {
-  epoch_ = epoch;
-  const bool same = cached_ && directions == directions_ && epoch_bucket(epoch, cfg_.noise_reuse) == cached_bucket_;
-  directions_ = directions;
-  if (mode_ != NoiseCache::Keep || same) return;  // the factors are unscaled: sigma may change
-  cached_ = true;
-  cached_bucket_ = epoch_bucket(epoch, cfg_.noise_reuse);
-  const int pairs = (directions + 1) / 2;
-  const auto ids = sel_.ids();
-  for (int pid : ids) {
-    const bool lr = sel_.lowrank[size_t(pid)];
-    cache_[size_t(pid)].resize(size_t(pairs) * noise_len(m_.params[size_t(pid)], cfg_.rank, lr));
-  }
-  const int64_t jobs = int64_t(ids.size()) * pairs;
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t job = 0; job < jobs; job++) {
-    const int pid = ids[size_t(job / pairs)];
-    const int pair = int(job % pairs);
-    const Param& p = m_.params[size_t(pid)];
-    const bool lr = sel_.lowrank[size_t(pid)];
-    const size_t len = noise_len(p, cfg_.rank, lr);
-    float* dst = cache_[size_t(pid)].data() + size_t(pair) * len;
-    if (lr) fill_lowrank_factors(cfg_, uint32_t(pid), epoch, uint32_t(2 * pair), size_t(p.rows), size_t(p.cols), dst);
-    else fill_vector_noise(cfg_, uint32_t(pid), epoch, uint32_t(2 * pair), p.numel(), dst);
-  }
-}
+size_t EggrollPerturbation::cache_bytes() const { return p_->cache_bytes(); }
 
-size_t EggrollPerturbation::cache_bytes() const {
-  size_t b = 0;
-  for (auto& c : cache_) b += c.size() * sizeof(float);
-  return b;
-}
-
-const float* EggrollPerturbation::factors(int pid, int member, std::vector<float>& buf) const {
-  const Param& p = m_.params[size_t(pid)];
-  const bool lr = sel_.lowrank[size_t(pid)];
-  const size_t len = noise_len(p, cfg_.rank, lr);
-  if (mode_ == NoiseCache::Keep) {
-    if (member < 0 || member >= directions_)
-      throw std::logic_error(fmt::format("perturbation: member {} outside the step's {} directions", member, directions_));
-    return cache_[size_t(pid)].data() + size_t(member / 2) * len;
-  }
-  buf.resize(len);
-  if (lr) fill_lowrank_factors(cfg_, uint32_t(pid), epoch_, uint32_t(member), size_t(p.rows), size_t(p.cols), buf.data());
-  else fill_vector_noise(cfg_, uint32_t(pid), epoch_, uint32_t(member), p.numel(), buf.data());
-  return buf.data();
-}
-
-void EggrollPerturbation::add_linear(int pid, bool x_times_p, const float* X, int64_t in, float* Y, int64_t out,
-                                     std::span<const int> members) {
-  if (!sel_.lowrank[size_t(pid)]) return;
-  const Param& p = m_.params[size_t(pid)];
-  const int r = cfg_.rank;
-  const int64_t rows = int64_t(members.size());
-  // rows grouped by antithetic pair, so regenerated factors are made once per pair and call
-  std::map<int, std::vector<int64_t>> by_pair;
-  for (int64_t i = 0; i < rows; i++) by_pair[members[size_t(i)] / 2].push_back(i);
-  std::vector<const std::vector<int64_t>*> groups;
-  for (auto& [pair, list] : by_pair) groups.push_back(&list);
-#pragma omp parallel
-  {
-    std::vector<float> buf, t(static_cast<size_t>(r));
-#pragma omp for schedule(dynamic, 1)
-    for (size_t gi = 0; gi < groups.size(); gi++) {
-      const auto& list = *groups[gi];
-      const float* F = factors(pid, members[size_t(list[0])], buf);
-      const float* A = F;                  // [rows(p), r]
-      const float* Bf = F + p.rows * r;    // [cols(p), r]
-      const float* In = x_times_p ? A : Bf;   // contracted with x
-      const float* Out = x_times_p ? Bf : A;  // expanded to y
-      for (int64_t i : list)
-        ref::lowrank_correct_row(X + i * in, in, In, Out, out, r, lowrank_scale(cfg_, uint32_t(members[size_t(i)])),
-                            Y + i * out, t.data());
-    }
-  }
-}
-
-bool EggrollPerturbation::perturbs_vector(int pid) const { return sel_.full[size_t(pid)] != 0; }
-
-void EggrollPerturbation::add_vector(int pid, int member, float* out, int64_t n) {
-  std::vector<float> buf;
-  const float* eps = factors(pid, member, buf);
-  const float c = vector_scale(cfg_, uint32_t(member));
-  for (int64_t j = 0; j < n; j++) out[j] += c * eps[j];
-}
-
-void EggrollPerturbation::add_embedding(int pid, std::span<const int32_t> tokens, float* X, int64_t C,
-                                        std::span<const int> members) {
-  if (!sel_.lowrank[size_t(pid)]) return;
-  const Param& p = m_.params[size_t(pid)];
-  const int r = cfg_.rank;
-  std::vector<float> buf;
-  for (size_t i = 0; i < tokens.size(); i++) {
-    const float* F = factors(pid, members[i], buf);
-    const float* a = F + int64_t(tokens[i]) * r;  // row tok of A
-    const float* Bf = F + p.rows * r;
-    const float c = lowrank_scale(cfg_, uint32_t(members[i]));
-    float* x = X + int64_t(i) * C;
-    for (int64_t o = 0; o < C; o++) {
-      float acc = 0.f;
-      for (int q = 0; q < r; q++) acc += Bf[o * r + q] * a[q];
-      x[o] += c * acc;
-    }
-  }
-}
+const StepPerturbation& EggrollPerturbation::step() const { return p_->step(); }
 
 // ---- gradient -------------------------------------------------------------------------
 
@@ -196,41 +115,25 @@ void eggroll_gradient(const Model& m, const ParamSelection& sel, const NoiseConf
   const int64_t N = int64_t(fitness.size());
   if (N < 2 || N % 2) throw std::invalid_argument("eggroll_gradient: the population must be even and >= 2");
   const int64_t p0 = int64_t(std::min(pair_begin, size_t(N / 2)));
-  const int64_t pairs = int64_t(std::min(pair_end, size_t(N / 2))) - p0, r = cfg.rank;
+  const int64_t pairs = std::max<int64_t>(int64_t(std::min(pair_end, size_t(N / 2))) - p0, 0), r = cfg.rank;
+  const NoiseSpec ns = noise_spec(cfg, epoch);
   grads.resize(m.params.size());
-  std::vector<double> coef(static_cast<size_t>(std::max<int64_t>(pairs, 0)));
-  for (int64_t k = 0; k < pairs; k++)
-    coef[size_t(k)] =
-        double(fitness[size_t(2 * (p0 + k))] - fitness[size_t(2 * (p0 + k) + 1)]) * cfg.sigma / std::sqrt(double(N));
+  std::vector<float> operands;
   for (int pid : sel.ids()) {
     const Param& p = m.params[size_t(pid)];
     auto& g = grads[size_t(pid)];
     g.assign(p.numel(), 0.f);
     if (pairs <= 0) continue;
     if (sel.lowrank[size_t(pid)]) {
-      const int64_t M = p.rows, Nn = p.cols, K = pairs * r;
-      std::vector<float> Aall(size_t(M * K)), Ball(size_t(Nn * K));
-#pragma omp parallel
-      {
-        std::vector<float> f(lowrank_factor_size(size_t(M), size_t(Nn), int(r)));
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t k = 0; k < pairs; k++) {
-          fill_lowrank_factors(cfg, uint32_t(pid), epoch, uint32_t(2 * (p0 + k)), size_t(M), size_t(Nn), f.data());
-          const float s = float(coef[size_t(k)] / std::sqrt(double(r)));
-          for (int64_t o = 0; o < M; o++)
-            for (int64_t q = 0; q < r; q++) Aall[size_t(o * K + k * r + q)] = s * f[size_t(o * r + q)];
-          for (int64_t j = 0; j < Nn; j++)
-            for (int64_t q = 0; q < r; q++) Ball[size_t(j * K + k * r + q)] = f[size_t(M * r + j * r + q)];
-        }
-      }
-      gemm_xwt(Aall.data(), Ball.data(), g.data(), M, K, Nn);
+      // the update GEMM: A_all [m, K] B_all [n, K]^T, K = pairs r
+      const int64_t K = pairs * r;
+      operands.resize(size_t((p.rows + p.cols) * K));
+      float* A_all = operands.data();
+      float* B_all = A_all + p.rows * K;
+      ref::update_factors(ns, uint32_t(pid), p.rows, p.cols, fitness.data(), N, p0, pairs, nullptr, A_all, B_all);
+      ref::linear_f32(B_all, false, A_all, g.data(), p.rows, K, p.cols);
     } else {
-      std::vector<float> eps(p.numel());
-      for (int64_t k = 0; k < pairs; k++) {
-        fill_vector_noise(cfg, uint32_t(pid), epoch, uint32_t(2 * (p0 + k)), p.numel(), eps.data());
-        const float s = float(coef[size_t(k)]);
-        for (size_t j = 0; j < eps.size(); j++) g[j] += s * eps[j];
-      }
+      ref::vector_gradient(ns, uint32_t(pid), int64_t(p.numel()), fitness.data(), N, p0, pairs, nullptr, g.data());
     }
   }
 }
@@ -257,11 +160,11 @@ Optimizer::Optimizer(const OptimConfig& cfg, const Model& m, const ParamSelectio
 }
 
 StepReport Optimizer::step(Model& m, std::vector<std::vector<float>>& grads, double lr) {
+  // per array through the reference ops (es/ops_ref.h), which every backend's update mirrors
   StepReport rep;
   const auto ids = sel_.ids();
   double sq = 0;
-  for (int pid : ids)
-    for (float v : grads[size_t(pid)]) sq += double(v) * v;
+  for (int pid : ids) sq += ref::sum_squares(grads[size_t(pid)].data(), int64_t(grads[size_t(pid)].size()));
   rep.grad_norm = std::sqrt(sq);
   double scale = 1.0;
   if (cfg_.clip_update_norm > 0 && rep.grad_norm > cfg_.clip_update_norm) scale = cfg_.clip_update_norm / rep.grad_norm;
@@ -269,31 +172,14 @@ StepReport Optimizer::step(Model& m, std::vector<std::vector<float>>& grads, dou
   const double bc1 = 1.0 - std::pow(cfg_.beta1, double(t_)), bc2 = 1.0 - std::pow(cfg_.beta2, double(t_));
   double usq = 0;
   for (int pid : ids) {
-    auto& w = m.params[size_t(pid)].data;
-    auto& g = grads[size_t(pid)];
-    const int64_t n = int64_t(w.size());
-    double local = 0;
-#pragma omp parallel for reduction(+ : local) schedule(static)
-    for (int64_t j = 0; j < n; j++) {
-      double gj = double(g[size_t(j)]) * scale;
-      double delta;
-      if (cfg_.kind == OptimKind::SGD) {
-        delta = lr * gj;
-      } else {
-        if (cfg_.kind == OptimKind::Adam && cfg_.weight_decay > 0) gj -= cfg_.weight_decay * w[size_t(j)];
-        float& a = m1_[size_t(pid)][size_t(j)];
-        float& b = m2_[size_t(pid)][size_t(j)];
-        a = float(cfg_.beta1 * a + (1 - cfg_.beta1) * gj);
-        b = float(cfg_.beta2 * b + (1 - cfg_.beta2) * gj * gj);
-        delta = lr * (a / bc1) / (std::sqrt(b / bc2) + cfg_.eps);
-        if (cfg_.kind == OptimKind::AdamW) delta -= lr * cfg_.weight_decay * w[size_t(j)];
-      }
-      const float before = w[size_t(j)];
-      w[size_t(j)] = float(before + delta);
-      const double d = double(w[size_t(j)]) - before;
-      local += d * d;
-    }
-    usq += local;
+    float* w = m.params[size_t(pid)].data.data();
+    const float* g = grads[size_t(pid)].data();
+    const int64_t n = int64_t(m.params[size_t(pid)].numel());
+    if (cfg_.kind == OptimKind::SGD)
+      usq += ref::sgd_update(w, g, n, lr, scale);
+    else
+      usq += ref::adam_update(w, g, m1_[size_t(pid)].data(), m2_[size_t(pid)].data(), n, lr, cfg_.beta1, cfg_.beta2,
+                              cfg_.eps, cfg_.weight_decay, cfg_.kind == OptimKind::AdamW, bc1, bc2, scale);
   }
   rep.update_norm = std::sqrt(usq);
   return rep;

@@ -8,11 +8,13 @@
 // The update g = (1/sqrt(N)) sum_i f_i E_i of a matrix is one GEMM: A_all B_all^T with the
 // columns of every pair's A scaled by (f_2k - f_2k+1) sigma / sqrt(r N).
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "es/noise.h"
+#include "es/step_ops.h"
 #include "rwkv/forward.h"
 #include "rwkv/model.h"
 
@@ -36,35 +38,27 @@ bool glob_match(const std::string& pattern, const std::string& name);
 
 enum class NoiseCache { Regenerate, Keep };
 
-class EggrollPerturbation : public Perturbation {
+// The perturbation of a population step in host memory, for Forward::step: the selection, the
+// noise spec and, with NoiseCache::Keep, every selected parameter's factors for the step's pairs
+// (es/step_ops.h OpsPerturbation on the CPU backend).
+class EggrollPerturbation {
  public:
   EggrollPerturbation(const Model& m, const ParamSelection& sel, const NoiseConfig& cfg, NoiseCache cache);
+  ~EggrollPerturbation();
+  EggrollPerturbation(const EggrollPerturbation&) = delete;
+  EggrollPerturbation& operator=(const EggrollPerturbation&) = delete;
   // Prepares step `epoch` for `directions` members (Keep mode: generates the cache, unless it
   // already holds this epoch bucket's factors, as with noise_reuse 0 or k > 1).
   void begin_step(uint64_t epoch, int directions);
-  void set_sigma(float sigma) { cfg_.sigma = sigma; }
+  void set_sigma(float sigma);
   const NoiseConfig& config() const { return cfg_; }
   size_t cache_bytes() const;  // bytes held by the per-step noise cache
-
-  void add_linear(int pid, bool x_times_p, const float* X, int64_t in, float* Y, int64_t out,
-                  std::span<const int> members) override;
-  bool perturbs_vector(int pid) const override;
-  void add_vector(int pid, int member, float* out, int64_t n) override;
-  void add_embedding(int pid, std::span<const int32_t> tokens, float* X, int64_t C,
-                     std::span<const int> members) override;
+  const StepPerturbation& step() const;
 
  private:
-  // The unscaled factors [A | B] of member's pair for parameter pid: from the cache or `buf`.
-  const float* factors(int pid, int member, std::vector<float>& buf) const;
-  const Model& m_;
-  ParamSelection sel_;
   NoiseConfig cfg_;
-  NoiseCache mode_;
-  uint64_t epoch_ = 0;
-  int directions_ = 0;
-  std::vector<std::vector<float>> cache_;  // per pid: pairs x (m + n) r
-  bool cached_ = false;         // the cache holds the factors of cached_bucket_
-  uint32_t cached_bucket_ = 0;
+  CpuStepBackend be_;
+  std::unique_ptr<OpsPerturbation> p_;
 };
 
 // g = (1/sqrt(N)) sum_i f_i E_i for every selected parameter (N = fitness.size(), even),

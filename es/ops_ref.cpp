@@ -198,13 +198,21 @@ void linear_bf16(const uint16_t* W, bool x_times_p, const float* X, float* Y, in
 // ---- EGGROLL noise ------------------------------------------------------------------------------
 
 namespace {
-// The factor array of (pid, member): cached or generated into buf.
+// Generated factors of one pair (the two members of an antithetic pair share them).
+struct FactorBuffer {
+  std::vector<float> data;
+  int64_t pair = -1;
+};
+// The factor array of (pid, member): cached, or generated into buf (kept while the pair repeats).
 const float* factor_array(const NoiseSpec& ns, uint32_t pid, uint32_t member, int64_t len, const float* cache,
-                          std::vector<float>& buf) {
+                          FactorBuffer& buf) {
   if (cache) return cache + int64_t(member / 2) * len;
-  buf.resize(static_cast<size_t>(len));
-  fill_noise(noise_spec_key(ns, pid, member), ns.dist, 0, size_t(len), buf.data());
-  return buf.data();
+  if (buf.pair != int64_t(member / 2) || int64_t(buf.data.size()) != len) {
+    buf.data.resize(static_cast<size_t>(len));
+    fill_noise(noise_spec_key(ns, pid, member), ns.dist, 0, size_t(len), buf.data.data());
+    buf.pair = member / 2;
+  }
+  return buf.data.data();
 }
 }  // namespace
 
@@ -215,8 +223,9 @@ void lowrank_add(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, bool x
   const int64_t in = x_times_p ? m : n, out = x_times_p ? n : m;
 #pragma omp parallel
   {
-    std::vector<float> buf, t(static_cast<size_t>(r));
-#pragma omp for schedule(dynamic, 1)
+    FactorBuffer buf;
+    std::vector<float> t(static_cast<size_t>(r));
+#pragma omp for schedule(dynamic, 2)  // an antithetic pair's rows usually sit next to each other
     for (int64_t i = 0; i < B; i++) {
       const uint32_t mem = uint32_t(members[i]);
       const float* F = factor_array(ns, pid, mem, len, cache, buf);
@@ -264,7 +273,7 @@ void embedding_lowrank_add(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t
                            float* X, const int32_t* members, int64_t B, const float* cache) {
   const int r = ns.rank;
   const int64_t len = (m + n) * r;
-  std::vector<float> buf;
+  FactorBuffer buf;
   for (int64_t i = 0; i < B; i++) {
     const uint32_t mem = uint32_t(members[i]);
     const float* F = factor_array(ns, pid, mem, len, cache, buf);
@@ -282,7 +291,7 @@ void embedding_lowrank_add(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t
 
 void vector_noise_rows(const NoiseSpec& ns, uint32_t pid, const float* base, int64_t n, const int32_t* members,
                        int64_t B, const float* cache, float* out) {
-  std::vector<float> buf;
+  FactorBuffer buf;
   for (int64_t i = 0; i < B; i++) {
     const uint32_t mem = uint32_t(members[i]);
     const float* eps = factor_array(ns, pid, mem, n, cache, buf);
@@ -310,25 +319,27 @@ void philox_blocks(const uint32_t* counters, const uint32_t* keys, int64_t n, ui
 // ---- update -------------------------------------------------------------------------------------
 
 namespace {
-std::vector<double> pair_coefficients(const NoiseSpec& ns, const float* fitness, int64_t N) {
+// Coefficients of pairs [p0, p0 + np) (index k - p0).
+std::vector<double> pair_coefficients(const NoiseSpec& ns, const float* fitness, int64_t N, int64_t p0, int64_t np) {
   if (N < 2 || N % 2) throw std::invalid_argument("update: the population must be even and >= 2");
-  std::vector<double> coef(static_cast<size_t>(N / 2));
-  for (int64_t k = 0; k < N / 2; k++)
-    coef[size_t(k)] = double(fitness[2 * k] - fitness[2 * k + 1]) * ns.sigma / std::sqrt(double(N));
+  if (p0 < 0 || np < 0 || p0 + np > N / 2) throw std::invalid_argument("update: pair range outside the population");
+  std::vector<double> coef(static_cast<size_t>(np));
+  for (int64_t k = p0; k < p0 + np; k++)
+    coef[size_t(k - p0)] = double(fitness[2 * k] - fitness[2 * k + 1]) * ns.sigma / std::sqrt(double(N));
   return coef;
 }
 }  // namespace
 
 void update_factors(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, const float* fitness, int64_t N,
-                    const float* cache, float* A_all, float* B_all) {
-  const auto coef = pair_coefficients(ns, fitness, N);
-  const int64_t pairs = N / 2, r = ns.rank, K = pairs * r, len = (m + n) * r;
+                    int64_t pair_begin, int64_t pairs, const float* cache, float* A_all, float* B_all) {
+  const auto coef = pair_coefficients(ns, fitness, N, pair_begin, pairs);
+  const int64_t r = ns.rank, K = pairs * r, len = (m + n) * r;
 #pragma omp parallel
   {
-    std::vector<float> buf;
+    FactorBuffer buf;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t k = 0; k < pairs; k++) {
-      const float* f = factor_array(ns, pid, uint32_t(2 * k), len, cache, buf);
+      const float* f = factor_array(ns, pid, uint32_t(2 * (pair_begin + k)), len, cache, buf);
       const float s = float(coef[size_t(k)] / std::sqrt(double(r)));
       for (int64_t o = 0; o < m; o++)
         for (int64_t q = 0; q < r; q++) A_all[o * K + k * r + q] = s * f[o * r + q];
@@ -339,33 +350,51 @@ void update_factors(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, con
 }
 
 void vector_gradient(const NoiseSpec& ns, uint32_t pid, int64_t n, const float* fitness, int64_t N,
-                     const float* cache, float* g) {
-  const auto coef = pair_coefficients(ns, fitness, N);
-  std::vector<float> buf;
+                     int64_t pair_begin, int64_t pairs, const float* cache, float* g) {
+  const auto coef = pair_coefficients(ns, fitness, N, pair_begin, pairs);
+  FactorBuffer buf;
   std::fill_n(g, n, 0.f);
-  for (int64_t k = 0; k < N / 2; k++) {
-    const float* eps = factor_array(ns, pid, uint32_t(2 * k), n, cache, buf);
+  for (int64_t k = 0; k < pairs; k++) {
+    const float* eps = factor_array(ns, pid, uint32_t(2 * (pair_begin + k)), n, cache, buf);
     const float s = float(coef[size_t(k)]);
     for (int64_t j = 0; j < n; j++) g[j] += s * eps[j];
   }
 }
 
+namespace {
+// Runs body(j) for j < n in fixed chunks (in parallel) and returns the sum of what each chunk's
+// body calls returned, chunk sums added in chunk order: the result does not depend on the
+// number of threads.
+template <class F>
+double chunked_sum(int64_t n, F&& body) {
+  constexpr int64_t kChunk = 1 << 16;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  std::vector<double> part(static_cast<size_t>(std::max<int64_t>(chunks, 0)), 0.0);
+#pragma omp parallel for schedule(static) if (chunks > 1)
+  for (int64_t c = 0; c < chunks; c++) {
+    double s = 0;
+    for (int64_t j = c * kChunk; j < std::min(n, (c + 1) * kChunk); j++) s += body(j);
+    part[size_t(c)] = s;
+  }
+  double s = 0;
+  for (double v : part) s += v;
+  return s;
+}
+}  // namespace
+
 double sgd_update(float* w, const float* g, int64_t n, double lr, double scale) {
-  double sq = 0;
-  for (int64_t j = 0; j < n; j++) {
+  return chunked_sum(n, [&](int64_t j) {
     const double delta = lr * (double(g[j]) * scale);
     const float before = w[j];
     w[j] = float(before + delta);
     const double d = double(w[j]) - before;
-    sq += d * d;
-  }
-  return sq;
+    return d * d;
+  });
 }
 
 double adam_update(float* w, const float* g, float* m1, float* m2, int64_t n, double lr, double beta1, double beta2,
                    double eps, double weight_decay, bool adamw, double bc1, double bc2, double scale) {
-  double sq = 0;
-  for (int64_t j = 0; j < n; j++) {
+  return chunked_sum(n, [&](int64_t j) {
     double gj = double(g[j]) * scale;
     if (!adamw && weight_decay > 0) gj -= weight_decay * w[j];
     m1[j] = float(beta1 * m1[j] + (1 - beta1) * gj);
@@ -375,15 +404,12 @@ double adam_update(float* w, const float* g, float* m1, float* m2, int64_t n, do
     const float before = w[j];
     w[j] = float(before + delta);
     const double d = double(w[j]) - before;
-    sq += d * d;
-  }
-  return sq;
+    return d * d;
+  });
 }
 
 double sum_squares(const float* x, int64_t n) {
-  double s = 0;
-  for (int64_t j = 0; j < n; j++) s += double(x[j]) * x[j];
-  return s;
+  return chunked_sum(n, [&](int64_t j) { return double(x[j]) * x[j]; });
 }
 
 // ---- sampling -------------------------------------------------------------------------------------

@@ -35,6 +35,16 @@ EGGROLL_HD NoiseKey noise_spec_key(const NoiseSpec& s, uint32_t param_id, uint32
   k.pair = member_pair(member);
   return k;
 }
+// The spec of step `epoch` under a run's noise configuration.
+inline NoiseSpec noise_spec(const NoiseConfig& c, uint64_t epoch) {
+  NoiseSpec s;
+  s.seed = c.seed;
+  s.epoch_bucket = epoch_bucket(epoch, c.noise_reuse);
+  s.rank = c.rank;
+  s.dist = c.dist;
+  s.sigma = c.sigma;
+  return s;
+}
 // s_i sigma / sqrt(r) (== lowrank_scale of es/noise.h) and s_i sigma (== vector_scale).
 EGGROLL_HD float noise_spec_lowrank_scale(const NoiseSpec& s, uint32_t member) {
   return member_sign(member) * s.sigma / sqrtf(static_cast<float>(s.rank));
@@ -119,15 +129,17 @@ void fill_noise_cache(const NoiseSpec& ns, uint32_t pid, int64_t len, int64_t pa
 void philox_blocks(const uint32_t* counters, const uint32_t* keys, int64_t n, uint32_t* out);
 
 // ---- update -------------------------------------------------------------------------------------
-// The two operands of the update GEMM of matrix pid (m x n) for N = 2 * pairs members:
-// A_all [m][pairs r], columns of pair k scaled by (f_2k - f_2k+1) sigma / sqrt(r N) (as
-// eggroll_gradient: coefficient in double, rounded to float once); B_all [n][pairs r].
-// g = A_all B_all^T (linear_f32(B_all, false, A_all, g, m, pairs r, n)).
+// The two operands of the update GEMM of matrix pid (m x n) from the antithetic pairs
+// [pair_begin, pair_begin + pairs) of a population of N members (fitness [N]; all pairs:
+// 0, N / 2): A_all [m][pairs r], columns of pair k scaled by (f_2k - f_2k+1) sigma / sqrt(r N)
+// (as eggroll_gradient: coefficient in double, rounded to float once); B_all [n][pairs r].
+// g = A_all B_all^T (linear_f32(B_all, false, A_all, g, m, pairs r, n)). A pair range gives
+// one rank's partial update (eggroll_gradient's pair range); the cache holds every pair.
 void update_factors(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, const float* fitness, int64_t N,
-                    const float* cache, float* A_all, float* B_all);
-// Full-rank vector gradient: g[j] = sum_k coef_k eps_k[j] (pairs in order).
+                    int64_t pair_begin, int64_t pairs, const float* cache, float* A_all, float* B_all);
+// Full-rank vector gradient: g[j] = sum_k coef_k eps_k[j] (pairs of the range, in order).
 void vector_gradient(const NoiseSpec& ns, uint32_t pid, int64_t n, const float* fitness, int64_t N,
-                     const float* cache, float* g);
+                     int64_t pair_begin, int64_t pairs, const float* cache, float* g);
 
 // Optimizer steps on one array (as Optimizer::step, ascent on g scaled by `scale` for clipping).
 // Each returns the sum of squares of the applied change (for the update norm).

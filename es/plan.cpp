@@ -290,4 +290,15 @@ PlanRequest plan_request(const TrainConfig& cfg) {
   return r;
 }
 
+Plan require_fits(const TrainConfig& cfg, int gpus, double device_gib, const std::string& device) {
+  PlanRequest req = plan_request(cfg);
+  req.gpus = gpus;
+  req.device_gib = device_gib;
+  Plan plan = make_plan(req);
+  if (!plan.fits)
+    throw InputError(fmt::format("run.device: the run does not fit the free memory of {} ({:.2f} GiB):\n{}", device,
+                                 device_gib, format_plan(plan)));
+  return plan;
+}
+
 }  // namespace eggroll

@@ -85,4 +85,9 @@ ModelConfig read_checkpoint_config(const std::string& path, DType* dtype = nullp
 // task.thinking_length / answer_length.
 PlanRequest plan_request(const TrainConfig& cfg);
 
+// The check a run.device=cuda training run makes before allocating anything: the plan of `cfg`
+// over `gpus` devices with `device_gib` GiB each; InputError ("run.device: ... does not fit the
+// free memory of <device>" + the table) when it does not fit. Returns the plan.
+Plan require_fits(const TrainConfig& cfg, int gpus, double device_gib, const std::string& device);
+
 }  // namespace eggroll

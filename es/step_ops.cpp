@@ -6,6 +6,9 @@
 #include <new>
 #include <stdexcept>
 
+#include "core/dtype.h"
+#include "core/gemm.h"
+
 namespace eggroll {
 
 // ---- CPU backend --------------------------------------------------------------------------------
@@ -48,8 +51,21 @@ void CpuStepBackend::channel_shift(const float* xf, float* state, const int32_t*
                                    int64_t layer_offset, VecArg mu, float* out, int64_t B, int64_t C) {
   ref::channel_shift(xf, state, slots, slot_stride, layer_offset, mu.p, mu.stride, out, B, C);
 }
+const void* CpuStepBackend::prepare_weight(const WeightView& w) {
+  if (w.dtype != WeightDType::F32) return nullptr;
+  return new PackedWeights(pack_weights(w.f32(), w.cols, w.rows));
+}
+void CpuStepBackend::refresh_prepared(const void* handle, const WeightView& w) {
+  if (handle) *const_cast<PackedWeights*>(static_cast<const PackedWeights*>(handle)) = pack_weights(w.f32(), w.cols, w.rows);
+}
+void CpuStepBackend::release_prepared(const void* handle) { delete static_cast<const PackedWeights*>(handle); }
+
 void CpuStepBackend::linear(const WeightView& W, bool x_times_p, const float* X, float* Y, int64_t B) {
   const int64_t in = x_times_p ? W.rows : W.cols, out = x_times_p ? W.cols : W.rows;
+  if (W.prepared && !x_times_p) {
+    gemm_packed(X, *static_cast<const PackedWeights*>(W.prepared), Y, B);
+    return;
+  }
   if (W.dtype == WeightDType::BF16)
     ref::linear_bf16(static_cast<const uint16_t*>(W.data), x_times_p, X, Y, B, in, out);
   else
@@ -97,6 +113,44 @@ void CpuStepBackend::embedding_lowrank_add(const NoiseSpec& ns, uint32_t pid, in
 void CpuStepBackend::vector_noise(const NoiseSpec& ns, uint32_t pid, const float* base, int64_t n,
                                   const int32_t* members, int64_t B, const float* cache, float* out) {
   ref::vector_noise_rows(ns, pid, base, n, members, B, cache, out);
+}
+void CpuStepBackend::fill_noise_cache(const NoiseSpec& ns, uint32_t pid, int64_t len, int64_t pairs, float* out) {
+  ref::fill_noise_cache(ns, pid, len, pairs, out);
+}
+void CpuStepBackend::sample(const float* logits, int64_t rows, int64_t V, const SamplingParams& p,
+                            const uint64_t* seeds, const uint64_t* counters, int32_t* out) {
+  if (p.temperature <= 0.f) ref::argmax_rows(logits, rows, V, out);
+  else ref::sample_rows(logits, rows, V, p.temperature, p.top_k, p.top_p, seeds, counters, out);
+}
+void CpuStepBackend::update_factors(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, const float* fitness,
+                                    int64_t N, int64_t pair_begin, int64_t pairs, const float* cache, float* A_all,
+                                    float* B_all) {
+  ref::update_factors(ns, pid, m, n, fitness, N, pair_begin, pairs, cache, A_all, B_all);
+}
+void CpuStepBackend::update_gemm(const float* A_all, const float* B_all, float* G, int64_t m, int64_t n, int64_t K) {
+  ref::linear_f32(B_all, false, A_all, G, m, K, n);
+}
+void CpuStepBackend::vector_gradient(const NoiseSpec& ns, uint32_t pid, int64_t n, const float* fitness, int64_t N,
+                                     int64_t pair_begin, int64_t pairs, const float* cache, float* g) {
+  ref::vector_gradient(ns, pid, n, fitness, N, pair_begin, pairs, cache, g);
+}
+void CpuStepBackend::sum_squares(const float* x, int64_t n, double* out) { out[0] = ref::sum_squares(x, n); }
+namespace {
+void write_bf16(const float* w, int64_t n, uint16_t* bits) {
+  if (bits)
+    for (int64_t j = 0; j < n; j++) bits[j] = f32_to_bf16(w[j]);
+}
+}  // namespace
+void CpuStepBackend::sgd_update(float* w, const float* g, int64_t n, double lr, double scale, double* out,
+                                uint16_t* w_bf16) {
+  out[0] = ref::sgd_update(w, g, n, lr, scale);
+  write_bf16(w, n, w_bf16);
+}
+void CpuStepBackend::adam_update(float* w, const float* g, float* m1, float* m2, int64_t n, double lr, double beta1,
+                                 double beta2, double eps, double weight_decay, bool adamw, double bc1, double bc2,
+                                 double scale, double* out, uint16_t* w_bf16) {
+  out[0] = ref::adam_update(w, g, m1, m2, n, lr, beta1, beta2, eps, weight_decay, adamw, bc1, bc2, scale);
+  write_bf16(w, n, w_bf16);
 }
 
 // ---- weights --------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@
 
 #include "es/ops_ref.h"
 #include "rwkv/model.h"
+#include "rwkv/sampler.h"
 
 namespace eggroll {
 
@@ -27,6 +28,9 @@ struct WeightView {
   const void* data = nullptr;
   WeightDType dtype = WeightDType::F32;
   int64_t rows = 0, cols = 0;  // Param::rows / cols (1 x n for vectors)
+  // The backend's prepared form of an [out, in] matrix for y = W x products (the CPU backend's
+  // GEMM panels, core/gemm.h PackedWeights), made by StepBackend::prepare_weight; nullptr: none.
+  const void* prepared = nullptr;
   const float* f32() const { return static_cast<const float*>(data); }
 };
 
@@ -56,6 +60,14 @@ struct StepPerturbation {
 class StepBackend {
  public:
   virtual ~StepBackend() = default;
+  // A prepared form of matrix w for y = W x products (nullptr: the backend has none), and its
+  // refresh after w's values changed (same handle) and release. Default: none.
+  virtual const void* prepare_weight(const WeightView& w) {
+    (void)w;
+    return nullptr;
+  }
+  virtual void refresh_prepared(const void* handle, const WeightView& w) { (void)handle, (void)w; }
+  virtual void release_prepared(const void* handle) { (void)handle; }
   // memory
   virtual void* alloc(size_t bytes) = 0;
   virtual void release(void* p) = 0;
@@ -98,11 +110,40 @@ class StepBackend {
                                      const float* cache) = 0;
   virtual void vector_noise(const NoiseSpec& ns, uint32_t pid, const float* base, int64_t n,
                             const int32_t* members, int64_t B, const float* cache, float* out) = 0;
+  virtual void fill_noise_cache(const NoiseSpec& ns, uint32_t pid, int64_t len, int64_t pairs, float* out) = 0;
+
+  // ---- around the step: sampling, the ES update, the optimizers (es/ops_ref.h documents each) ----
+  // out[i] = sample_token(row i of logits [rows, V], p, seeds[i], counters[i]) (rwkv/sampler.h);
+  // greedy (p.temperature == 0) reads neither seeds nor counters (they may be nullptr).
+  virtual void sample(const float* logits, int64_t rows, int64_t V, const SamplingParams& p, const uint64_t* seeds,
+                      const uint64_t* counters, int32_t* out) = 0;
+  virtual void update_factors(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, const float* fitness,
+                              int64_t N, int64_t pair_begin, int64_t pairs, const float* cache, float* A_all,
+                              float* B_all) = 0;
+  // G[m, n] = A_all[m, K] B_all[n, K]^T (the update GEMM, fp32)
+  virtual void update_gemm(const float* A_all, const float* B_all, float* G, int64_t m, int64_t n, int64_t K) = 0;
+  virtual void vector_gradient(const NoiseSpec& ns, uint32_t pid, int64_t n, const float* fitness, int64_t N,
+                               int64_t pair_begin, int64_t pairs, const float* cache, float* g) = 0;
+  // Reductions write their double result to out[0] of an array of reduce_doubles() doubles in
+  // backend memory (the rest is the backend's scratch). Read it with download().
+  virtual int64_t reduce_doubles() const = 0;
+  virtual void sum_squares(const float* x, int64_t n, double* out) = 0;
+  // Optimizer steps on one array (ref::sgd_update / adam_update): out[0] = sum of squares of the
+  // applied change; w_bf16 (optional) receives the bf16 bits of the updated w.
+  virtual void sgd_update(float* w, const float* g, int64_t n, double lr, double scale, double* out,
+                          uint16_t* w_bf16) = 0;
+  virtual void adam_update(float* w, const float* g, float* m1, float* m2, int64_t n, double lr, double beta1,
+                           double beta2, double eps, double weight_decay, bool adamw, double bc1, double bc2,
+                           double scale, double* out, uint16_t* w_bf16) = 0;
 };
 
-// The reference backend: host memory, es/ops_ref.h ops, core/gemm.h products (fp32 weights).
+// The reference backend: host memory, es/ops_ref.h ops, core/gemm.h products (fp32 weights;
+// prepared matrices are pre-packed GEMM panels, which give the same bits as the unpacked product).
 class CpuStepBackend final : public StepBackend {
  public:
+  const void* prepare_weight(const WeightView& w) override;
+  void refresh_prepared(const void* handle, const WeightView& w) override;
+  void release_prepared(const void* handle) override;
   void* alloc(size_t bytes) override;
   void release(void* p) override;
   void upload(void* dst, const void* host_src, size_t bytes) override;
@@ -138,6 +179,21 @@ class CpuStepBackend final : public StepBackend {
                              float* X, const int32_t* members, int64_t B, const float* cache) override;
   void vector_noise(const NoiseSpec& ns, uint32_t pid, const float* base, int64_t n, const int32_t* members,
                     int64_t B, const float* cache, float* out) override;
+  void fill_noise_cache(const NoiseSpec& ns, uint32_t pid, int64_t len, int64_t pairs, float* out) override;
+  void sample(const float* logits, int64_t rows, int64_t V, const SamplingParams& p, const uint64_t* seeds,
+              const uint64_t* counters, int32_t* out) override;
+  void update_factors(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, const float* fitness, int64_t N,
+                      int64_t pair_begin, int64_t pairs, const float* cache, float* A_all, float* B_all) override;
+  void update_gemm(const float* A_all, const float* B_all, float* G, int64_t m, int64_t n, int64_t K) override;
+  void vector_gradient(const NoiseSpec& ns, uint32_t pid, int64_t n, const float* fitness, int64_t N,
+                       int64_t pair_begin, int64_t pairs, const float* cache, float* g) override;
+  int64_t reduce_doubles() const override { return 1; }
+  void sum_squares(const float* x, int64_t n, double* out) override;
+  void sgd_update(float* w, const float* g, int64_t n, double lr, double scale, double* out,
+                  uint16_t* w_bf16) override;
+  void adam_update(float* w, const float* g, float* m1, float* m2, int64_t n, double lr, double beta1, double beta2,
+                   double eps, double weight_decay, bool adamw, double bc1, double bc2, double scale, double* out,
+                   uint16_t* w_bf16) override;
 };
 
 // A model's parameters placed in a backend's memory (index = parameter id, as in Model).
@@ -149,6 +205,87 @@ struct StepWeights {
 };
 // The layout of `m` with every parameter pointing at the host Model's fp32 data (CPU backend).
 StepWeights host_step_weights(const Model& m);
+
+// Parameter ids of the matrices the step multiplies as y = W x (W [out, in]: receptance, key,
+// value, output, the FFN's key and value, the head); the LoRA matrices are x P products.
+inline std::vector<int> wx_product_ids(const StepWeights& w) {
+  std::vector<int> ids;
+  for (const LayerParams& L : w.layers)
+    for (int pid : {L.Wr, L.Wk, L.Wv, L.Wo, L.ffn_key, L.ffn_value}) ids.push_back(pid);
+  ids.push_back(w.head);
+  return ids;
+}
+
+// Prepares (be.prepare_weight) every y = W x matrix of w in place; release_products undoes it.
+inline void prepare_products(StepBackend& be, StepWeights& w) {
+  for (int pid : wx_product_ids(w)) w.params[size_t(pid)].prepared = be.prepare_weight(w.params[size_t(pid)]);
+}
+inline void release_products(StepBackend& be, StepWeights& w) {
+  for (int pid : wx_product_ids(w)) {
+    be.release_prepared(w.params[size_t(pid)].prepared);
+    w.params[size_t(pid)].prepared = nullptr;
+  }
+}
+
+// The EGGROLL perturbation of a step in a backend's memory: the selection, the noise spec and,
+// with NoiseCache::Keep, each selected parameter's factor cache ([pairs][len], generated by the
+// backend). Like EggrollPerturbation, a cache is kept while the epoch bucket and the number of
+// directions stay the same (the factors are unscaled, so sigma may change).
+// ParamSelection / NoiseCache / NoiseConfig are the plain types of es/eggroll.h and es/noise.h.
+class OpsPerturbation {
+ public:
+  // len[pid]: noise elements per pair of each parameter ((m + n) r for a low-rank matrix, n for a
+  // vector, 0 = not perturbed); lowrank/full: the selection (per parameter id).
+  OpsPerturbation(StepBackend& be, std::vector<uint8_t> lowrank, std::vector<uint8_t> full,
+                  std::vector<int64_t> len, const NoiseSpec& spec, int noise_reuse, bool keep)
+      : be_(be), len_(std::move(len)), reuse_(noise_reuse), keep_(keep) {
+    step_.noise = spec;
+    step_.lowrank = std::move(lowrank);
+    step_.full = std::move(full);
+  }
+  ~OpsPerturbation() { free_cache(); }
+  OpsPerturbation(const OpsPerturbation&) = delete;
+  OpsPerturbation& operator=(const OpsPerturbation&) = delete;
+
+  void begin_step(uint64_t epoch, int directions) {
+    const uint32_t bucket = reuse_ <= 0 ? 0u : uint32_t(epoch / uint64_t(reuse_));
+    const bool same = cached_ && directions == directions_ && bucket == step_.noise.epoch_bucket;
+    step_.noise.epoch_bucket = bucket;
+    directions_ = directions;
+    if (!keep_ || same) return;
+    free_cache();
+    const int64_t pairs = (int64_t(directions) + 1) / 2;
+    step_.cache.assign(len_.size(), nullptr);
+    for (size_t pid = 0; pid < len_.size(); pid++) {
+      if (!len_[pid]) continue;
+      const size_t bytes = size_t(pairs) * size_t(len_[pid]) * sizeof(float);
+      float* c = static_cast<float*>(be_.alloc(bytes));
+      step_.cache[pid] = c;
+      bytes_ += bytes;
+      be_.fill_noise_cache(step_.noise, uint32_t(pid), len_[pid], pairs, c);
+    }
+    cached_ = true;
+  }
+  void set_sigma(float sigma) { step_.noise.sigma = sigma; }
+  const StepPerturbation& step() const { return step_; }
+  size_t cache_bytes() const { return bytes_; }
+
+ private:
+  void free_cache() {
+    for (const float* c : step_.cache) if (c) be_.release(const_cast<float*>(c));
+    step_.cache.clear();
+    bytes_ = 0;
+    cached_ = false;
+  }
+  StepBackend& be_;
+  std::vector<int64_t> len_;
+  int reuse_;
+  bool keep_;
+  StepPerturbation step_;
+  int directions_ = 0;
+  bool cached_ = false;
+  size_t bytes_ = 0;
+};
 
 // Element counts of one slot's state (per member) and the layer offsets inside it.
 struct StateLayout {

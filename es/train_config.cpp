@@ -119,6 +119,8 @@ Table make_table() {
             at_least(0));
   b.integer("run.log_every", EGGROLL_FIELD(run.log_every), "refresh the console progress line every N steps", at_least(1));
   b.integer("run.threads", EGGROLL_FIELD(run.threads), "CPU threads (0 = all cores)", at_least(0));
+  b.enumeration("run.device", EGGROLL_FIELD(run.device), {"cpu", "cuda"},
+                "where the population step runs: cpu, or cuda (one GPU per process)");
 
   // model
   b.string("model.path", EGGROLL_FIELD(model.path), "checkpoint to fine-tune (\"\" = none)");
@@ -365,7 +367,7 @@ std::string fingerprint(const TrainConfig& cfg) { return to_config(cfg).fingerpr
 
 const std::vector<std::string>& resume_mutable_keys() {
   static const std::vector<std::string> keys = {
-      "run.steps",          "run.threads",         "run.log_every",   "run.eval_every",
+      "run.steps",          "run.threads",         "run.device",      "run.log_every",   "run.eval_every",
       "run.samples_per_step", "run.checkpoint_every", "run.keep_checkpoints", "dist.timeout_s",
       "dist.rendezvous",    "dist.rendezvous_path"};
   return keys;

@@ -30,6 +30,7 @@ struct TrainConfig {
     int eval_every = 0;          // >= 0; 0 = never
     int log_every = 1;           // >= 1; console progress line every N steps (metrics.jsonl: every step)
     int threads = 0;             // >= 0; 0 = all cores
+    std::string device = "cpu";  // cpu | cuda (es/ops_engine.h on that backend)
     bool operator==(const Run&) const = default;
   } run;
 
@@ -126,7 +127,7 @@ std::string to_yaml(const TrainConfig& cfg);
 std::string fingerprint(const TrainConfig& cfg);
 
 // Keys that may change when a run is resumed (schedule length, logging, threads, rendezvous):
-// run.steps, run.threads, run.log_every, run.eval_every, run.samples_per_step,
+// run.steps, run.threads, run.device, run.log_every, run.eval_every, run.samples_per_step,
 // run.checkpoint_every, run.keep_checkpoints, dist.timeout_s, dist.rendezvous,
 // dist.rendezvous_path.
 const std::vector<std::string>& resume_mutable_keys();

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fmt/format.h>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <omp.h>
 #include <sstream>
@@ -17,10 +18,16 @@
 #include "core/error.h"
 #include "es/eggroll.h"
 #include "es/fitness.h"
+#include "es/ops_engine.h"
+#include "es/plan.h"
 #include "es/tasks.h"
 #include "rwkv/generate.h"
 #include "rwkv/model.h"
 #include "rwkv/tokenizer.h"
+
+#if EGGROLL_HAVE_CUDA
+#include "cuda/device_forward.h"
+#endif
 
 namespace fs = std::filesystem;
 
@@ -138,7 +145,18 @@ std::string fmt_eta(double s) {
   return t >= 3600 ? fmt::format("{}:{:02d}:{:02d}", t / 3600, t / 60 % 60, t % 60) : fmt::format("{:02d}:{:02d}", t / 60, t % 60);
 }
 
-double validation_score(const Model& m, const Task& task, const Tokenizer& tok, const TrainConfig& cfg) {
+// Greedy rollouts of the current (unperturbed) weights.
+using Rollout = std::function<std::vector<GenResult>(std::span<const GenRequest>, const GenOptions&)>;
+
+Rollout cpu_rollout(const Model& m) {
+  return [&m](std::span<const GenRequest> reqs, const GenOptions& g) {
+    Forward fwd(m);
+    return generate(fwd, reqs, g);
+  };
+}
+
+double validation_score(const Model& m, const Rollout& rollout, const Task& task, const Tokenizer& tok,
+                        const TrainConfig& cfg) {
   const size_t n = task.val_size();
   if (n == 0) return std::nan("");
   std::vector<Example> ex;
@@ -147,14 +165,57 @@ double validation_score(const Model& m, const Task& task, const Tokenizer& tok, 
     ex.push_back(task.val_example(i));
     reqs.push_back({prompt_tokens(tok, ex.back(), m), 0, 0});
   }
-  Forward fwd(m);
-  auto res = generate(fwd, reqs, gen_options(cfg, &tok, true));
+  auto res = rollout(reqs, gen_options(cfg, &tok, true));
   double total = 0;
   for (size_t i = 0; i < n; i++) {
     double r = task.reward(ex[i], res[i].text, res[i].tokens);
     total += std::isfinite(r) ? r : 0.0;
   }
   return total / double(n);
+}
+
+// The backend of run.device. CUDA: refuses a run whose memory plan does not fit the device,
+// before allocating anything (the plan table in the message).
+std::unique_ptr<StepBackend> make_backend(const TrainConfig& cfg, int world) {
+  if (cfg.run.device == "cpu") return std::make_unique<CpuStepBackend>();
+#if EGGROLL_HAVE_CUDA
+  if (cuda::device_count() == 0)
+    throw InputError("run.device: 'cuda' but no CUDA device is visible (no GPU or no driver); use run.device=cpu");
+  require_fits(cfg, world, double(cuda::device_free_memory()) / double(1ull << 30), cuda::device_name(0));
+  return std::make_unique<cuda::CudaStepBackend>();
+#else
+  (void)world;
+  throw InputError("run.device: 'cuda' but this eggroll was built without the CUDA backend (no nvcc at configure time)");
+#endif
+}
+
+// Device matrices in bf16 when the model is stored in a 16-bit type (as `eggroll plan` counts them).
+WeightDType device_matrix_dtype(const TrainConfig& cfg) {
+  DType dt = DType::F32;
+  if (!cfg.model.path.empty()) read_checkpoint_config(cfg.model.path, &dt);
+  else parse_dtype(cfg.model.init_dtype, dt);
+  return dt == DType::F32 ? WeightDType::F32 : WeightDType::BF16;
+}
+
+// all_gather of host bytes; a "nccl" communicator takes device buffers, staged through `be`.
+void all_gather_host(Communicator& comm, StepBackend* be, const void* send, size_t bytes, void* recv) {
+  if (comm.backend() != "nccl" || comm.size() == 1) {
+    comm.all_gather(send, bytes, recv);
+    return;
+  }
+  if (!be) throw std::logic_error("all_gather_host: a nccl communicator without a device backend");
+  void* d = be->alloc(bytes * size_t(comm.size() + 1));
+  try {
+    auto* dr = static_cast<uint8_t*>(d) + bytes;
+    be->upload(d, send, bytes);
+    be->synchronize();
+    comm.all_gather(d, bytes, dr);
+    be->download(recv, dr, bytes * size_t(comm.size()));
+  } catch (...) {
+    be->release(d);
+    throw;
+  }
+  be->release(d);
 }
 
 struct CheckpointState {
@@ -209,8 +270,9 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
   co.rendezvous_path = cfg.dist.rendezvous_path;
   co.timeout_s = cfg.dist.timeout_s;
   auto comm = make_communicator(co);
-  if (comm->backend() == "nccl")
-    throw InputError("dist.backend: 'nccl' carries GPU buffers and the trainer runs on the CPU backend; use 'mpi'");
+  if (comm->backend() == "nccl" && cfg.run.device != "cuda")
+    throw InputError(fmt::format("dist.backend: 'nccl' carries GPU buffers and run.device is '{}'; use 'mpi' or "
+                                 "run.device=cuda", cfg.run.device));
   const int rank = comm->rank(), world = comm->size();
   const bool lead = rank == 0;
   const bool replicated = cfg.dist.update_mode == "replicated";
@@ -265,8 +327,6 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
   const auto shaping = parse_fitness_shaping(cfg.es.shaping, "es.shaping");
   const auto lr_sched = parse_schedule(cfg.optim.lr_schedule, "optim.lr_schedule");
   const auto sg_sched = parse_schedule(cfg.optim.sigma_schedule, "optim.sigma_schedule");
-  EggrollPerturbation pert(model, sel, nc,
-                           cfg.es.noise_cache == "keep" ? NoiseCache::Keep : NoiseCache::Regenerate);
   const int G = cfg.es.directions, P = cfg.es.prompts_per_step;
   const size_t n_gen = size_t(G) * size_t(P);
   // this rank's generations [lo, hi) and antithetic pairs [pair_lo, pair_hi)
@@ -275,9 +335,19 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
   const size_t pairs = size_t(G / 2);
   const size_t pair_lo = replicated ? 0 : pairs * size_t(rank) / size_t(world);
   const size_t pair_hi = replicated ? pairs : pairs * size_t(rank + 1) / size_t(world);
+  // weights, noise, states and optimizer state on the run.device backend; `model` and `opt` are
+  // brought up to date (engine->to_host) only for checkpoints
+  std::unique_ptr<StepBackend> backend = make_backend(cfg, world);
+  OpsEngineOptions eo;
+  eo.matrix_dtype = cfg.run.device == "cuda" ? device_matrix_dtype(cfg) : WeightDType::F32;
+  eo.noise_cache = cfg.es.noise_cache == "keep" ? NoiseCache::Keep : NoiseCache::Regenerate;
+  eo.max_rows = int64_t(std::max(slice_max, task->val_size()));
+  auto engine = std::make_unique<OpsEngine>(*backend, model, sel, nc, oc, opt, eo);
+  const Rollout val_rollout = [&](std::span<const GenRequest> r, const GenOptions& g) {
+    return engine->generate(r, g, false);
+  };
   const GenOptions gopt = gen_options(cfg, tok.get(), false);
   const bool tty = lead && hooks.progress && ::isatty(2);
-  std::vector<std::vector<float>> grads;
   TrainResult result;
   result.run_dir = run.string();
   const double t_begin = now_s();
@@ -289,8 +359,7 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
     const double sigma = schedule_value(sg_sched, cfg.es.sigma, cfg.optim.sigma_decay, step, cfg.run.steps);
     const double lr = schedule_value(lr_sched, cfg.optim.lr, cfg.optim.lr_decay, step, cfg.run.steps);
     nc.sigma = float(sigma);
-    pert.set_sigma(float(sigma));
-    pert.begin_step(uint64_t(step), G);
+    engine->begin_step(uint64_t(step), G, float(sigma));
     const double t_noise = now_s();
 
     std::vector<Example> ex;
@@ -304,9 +373,8 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
     for (size_t j = lo; j < hi; j++)
       reqs.push_back({ptoks[j / size_t(G)], splitmix64(cfg.run.seed ^ splitmix64(uint64_t(step) << 32 | uint64_t(j))),
                       int(j % size_t(G))});
-    Forward fwd(model);
     GenStats gs;
-    auto res = generate(fwd, reqs, gopt, &pert, &gs);
+    const std::vector<GenResult> res = engine->generate(reqs, gopt, true, &gs);
     const double t_gen = now_s();
 
     // rewards of this rank's slice, then everyone's (padded to equal slices)
@@ -316,7 +384,7 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
     mine[slice_max] = double(gs.generated_tokens), mine[slice_max + 1] = double(gs.prompt_tokens);
     mine[slice_max + 2] = gs.seconds;
     std::vector<double> all(mine.size() * size_t(world));
-    comm->all_gather(mine.data(), mine.size() * sizeof(double), all.data());
+    all_gather_host(*comm, backend.get(), mine.data(), mine.size() * sizeof(double), all.data());
     std::vector<double> rewards(n_gen);
     double gen_tokens = 0, prompt_toks = 0, gen_seconds = 0;
     for (int q = 0; q < world; q++) {
@@ -331,10 +399,7 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
       fmt::print(stderr, "step {}: {} non-finite rewards counted as the worst score\n", step, fit.nonfinite);
     const double t_score = now_s();
 
-    eggroll_gradient(model, sel, nc, uint64_t(step), fit.fitness, grads, pair_lo, pair_hi);
-    if (!replicated && world > 1)
-      for (int pid : sel.ids()) comm->all_reduce_sum(grads[size_t(pid)].data(), grads[size_t(pid)].size());
-    StepReport rep = opt.step(model, grads, lr);
+    const StepReport rep = engine->update(fit.fitness, pair_lo, pair_hi, replicated ? nullptr : comm.get(), lr);
     const double t_update = now_s();
 
     nlohmann::json mj = {{"step", step},
@@ -353,12 +418,13 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
                          {"update_norm", rep.update_norm},
                          {"lr", lr},
                          {"sigma", sigma},
-                         {"noise_cache_bytes", pert.cache_bytes()},
+                         {"noise_cache_bytes", engine->cache_bytes()},
+                         {"device", cfg.run.device},
                          {"ranks", world},
                          {"bytes_sent", comm->bytes_sent() - bytes0}};
     if (lead) {
       if (cfg.run.eval_every > 0 && (step + 1) % cfg.run.eval_every == 0)
-        mj["val_score"] = validation_score(model, *task, *tok, cfg);
+        mj["val_score"] = validation_score(model, val_rollout, *task, *tok, cfg);
       append_line(run / "metrics.jsonl", json_line(mj));
     }
     std::string samples;
@@ -374,8 +440,10 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
     if (!samples.empty()) append_line(samples_path, samples);
 
     const bool last = step + 1 == cfg.run.steps;
-    if (lead && (last || (cfg.run.checkpoint_every > 0 && (step + 1) % cfg.run.checkpoint_every == 0)))
+    if (lead && (last || (cfg.run.checkpoint_every > 0 && (step + 1) % cfg.run.checkpoint_every == 0))) {
+      engine->to_host(model, opt);
       save_checkpoint_dir(run, step + 1, model, opt, cfg.run.keep_checkpoints);
+    }
     done_here++;
     result.steps_done = step + 1;
     result.last_reward_mean = fit.mean;
@@ -403,7 +471,7 @@ EvalResult evaluate(const TrainConfig& cfg, const std::string& checkpoint) {
   r.checkpoint = weights.empty() ? "initial model" : weights;
   r.examples = task->val_size();
   if (r.examples == 0) throw InputError("task.val_size: the task has no validation split (set task.val_path or task.val_size)");
-  r.score = validation_score(m, *task, *tok, cfg);
+  r.score = validation_score(m, cpu_rollout(m), *task, *tok, cfg);
   return r;
 }
 

@@ -5,7 +5,9 @@
 #include <span>
 #include <vector>
 
-#include "core/gemm.h"
+#include <memory>
+
+#include "es/step_ops.h"
 #include "rwkv/model.h"
 
 namespace eggroll {
@@ -26,47 +28,35 @@ struct BatchState {
   void copy_member(int from, int to);  // state of `from` copied into `to`
 };
 
-// Member-specific changes to the weights (EGGROLL perturbations). The forward calls it after
-// each shared GEMM and for each vector parameter.
-class Perturbation {
- public:
-  virtual ~Perturbation() = default;
-  // Adds the correction of parameter `pid` for each row i (member members[i]) to Y[i, :].
-  // x_times_p: the product is y = x @ P (LoRA-style w1, stored [in, out]); otherwise y = P x
-  // (stored [out, in]). X is [rows, in], Y is [rows, out], row-major.
-  virtual void add_linear(int pid, bool x_times_p, const float* X, int64_t in, float* Y, int64_t out,
-                          std::span<const int> members) = 0;
-  // Whether vector parameter `pid` differs per member; then add_vector adds member's delta to out[n].
-  virtual bool perturbs_vector(int pid) const = 0;
-  virtual void add_vector(int pid, int member, float* out, int64_t n) = 0;
-  // The embedding lookup: adds row tokens[i] of member's perturbation of `pid` to X[i, :C].
-  virtual void add_embedding(int pid, std::span<const int32_t> tokens, float* X, int64_t C,
-                             std::span<const int> members) = 0;
-};
-
+// The batched step on the CPU: es/step_ops.h OpStep (the op sequence every backend runs) on the
+// CPU reference backend, reading the Model's weights in place.
 class Forward {
  public:
   // pack: rearrange every [out, in] matrix once into GEMM panels (faster products, one more
-  // copy of those weights in memory). The weights must not change while the Forward is in use
-  // (make a new one after an update).
+  // copy of those weights in memory; the same results). The weights must not change while the
+  // Forward is in use (make a new one after an update).
   explicit Forward(const Model& model, bool pack = true);
+  ~Forward();
+  Forward(const Forward&) = delete;
+  Forward& operator=(const Forward&) = delete;
   // One token for each row i: tokens[i] is fed to the state in slot slots[i] of `st`.
   // If need_logits is empty every row's logits are written; otherwise only rows with
   // need_logits[i] != 0, packed in row order. logits: [rows with logits, V].
-  // With a perturbation, row i runs population member members[i] (empty: members = slots).
+  // With a perturbation (host memory, e.g. EggrollPerturbation::step()), row i runs population
+  // member members[i] (empty: members = slots).
   void step(std::span<const int32_t> tokens, std::span<const int> slots, BatchState& st, float* logits,
-            std::span<const uint8_t> need_logits = {}, Perturbation* pert = nullptr,
+            std::span<const uint8_t> need_logits = {}, const StepPerturbation* pert = nullptr,
             std::span<const int> members = {});
   const Model& model() const { return m_; }
 
  private:
   const Model& m_;
-  std::vector<PackedWeights> packed_;  // per parameter id; empty when not packed
-  // scratch, resized per call
-  std::vector<float> x_, xa_, xx_, mix_[6], r_, k_, v_, w_, a_, g_, kk_, vfirst_, y_, tmp_, tmp2_, ffh_;
-  std::vector<std::vector<float>> vecbuf_;
+  CpuStepBackend be_;
+  StepWeights w_;
+  std::unique_ptr<OpStep> op_;  // sized for rows_ rows (grown on demand)
+  int64_t rows_ = 0;
+  std::vector<int32_t> logit_rows_;
 };
-
 
 // ---- CPU reference ops (one row / one head; the CUDA kernels are tested against these) ----
 void layer_norm_row(const float* x, const float* w, const float* b, float* y, int64_t n, float eps = 1e-5f);

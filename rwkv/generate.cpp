@@ -6,10 +6,19 @@
 
 namespace eggroll {
 
-std::vector<GenResult> generate(Forward& fwd, std::span<const GenRequest> requests, const GenOptions& opt,
-                                Perturbation* pert, GenStats* stats) {
+void ForwardStepper::reset(int slots) { st_ = std::make_unique<BatchState>(fwd_.model().cfg, slots); }
+
+void ForwardStepper::step(const DecodeRows& rows, const SamplingParams& sp, std::span<int32_t> sampled) {
+  const size_t V = size_t(vocab());
+  if (logits_.size() < sampled.size() * V) logits_.resize(sampled.size() * V);
+  fwd_.step(rows.tokens, rows.slots, *st_, logits_.data(), rows.need, pert_, rows.members);
+  for (size_t k = 0; k < sampled.size(); k++)
+    sampled[k] = sample_token(std::span<const float>(logits_.data() + k * V, V), sp, rows.seeds[k], rows.counters[k]);
+}
+
+std::vector<GenResult> generate(DecodeStepper& stepper, std::span<const GenRequest> requests, const GenOptions& opt,
+                                GenStats* stats) {
   const auto t0 = std::chrono::steady_clock::now();
-  const ModelConfig& cfg = fwd.model().cfg;
   const int n = int(requests.size());
   std::vector<GenResult> out(static_cast<size_t>(n));
   if (n == 0) return out;
@@ -22,18 +31,17 @@ std::vector<GenResult> generate(Forward& fwd, std::span<const GenRequest> reques
   for (int j = 0; j < n; j++)
     if (requests[size_t(j)].prompt.empty()) throw InputError("generate: empty prompt (give at least one token)");
 
-  BatchState st(cfg, n);
+  stepper.reset(n);
   std::vector<size_t> pos(size_t(n), 0);  // next prompt position
   std::vector<int> active(static_cast<size_t>(n));
   for (int j = 0; j < n; j++) active[size_t(j)] = j;
-  std::vector<int32_t> tokens;
+  std::vector<int32_t> tokens, sampled;
   std::vector<int> slots, members;
   std::vector<uint8_t> need;
-  std::vector<float> logits;
+  std::vector<uint64_t> seeds, counters;
   GenStats s;
   while (!active.empty()) {
-    tokens.clear(), slots.clear(), members.clear(), need.clear();
-    int n_logits = 0;
+    tokens.clear(), slots.clear(), members.clear(), need.clear(), seeds.clear(), counters.clear();
     for (int j : active) {
       const GenRequest& rq = requests[size_t(j)];
       const size_t p = pos[size_t(j)];
@@ -43,15 +51,15 @@ std::vector<GenResult> generate(Forward& fwd, std::span<const GenRequest> reques
       members.push_back(rq.member);
       const bool wants = !in_prompt || p + 1 == rq.prompt.size();
       need.push_back(wants ? 1 : 0);
-      n_logits += wants;
+      if (wants) seeds.push_back(rq.seed), counters.push_back(out[size_t(j)].tokens.size());
       if (in_prompt) s.prompt_tokens++;
       pos[size_t(j)]++;
     }
-    if (logits.size() < size_t(n_logits) * size_t(cfg.vocab)) logits.resize(size_t(n_logits) * size_t(cfg.vocab));
-    fwd.step(tokens, slots, st, logits.data(), need, pert, members);
+    sampled.assign(seeds.size(), 0);
+    stepper.step({tokens, slots, members, need, seeds, counters}, opt.sampling, sampled);
     s.steps++;
     std::vector<int> still;
-    int row = 0;
+    size_t row = 0;
     for (size_t i = 0; i < active.size(); i++) {
       const int j = active[i];
       if (!need[i]) {
@@ -59,8 +67,7 @@ std::vector<GenResult> generate(Forward& fwd, std::span<const GenRequest> reques
         continue;
       }
       GenResult& r = out[size_t(j)];
-      std::span<const float> lg(logits.data() + size_t(row++) * size_t(cfg.vocab), size_t(cfg.vocab));
-      const int32_t t = sample_token(lg, opt.sampling, requests[size_t(j)].seed, r.tokens.size());
+      const int32_t t = sampled[row++];
       r.tokens.push_back(t);
       s.generated_tokens++;
       bool done = false;
@@ -93,6 +100,12 @@ std::vector<GenResult> generate(Forward& fwd, std::span<const GenRequest> reques
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (stats) *stats = s;
   return out;
+}
+
+std::vector<GenResult> generate(Forward& fwd, std::span<const GenRequest> requests, const GenOptions& opt,
+                                const StepPerturbation* pert, GenStats* stats) {
+  ForwardStepper stepper(fwd, pert);
+  return generate(stepper, requests, opt, stats);
 }
 
 }  // namespace eggroll

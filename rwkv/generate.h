@@ -2,6 +2,7 @@
 // Batched generation: every request is prefilled and decoded in one batch; a request that
 // stops (end-of-document token 0, a stop string, or max tokens) leaves the batch.
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -37,7 +38,48 @@ struct GenStats {
   double seconds = 0;
 };
 
+// The rows of one batched decode step, as generate() hands them to a DecodeStepper.
+struct DecodeRows {
+  std::span<const int32_t> tokens;  // input token of each row
+  std::span<const int> slots;       // state slot of each row (= request index)
+  std::span<const int> members;     // population member of each row
+  std::span<const uint8_t> need;    // rows whose next token is sampled (prompt done)
+  // for the rows with need, in row order: the sampling stream and the draw index
+  std::span<const uint64_t> seeds, counters;
+};
+
+// One batched step of a model plus sampling: the part of generation that runs on a backend.
+// generate() below owns everything else (the prompt feed, stop rules, the active batch), so every
+// backend decodes by the same rules.
+class DecodeStepper {
+ public:
+  virtual ~DecodeStepper() = default;
+  virtual int vocab() const = 0;
+  // Fresh zero states for `slots` requests.
+  virtual void reset(int slots) = 0;
+  // Feeds the rows' tokens; writes the sampled token of the k-th row with need to sampled[k].
+  virtual void step(const DecodeRows& rows, const SamplingParams& sp, std::span<int32_t> sampled) = 0;
+};
+
+// The CPU stepper: Forward::step (with an optional perturbation) and sample_token per row.
+class ForwardStepper final : public DecodeStepper {
+ public:
+  explicit ForwardStepper(Forward& fwd, const StepPerturbation* pert = nullptr) : fwd_(fwd), pert_(pert) {}
+  int vocab() const override { return fwd_.model().cfg.vocab; }
+  void reset(int slots) override;
+  void step(const DecodeRows& rows, const SamplingParams& sp, std::span<int32_t> sampled) override;
+
+ private:
+  Forward& fwd_;
+  const StepPerturbation* pert_;
+  std::unique_ptr<BatchState> st_;
+  std::vector<float> logits_;
+};
+
+std::vector<GenResult> generate(DecodeStepper& stepper, std::span<const GenRequest> requests, const GenOptions& opt,
+                                GenStats* stats = nullptr);
+// generate() with a ForwardStepper.
 std::vector<GenResult> generate(Forward& fwd, std::span<const GenRequest> requests, const GenOptions& opt,
-                                Perturbation* pert = nullptr, GenStats* stats = nullptr);
+                                const StepPerturbation* pert = nullptr, GenStats* stats = nullptr);
 
 }  // namespace eggroll

@@ -42,6 +42,7 @@
 #include "es/eggroll.h"
 #include "es/fitness.h"
 #include "es/noise.h"
+#include "es/ops_engine.h"
 #include "es/ops_ref.h"
 #include "es/step_ops.h"
 #include "rwkv/forward.h"
@@ -89,7 +90,7 @@ double norm_err(const float* a, const float* b, size_t n) {
   }
   return den > 0 ? num / den : num;
 }
-double norm_err(const std::vector<float>& a, const std::vector<float>& b) {
+[[maybe_unused]] double norm_err(const std::vector<float>& a, const std::vector<float>& b) {
   if (a.size() != b.size()) return INFINITY;
   return norm_err(a.data(), b.data(), a.size());
 }
@@ -111,19 +112,19 @@ bool same(const std::vector<T>& a, const std::vector<T>& b) {
 }
 
 std::mt19937_64 g_rng(12345);
-std::vector<float> rnd(size_t n, float lo = -1.f, float hi = 1.f) {
+[[maybe_unused]] std::vector<float> rnd(size_t n, float lo = -1.f, float hi = 1.f) {
   std::uniform_real_distribution<float> d(lo, hi);
   std::vector<float> v(n);
   for (auto& x : v) x = d(g_rng);
   return v;
 }
-std::vector<int32_t> rnd_int(size_t n, int32_t lo, int32_t hi) {
+[[maybe_unused]] std::vector<int32_t> rnd_int(size_t n, int32_t lo, int32_t hi) {
   std::uniform_int_distribution<int32_t> d(lo, hi);
   std::vector<int32_t> v(n);
   for (auto& x : v) x = d(g_rng);
   return v;
 }
-std::vector<int32_t> permutation(int32_t n) {
+[[maybe_unused]] std::vector<int32_t> permutation(int32_t n) {
   std::vector<int32_t> p(static_cast<size_t>(n));
   for (int32_t i = 0; i < n; i++) p[size_t(i)] = i;
   std::shuffle(p.begin(), p.end(), g_rng);
@@ -141,7 +142,7 @@ struct StepCase {
 };
 
 // Forward::step logits for every step, concatenated.
-std::vector<float> forward_logits(const Model& m, const StepCase& c, int nslots, Perturbation* pert) {
+std::vector<float> forward_logits(const Model& m, const StepCase& c, int nslots, const StepPerturbation* pert) {
   Forward fwd(m);
   BatchState st(m.cfg, nslots);
   std::vector<float> all;
@@ -298,7 +299,7 @@ void cpu_checks() {
         const StepPerturbation sp = host_perturbation(m, sel, nc, 5, G, keep, storage);
         auto c = batch_case(G, 3, m.cfg.vocab, false);
         c.members = {3, 0, 5, 1, 4, 2};
-        const auto want = forward_logits(m, c, G, &ep);
+        const auto want = forward_logits(m, c, G, &ep.step());
         const auto got = opstep_logits(cpu, host_step_weights(m), c, G, &sp);
         check_err(std::string("cpu opstep == forward: perturbed") + (freeze ? "" : " +vectors") +
                       (keep ? ", cached" : ", regenerated"),
@@ -620,9 +621,9 @@ void gpu_noise_ops() {
         const auto fit = rnd(size_t(N), -2, 2);
         Dev<float> dfit(fit), dA(static_cast<size_t>(m * pairs * rank)), dBm(static_cast<size_t>(n * pairs * rank));
         for (bool cached : {false, true}) {
-          cuda::update_factors(ns, pid, m, n, dfit.p, N, cached ? dcache.p : nullptr, dA.p, dBm.p);
+          cuda::update_factors(ns, pid, m, n, dfit.p, N, 0, N / 2, cached ? dcache.p : nullptr, dA.p, dBm.p);
           std::vector<float> A(static_cast<size_t>(m * pairs * rank)), Bm(static_cast<size_t>(n * pairs * rank));
-          ref::update_factors(ns, pid, m, n, fit.data(), N, cached ? cache.data() : nullptr, A.data(), Bm.data());
+          ref::update_factors(ns, pid, m, n, fit.data(), N, 0, N / 2, cached ? cache.data() : nullptr, A.data(), Bm.data());
           check_err(std::string("update_factors A_all") + (cached ? " cached" : " regen") + tag, norm_err(dA.get(), A),
                     1e-5);
           check_err(std::string("update_factors B_all") + (cached ? " cached" : " regen") + tag, norm_err(dBm.get(), Bm),
@@ -630,9 +631,9 @@ void gpu_noise_ops() {
         }
         const int64_t vn = 257;
         Dev<float> dg(static_cast<size_t>(vn));
-        cuda::vector_gradient(ns, pid, vn, dfit.p, N, nullptr, dg.p);
+        cuda::vector_gradient(ns, pid, vn, dfit.p, N, 0, N / 2, nullptr, dg.p);
         std::vector<float> g(static_cast<size_t>(vn));
-        ref::vector_gradient(ns, pid, vn, fit.data(), N, nullptr, g.data());
+        ref::vector_gradient(ns, pid, vn, fit.data(), N, 0, N / 2, nullptr, g.data());
         check_err("vector_gradient" + tag, norm_err(dg.get(), g), 1e-5);
       }
     }
@@ -847,6 +848,92 @@ void gpu_forward() {
   }
 }
 
+// The whole ES step (perturbed rollouts, host scoring, fitness, update, optimizer) through an
+// OpsEngine on the CUDA backend against the same engine on the CPU reference backend (which
+// tests/test_ops_engine.cpp checks bit for bit against the CPU trainer).
+void gpu_es_step() {
+  const Model m0 = tiny_model(4);
+  auto prompts = [&](int G) {
+    std::vector<GenRequest> r;
+    for (int j = 0; j < G; j++) r.push_back({{int32_t(1 + j % 5), int32_t(7 + j % 3)}, 100 + uint64_t(j), j});
+    return r;
+  };
+  for (bool freeze : {true, false})
+    for (OptimKind kind : {OptimKind::SGD, OptimKind::Adam}) {
+      const std::string tag = std::string(freeze ? "" : " +vectors") + (kind == OptimKind::SGD ? ", sgd" : ", adam");
+      Model mc = m0, md = m0;
+      const ParamSelection sel = select_params(m0, {"*"}, {"emb.weight"}, freeze);
+      NoiseConfig nc;
+      nc.seed = 7, nc.rank = 2, nc.sigma = 0.05f;
+      OptimConfig oc;
+      oc.kind = kind;
+      Optimizer oc_cpu(oc, mc, sel), oc_dev(oc, md, sel);
+      OpsEngineOptions eo;
+      eo.max_rows = 8;
+      CpuStepBackend cpu;
+      cuda::CudaStepBackend dev;
+      OpsEngine ec(cpu, mc, sel, nc, oc, oc_cpu, eo), ed(dev, md, sel, nc, oc, oc_dev, eo);
+      GenOptions g;
+      g.max_tokens = 8;
+      int same_tokens = 0, total = 0;
+      for (int step = 0; step < 2; step++) {
+        const int G = 8;
+        ec.begin_step(uint64_t(step), G, nc.sigma);
+        ed.begin_step(uint64_t(step), G, nc.sigma);
+        const auto reqs = prompts(G);
+        const auto rc = ec.generate(reqs, g, true), rd = ed.generate(reqs, g, true);
+        std::vector<double> rewards;
+        for (int j = 0; j < G; j++) {
+          same_tokens += rc[size_t(j)].tokens == rd[size_t(j)].tokens;
+          total++;
+          double r = 0;
+          for (int32_t t : rc[size_t(j)].tokens) r += t % 2;  // the CPU rollouts score both
+          rewards.push_back(r);
+        }
+        const auto fit = shape_fitness(std::span<const double>(rewards), size_t(G), FitnessShaping::ZScore);
+        const StepReport a = ec.update(fit.fitness, 0, G / 2, nullptr, 0.05), b = ed.update(fit.fitness, 0, G / 2, nullptr, 0.05);
+        check_err("es step grad norm" + tag, std::fabs(a.grad_norm - b.grad_norm) / std::max(a.grad_norm, 1e-30), 1e-5);
+      }
+      report(same_tokens == total, "es step greedy perturbed rollouts equal" + tag,
+             std::to_string(same_tokens) + " of " + std::to_string(total));
+      ec.to_host(mc, oc_cpu);
+      ed.to_host(md, oc_dev);
+      double worst = 0;
+      for (int pid : sel.ids()) worst = std::max(worst, norm_err(md.params[size_t(pid)].data, mc.params[size_t(pid)].data));
+      check_err("es step updated weights" + tag, worst, 1e-5);
+      // and the device weights the forward reads are the updated ones
+      const auto reqs = prompts(4);
+      const auto pc = ec.generate(reqs, g, false), pd = ed.generate(reqs, g, false);
+      int eq = 0;
+      for (size_t j = 0; j < reqs.size(); j++) eq += pc[j].tokens == pd[j].tokens;
+      report(eq == int(reqs.size()), "es step greedy rollouts after the update" + tag, std::to_string(eq) + " of 4");
+    }
+  // bf16 matrices: the same update applied to the fp32 masters
+  {
+    Model mc = m0, md = m0;
+    const ParamSelection sel = select_params(m0, {"*"}, {"emb.weight", "head.weight"}, true);
+    NoiseConfig nc;
+    nc.seed = 7, nc.rank = 1, nc.sigma = 0.05f;
+    Optimizer o1({}, mc, sel), o2({}, md, sel);
+    OpsEngineOptions eo;
+    eo.max_rows = 8;
+    eo.matrix_dtype = WeightDType::BF16;
+    CpuStepBackend cpu;
+    cuda::CudaStepBackend dev;
+    OpsEngine ec(cpu, mc, sel, nc, {}, o1, eo), ed(dev, md, sel, nc, {}, o2, eo);
+    ec.begin_step(0, 8, nc.sigma);
+    ed.begin_step(0, 8, nc.sigma);
+    const std::vector<float> fit = {1, -1, 0.5f, 0.25f, -0.5f, 2, 0, -2};
+    ec.update(fit, 0, 4, nullptr, 0.1);
+    ed.update(fit, 0, 4, nullptr, 0.1);
+    ec.to_host(mc, o1);
+    ed.to_host(md, o2);
+    double worst = 0;
+    for (int pid : sel.ids()) worst = std::max(worst, norm_err(md.params[size_t(pid)].data, mc.params[size_t(pid)].data));
+    check_err("es step bf16 masters updated", worst, 1e-5);
+  }
+}
+
 // Throughput of the device step on random weights of a preset (bf16 matrices, V = 65536):
 // ms per step and tokens/s for a few batch sizes, plain and with EGGROLL noise (generated and
 // cached). Information only: one line per configuration, no pass/fail.
@@ -927,6 +1014,7 @@ int main(int argc, char** argv) {
     gpu_optim_fitness();
     gpu_sampling();
     gpu_forward();
+    gpu_es_step();
     return summary();
 #else
     std::printf("SKIPPED: no CUDA device (built without the CUDA backend)\n");

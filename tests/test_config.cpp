@@ -423,7 +423,8 @@ TEST_CASE("train config: defaults", "[config][train]") {
 
   // the schema lists every key once, and required task.name has no default
   const auto& s = train_config_schema();
-  CHECK(s.entries().size() == 54);
+  CHECK(s.entries().size() == 55);
+  CHECK(c.run.device == "cpu");
   CHECK(s.find("task.name")->required());
   CHECK(s.find("task.template") != nullptr);
   std::string m = input_error([&] { load_train_config(write_file("notask.yaml", "model: {init_preset: tiny}\n")); });

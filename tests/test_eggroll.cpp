@@ -4,6 +4,7 @@
 #include <random>
 
 #include "es/eggroll.h"
+#include "es/ops_ref.h"
 #include "rwkv/forward.h"
 
 using namespace eggroll;
@@ -70,7 +71,7 @@ TEST_CASE("the low-rank forward equals the forward with W + E_i for every member
       for (int t = 0; t < T; t++) {
         std::vector<int32_t> toks;
         for (int i = 0; i < G; i++) toks.push_back(int32_t((i * 13 + t * 7 + 1) % 97));
-        fwd.step(toks, slots, st, lg.data(), {}, &pert);
+        fwd.step(toks, slots, st, lg.data(), {}, &pert.step());
         batched[size_t(t)] = lg;
       }
       double worst = 0;
@@ -243,14 +244,18 @@ TEST_CASE("the kept noise cache follows epoch buckets (noise_reuse)", "[eggroll]
     nc.seed = 4, nc.rank = 2, nc.sigma = 0.1f, nc.noise_reuse = reuse;
     EggrollPerturbation keep(m, sel, nc, NoiseCache::Keep), regen(m, sel, nc, NoiseCache::Regenerate);
     std::vector<float> X(size_t(4 * P.cols), 0.5f);
-    std::vector<int> members = {0, 1, 2, 3};
+    std::vector<int32_t> members = {0, 1, 2, 3};
     for (uint64_t epoch : {0, 1, 2, 3, 5}) {
       INFO("noise_reuse " << reuse << " epoch " << epoch);
       keep.begin_step(epoch, 4);
       regen.begin_step(epoch, 4);
       std::vector<float> a(size_t(4 * P.rows), 0.f), b(size_t(4 * P.rows), 0.f);
-      keep.add_linear(pid, false, X.data(), P.cols, a.data(), P.rows, members);
-      regen.add_linear(pid, false, X.data(), P.cols, b.data(), P.rows, members);
+      const StepPerturbation &k = keep.step(), &g = regen.step();
+      REQUIRE(k.cache_of(pid) != nullptr);
+      REQUIRE(g.cache_of(pid) == nullptr);
+      ref::lowrank_add(k.noise, uint32_t(pid), P.rows, P.cols, false, X.data(), a.data(), members.data(), 4,
+                       k.cache_of(pid));
+      ref::lowrank_add(g.noise, uint32_t(pid), P.rows, P.cols, false, X.data(), b.data(), members.data(), 4, nullptr);
       CHECK(a == b);
     }
   }

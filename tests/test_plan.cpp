@@ -145,6 +145,24 @@ TEST_CASE("plans that do not fit are refused", "[plan]") {
   CHECK_THROWS_AS(make_plan(bad), InputError);
 }
 
+TEST_CASE("a training run is refused before allocating when its plan does not fit", "[plan]") {
+  const TrainConfig cfg = load_train_config("", {"run.name=fit", "task.name=digits", "model.init_preset=0.1b", "es.directions=64"});
+  const Plan p = require_fits(cfg, 1, 139.0, "test GPU");
+  CHECK(p.fits);
+  try {
+    require_fits(cfg, 1, 0.25, "test GPU");
+    FAIL("no error");
+  } catch (const InputError& e) {
+    const std::string m = e.what();
+    CHECK(m.find("run.device") != std::string::npos);
+    CHECK(m.find("test GPU (0.25 GiB)") != std::string::npos);
+    CHECK(m.find("does not fit") != std::string::npos);  // the table's verdict
+    CHECK(m.find("weights") != std::string::npos);
+  }
+  // more devices split the generations
+  CHECK(require_fits(cfg, 4, 139.0, "test GPU").generations_per_device == 16);
+}
+
 TEST_CASE("checkpoint headers give the model without reading the data", "[plan]") {
   for (const auto& name : test::rwkv_fixtures()) {
     INFO(name);

@@ -1,0 +1,336 @@
+#include "es/ops_engine.h"
+
+#include <cmath>
+#include <cstring>
+#include <fmt/format.h>
+#include <stdexcept>
+
+#include "core/dtype.h"
+#include "core/tensor.h"
+
+namespace eggroll {
+
+namespace {
+// Byte offsets of the io block: int32 tokens, slots, members, logit rows, sampled [max_rows each],
+// then uint64 seeds, counters [max_rows each] (8-byte aligned).
+struct IoLayout {
+  int64_t R;
+  size_t i32(int which) const { return size_t(which) * size_t(R) * 4; }
+  size_t u64_base() const { return (size_t(5 * R) * 4 + 7) / 8 * 8; }
+  size_t u64(int which) const { return u64_base() + size_t(which) * size_t(R) * 8; }
+  size_t bytes() const { return u64(2); }
+};
+}  // namespace
+
+// ---- OpsStepper ---------------------------------------------------------------------------------
+
+OpsStepper::OpsStepper(StepBackend& be, const StepWeights& w, int64_t max_rows)
+    : be_(be), w_(w), max_rows_(max_rows), op_(be, w, max_rows) {
+  const IoLayout io{max_rows};
+  try {
+    owned_.push_back(be_.alloc(size_t(max_rows) * size_t(w.cfg.vocab) * sizeof(float)));
+    logits_ = static_cast<float*>(owned_.back());
+    owned_.push_back(be_.alloc(io.bytes()));
+    io_ = owned_.back();
+  } catch (...) {
+    for (void* p : owned_) be_.release(p);
+    throw;
+  }
+  host_.resize(io.bytes());
+}
+
+OpsStepper::~OpsStepper() {
+  for (void* p : owned_) be_.release(p);
+}
+
+void OpsStepper::reset(int slots) {
+  if (slots <= 0) throw std::invalid_argument("OpsStepper::reset: slots must be > 0");
+  const StateLayout lay{w_.cfg.n_layer, w_.cfg.n_embd, w_.cfg.n_head};
+  if (slots > slots_cap_) {
+    // replace the state arrays (the three newest allocations)
+    for (float* p : {st_.att_x, st_.wkv, st_.ffn_x})
+      if (p) {
+        be_.release(p);
+        owned_.erase(std::find(owned_.begin(), owned_.end(), static_cast<void*>(p)));
+      }
+    st_ = {};
+    slots_cap_ = 0;
+    auto get = [&](int64_t floats) {
+      owned_.reserve(owned_.size() + 1);
+      void* p = be_.alloc(size_t(floats) * sizeof(float));
+      owned_.push_back(p);
+      return static_cast<float*>(p);
+    };
+    st_.att_x = get(int64_t(slots) * lay.shift_slot_stride());
+    st_.ffn_x = get(int64_t(slots) * lay.shift_slot_stride());
+    st_.wkv = get(int64_t(slots) * lay.wkv_slot_stride());
+    slots_cap_ = slots;
+  }
+  be_.zero(st_.att_x, size_t(slots) * size_t(lay.shift_slot_stride()) * sizeof(float));
+  be_.zero(st_.ffn_x, size_t(slots) * size_t(lay.shift_slot_stride()) * sizeof(float));
+  be_.zero(st_.wkv, size_t(slots) * size_t(lay.wkv_slot_stride()) * sizeof(float));
+}
+
+void OpsStepper::step(const DecodeRows& rows, const SamplingParams& sp, std::span<int32_t> sampled) {
+  const int64_t B = int64_t(rows.tokens.size()), n = int64_t(sampled.size());
+  if (B == 0) return;
+  if (B > max_rows_) throw std::invalid_argument("OpsStepper::step: more rows than max_rows");
+  const IoLayout io{max_rows_};
+  auto h32 = [&](int which) { return reinterpret_cast<int32_t*>(host_.data() + io.i32(which)); };
+  auto h64 = [&](int which) { return reinterpret_cast<uint64_t*>(host_.data() + io.u64(which)); };
+  for (int64_t i = 0; i < B; i++) {
+    const int32_t t = rows.tokens[size_t(i)];
+    if (t < 0 || t >= w_.cfg.vocab)
+      throw std::invalid_argument(fmt::format("OpsStepper::step: token {} outside the vocabulary of {}", t, w_.cfg.vocab));
+    h32(0)[i] = t;
+    h32(1)[i] = rows.slots[size_t(i)];
+    h32(2)[i] = rows.members.empty() ? rows.slots[size_t(i)] : rows.members[size_t(i)];
+  }
+  int64_t k = 0;
+  for (int64_t i = 0; i < B; i++)
+    if (rows.need.empty() || rows.need[size_t(i)]) h32(3)[k++] = int32_t(i);
+  if (k != n) throw std::invalid_argument("OpsStepper::step: sampled[] does not match the rows that need a token");
+  for (int64_t j = 0; j < n; j++) h64(0)[j] = rows.seeds[size_t(j)], h64(1)[j] = rows.counters[size_t(j)];
+  // one upload: the int32 block, then the uint64 block
+  auto* d = static_cast<uint8_t*>(io_);
+  be_.upload(d, host_.data(), io.i32(4));
+  if (n) be_.upload(d + io.u64(0), host_.data() + io.u64(0), io.bytes() - io.u64(0));
+  auto d32 = [&](int which) { return reinterpret_cast<int32_t*>(d + io.i32(which)); };
+  auto d64 = [&](int which) { return reinterpret_cast<uint64_t*>(d + io.u64(which)); };
+  op_.step(d32(0), d32(1), d32(2), B, st_, n ? logits_ : nullptr, n == B ? nullptr : d32(3), n, pert_);
+  if (n == 0) return;
+  be_.sample(logits_, n, w_.cfg.vocab, sp, d64(0), d64(1), d32(4));
+  be_.download(sampled.data(), d32(4), size_t(n) * sizeof(int32_t));
+  be_.synchronize();
+}
+
+// ---- OpsEngine ----------------------------------------------------------------------------------
+
+float* OpsEngine::alloc_f32(int64_t n) {
+  owned_.reserve(owned_.size() + 1);
+  void* p = be_.alloc(size_t(std::max<int64_t>(n, 1)) * sizeof(float));
+  owned_.push_back(p);
+  return static_cast<float*>(p);
+}
+
+OpsEngine::OpsEngine(StepBackend& be, const Model& m, const ParamSelection& sel, const NoiseConfig& nc,
+                     const OptimConfig& oc, const Optimizer& opt, const OpsEngineOptions& o)
+    : be_(be), host_model_(&m), sel_(sel), oc_(oc), o_(o) {
+  if (sel.lowrank.size() != m.params.size() || sel.full.size() != m.params.size())
+    throw std::invalid_argument("OpsEngine: selection does not match the model");
+  if (o.max_rows < 1) throw std::invalid_argument("OpsEngine: max_rows must be >= 1");
+  NoiseSpec spec;
+  spec.seed = nc.seed, spec.rank = nc.rank, spec.dist = nc.dist, spec.sigma = nc.sigma;
+  const size_t P = m.params.size();
+  master_.assign(P, nullptr), bf16_.assign(P, nullptr), m1_.assign(P, nullptr), m2_.assign(P, nullptr);
+  w_.cfg = m.cfg;
+  w_.emb = m.emb, w_.head = m.head, w_.ln0_w = m.ln0_w, w_.ln0_b = m.ln0_b, w_.lnout_w = m.lnout_w,
+  w_.lnout_b = m.lnout_b;
+  w_.layers = m.layers;
+  const StateDict ostate = opt.state();
+  try {
+    std::vector<uint16_t> bits;
+    int64_t grad_max = 0;
+    for (size_t pid = 0; pid < P; pid++) {
+      const Param& p = m.params[pid];
+      const int64_t n = int64_t(p.numel());
+      const bool updated = sel.lowrank[pid] || sel.full[pid];
+      WeightView v;
+      v.rows = p.rows, v.cols = p.cols;
+      if (p.is_matrix && o.matrix_dtype == WeightDType::BF16) {
+        bits.resize(size_t(n));
+        for (int64_t j = 0; j < n; j++) bits[size_t(j)] = f32_to_bf16(p.data[size_t(j)]);
+        owned_.reserve(owned_.size() + 1);
+        void* b = be_.alloc(size_t(n) * 2);
+        owned_.push_back(b);
+        be_.upload(b, bits.data(), size_t(n) * 2);
+        weight_bytes_ += size_t(n) * 2;
+        bf16_[pid] = static_cast<uint16_t*>(b);
+        v.data = b, v.dtype = WeightDType::BF16;
+        if (updated) {
+          master_[pid] = alloc_f32(n);
+          be_.upload(master_[pid], p.data.data(), size_t(n) * 4);
+          weight_bytes_ += size_t(n) * 4;
+        }
+      } else {
+        float* f = alloc_f32(n);
+        be_.upload(f, p.data.data(), size_t(n) * 4);
+        weight_bytes_ += size_t(n) * 4;
+        v.data = f, v.dtype = WeightDType::F32;
+        if (updated) master_[pid] = f;
+      }
+      w_.params.push_back(v);
+      if (updated) {
+        grad_max = std::max(grad_max, n);
+        if (oc.kind != OptimKind::SGD) {
+          m1_[pid] = alloc_f32(n), m2_[pid] = alloc_f32(n);
+          be_.upload(m1_[pid], ostate.at("m." + p.name, "optimizer").to_f32().data(), size_t(n) * 4);
+          be_.upload(m2_[pid], ostate.at("v." + p.name, "optimizer").to_f32().data(), size_t(n) * 4);
+        }
+      }
+    }
+    t_ = opt.steps();
+    grad_ = alloc_f32(grad_max);
+    owned_.reserve(owned_.size() + 1);
+    red_ = static_cast<double*>(be_.alloc(size_t(2 * P) * size_t(be_.reduce_doubles()) * sizeof(double)));
+    owned_.push_back(red_);
+    std::vector<int64_t> len(P, 0);
+    for (size_t pid = 0; pid < P; pid++) {
+      const Param& p = m.params[pid];
+      if (sel.lowrank[pid]) len[pid] = (p.rows + p.cols) * nc.rank;
+      else if (sel.full[pid]) len[pid] = int64_t(p.numel());
+    }
+    prepare_products(be_, w_);  // the CPU backend's packed GEMM panels (refreshed after each update)
+    pert_ = std::make_unique<OpsPerturbation>(be_, sel.lowrank, sel.full, std::move(len), spec, nc.noise_reuse,
+                                              o.noise_cache == NoiseCache::Keep);
+    stepper_ = std::make_unique<OpsStepper>(be_, w_, o.max_rows);
+  } catch (...) {
+    pert_.reset();
+    stepper_.reset();
+    release_products(be_, w_);
+    for (void* p : owned_) be_.release(p);
+    throw;
+  }
+}
+
+OpsEngine::~OpsEngine() {
+  pert_.reset();
+  stepper_.reset();
+  release_products(be_, w_);
+  for (void* p : owned_) be_.release(p);
+}
+
+void OpsEngine::begin_step(uint64_t epoch, int directions, float sigma) {
+  pert_->set_sigma(sigma);
+  pert_->begin_step(epoch, directions);
+}
+
+std::vector<GenResult> OpsEngine::generate(std::span<const GenRequest> reqs, const GenOptions& opt, bool perturbed,
+                                           GenStats* stats) {
+  if (int64_t(reqs.size()) > o_.max_rows)
+    throw std::invalid_argument(fmt::format("OpsEngine::generate: {} requests, the engine was sized for {}",
+                                            reqs.size(), o_.max_rows));
+  stepper_->set_perturbation(perturbed ? &pert_->step() : nullptr);
+  auto res = eggroll::generate(*stepper_, reqs, opt, stats);
+  stepper_->set_perturbation(nullptr);
+  return res;
+}
+
+void OpsEngine::gradient(int pid, const float* fitness_dev, int64_t N, int64_t p0, int64_t np, Communicator* comm) {
+  const Param& p = host_model_->params[size_t(pid)];
+  const NoiseSpec& ns = pert_->step().noise;  // this step's epoch bucket and sigma
+  const float* cache = pert_->step().cache_of(pid);
+  if (sel_.lowrank[size_t(pid)]) {
+    const int64_t K = np * ns.rank;
+    if (K == 0) {
+      be_.zero(grad_, p.numel() * sizeof(float));
+    } else {
+      const int64_t need = (p.rows + p.cols) * K;
+      if (need > ab_cap_) {
+        if (A_all_) {
+          be_.release(A_all_);
+          owned_.erase(std::find(owned_.begin(), owned_.end(), static_cast<void*>(A_all_)));
+          A_all_ = nullptr;
+        }
+        A_all_ = alloc_f32(need);
+        ab_cap_ = need;
+      }
+      B_all_ = A_all_ + p.rows * K;
+      be_.update_factors(ns, uint32_t(pid), p.rows, p.cols, fitness_dev, N, p0, np, cache, A_all_, B_all_);
+      be_.update_gemm(A_all_, B_all_, grad_, p.rows, p.cols, K);
+    }
+  } else {
+    be_.vector_gradient(ns, uint32_t(pid), int64_t(p.numel()), fitness_dev, N, p0, np, cache, grad_);
+  }
+  if (comm && comm->size() > 1) {
+    if (comm->backend() == "nccl") {
+      comm->all_reduce_sum(grad_, p.numel());  // device buffers
+    } else {
+      host_stage_.resize(p.numel());
+      be_.download(host_stage_.data(), grad_, p.numel() * sizeof(float));
+      comm->all_reduce_sum(host_stage_.data(), host_stage_.size());
+      be_.upload(grad_, host_stage_.data(), p.numel() * sizeof(float));
+    }
+  }
+}
+
+StepReport OpsEngine::update(std::span<const float> fitness, size_t pair_lo, size_t pair_hi, Communicator* comm,
+                             double lr) {
+  const int64_t N = int64_t(fitness.size());
+  if (N < 2 || N % 2) throw std::invalid_argument("OpsEngine::update: the population must be even and >= 2");
+  const int64_t p0 = int64_t(std::min(pair_lo, size_t(N / 2)));
+  const int64_t np = std::max<int64_t>(int64_t(std::min(pair_hi, size_t(N / 2))) - p0, 0);
+  if (N > fitness_cap_) {
+    if (fitness_) {
+      be_.release(fitness_);
+      owned_.erase(std::find(owned_.begin(), owned_.end(), static_cast<void*>(fitness_)));
+    }
+    fitness_ = alloc_f32(N);
+    fitness_cap_ = N;
+  }
+  be_.upload(fitness_, fitness.data(), size_t(N) * sizeof(float));
+  const auto ids = sel_.ids();
+  const int64_t R = be_.reduce_doubles();
+  const size_t P = host_model_->params.size();
+  std::vector<double> red(size_t(2 * P * size_t(R)));
+  auto result = [&](size_t slot) { return red[slot * size_t(R)]; };
+  StepReport rep;
+  const bool clip = oc_.clip_update_norm > 0;
+  // the gradient norm first (a clipped step needs it before any update: the gradients are
+  // computed twice then, instead of holding all of them)
+  if (clip) {
+    for (size_t q = 0; q < ids.size(); q++) {
+      gradient(ids[q], fitness_, N, p0, np, comm);
+      be_.sum_squares(grad_, int64_t(host_model_->params[size_t(ids[q])].numel()), red_ + q * size_t(R));
+    }
+    be_.download(red.data(), red_, ids.size() * size_t(R) * sizeof(double));
+    double sq = 0;
+    for (size_t q = 0; q < ids.size(); q++) sq += result(q);
+    rep.grad_norm = std::sqrt(sq);
+  }
+  const double scale = clip && rep.grad_norm > oc_.clip_update_norm ? oc_.clip_update_norm / rep.grad_norm : 1.0;
+  t_++;
+  const double bc1 = 1.0 - std::pow(oc_.beta1, double(t_)), bc2 = 1.0 - std::pow(oc_.beta2, double(t_));
+  for (size_t q = 0; q < ids.size(); q++) {
+    const int pid = ids[q];
+    const int64_t n = int64_t(host_model_->params[size_t(pid)].numel());
+    gradient(pid, fitness_, N, p0, np, comm);
+    if (!clip) be_.sum_squares(grad_, n, red_ + q * size_t(R));
+    double* out = red_ + (P + q) * size_t(R);
+    if (oc_.kind == OptimKind::SGD)
+      be_.sgd_update(master_[size_t(pid)], grad_, n, lr, scale, out, bf16_[size_t(pid)]);
+    else
+      be_.adam_update(master_[size_t(pid)], grad_, m1_[size_t(pid)], m2_[size_t(pid)], n, lr, oc_.beta1, oc_.beta2,
+                      oc_.eps, oc_.weight_decay, oc_.kind == OptimKind::AdamW, bc1, bc2, scale, out,
+                      bf16_[size_t(pid)]);
+    if (const void* h = w_.params[size_t(pid)].prepared) be_.refresh_prepared(h, w_.params[size_t(pid)]);
+  }
+  be_.download(red.data(), red_, red.size() * sizeof(double));
+  double sq = 0, usq = 0;
+  for (size_t q = 0; q < ids.size(); q++) {
+    if (!clip) sq += result(q);
+    usq += result(P + q);
+  }
+  if (!clip) rep.grad_norm = std::sqrt(sq);
+  rep.update_norm = std::sqrt(usq);
+  return rep;
+}
+
+void OpsEngine::to_host(Model& m, Optimizer& opt) const {
+  StateDict sd;
+  for (int pid : sel_.ids()) {
+    Param& p = m.params[size_t(pid)];
+    be_.download(p.data.data(), master_[size_t(pid)], p.numel() * sizeof(float));
+    if (oc_.kind != OptimKind::SGD) {
+      std::vector<float> a(p.numel()), b(p.numel());
+      be_.download(a.data(), m1_[size_t(pid)], a.size() * sizeof(float));
+      be_.download(b.data(), m2_[size_t(pid)], b.size() * sizeof(float));
+      sd.tensors.push_back(Tensor::from_f32("m." + p.name, {int64_t(a.size())}, a.data(), DType::F32));
+      sd.tensors.push_back(Tensor::from_f32("v." + p.name, {int64_t(b.size())}, b.data(), DType::F32));
+    }
+  }
+  if (oc_.kind != OptimKind::SGD) opt.load_state(sd, "device optimizer state");
+  opt.set_steps(t_);
+}
+
+}  // namespace eggroll

@@ -1,0 +1,117 @@
+#pragma once
+// The ES step on a StepBackend (es/step_ops.h): weights, states, noise, gradients and optimizer
+// state live in the backend's memory (the GPU for the CUDA backend); the host keeps the tokens it
+// must decode (stop strings, rewards) and the scalars it must log.
+//
+//   OpsStepper   generate()'s DecodeStepper on a backend: one upload of the step's rows, the
+//                step (es/step_ops.h OpStep), sampling on the backend, one download of the
+//                sampled tokens (the only host synchronisation per generated token).
+//   OpsEngine    a training run's state on a backend: begin_step (noise), generate (perturbed
+//                rollouts or plain greedy validation), update (gradient GEMMs, optional
+//                all-reduce, optimizer), and to_host (weights and optimizer state back into the
+//                host Model / Optimizer for checkpoints).
+//
+// With CpuStepBackend and fp32 weights, an OpsEngine reproduces the CPU trainer's step bit for
+// bit (tests/test_ops_engine.cpp): the CUDA backend runs the same code, so only its ops need
+// checking against their references (tests/gpu_ops_main.cpp).
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/comm.h"
+#include "es/eggroll.h"
+#include "es/step_ops.h"
+#include "rwkv/generate.h"
+
+namespace eggroll {
+
+class OpsStepper final : public DecodeStepper {
+ public:
+  // max_rows: the most rows a step will carry (and the most slots reset() will be asked for).
+  OpsStepper(StepBackend& be, const StepWeights& w, int64_t max_rows);
+  ~OpsStepper() override;
+  OpsStepper(const OpsStepper&) = delete;
+  OpsStepper& operator=(const OpsStepper&) = delete;
+  // The perturbation of the following steps (nullptr: none); backend memory.
+  void set_perturbation(const StepPerturbation* p) { pert_ = p; }
+
+  int vocab() const override { return int(w_.cfg.vocab); }
+  void reset(int slots) override;
+  void step(const DecodeRows& rows, const SamplingParams& sp, std::span<int32_t> sampled) override;
+
+ private:
+  StepBackend& be_;
+  const StepWeights& w_;
+  int64_t max_rows_;
+  OpStep op_;
+  const StepPerturbation* pert_ = nullptr;
+  std::vector<void*> owned_;
+  StateView st_{};
+  int64_t slots_cap_ = 0;
+  float* logits_ = nullptr;
+  void* io_ = nullptr;        // backend: int32 tokens|slots|members|logit_rows|sampled, then uint64 seeds|counters
+  std::vector<uint8_t> host_;  // the same layout on the host
+};
+
+struct OpsEngineOptions {
+  WeightDType matrix_dtype = WeightDType::F32;  // bf16: matrices read as bf16, fp32 masters updated
+  NoiseCache noise_cache = NoiseCache::Keep;
+  int64_t max_rows = 1;  // the most generations one generate() call carries
+};
+
+class OpsEngine {
+ public:
+  // Uploads m's parameters and opt's state (moments, step count). nc: seed, rank, dist, reuse.
+  OpsEngine(StepBackend& be, const Model& m, const ParamSelection& sel, const NoiseConfig& nc,
+            const OptimConfig& oc, const Optimizer& opt, const OpsEngineOptions& o);
+  ~OpsEngine();
+  OpsEngine(const OpsEngine&) = delete;
+  OpsEngine& operator=(const OpsEngine&) = delete;
+
+  void begin_step(uint64_t epoch, int directions, float sigma);
+  // Perturbed (member = request.member) or plain rollouts of the current weights.
+  std::vector<GenResult> generate(std::span<const GenRequest> reqs, const GenOptions& opt, bool perturbed,
+                                  GenStats* stats = nullptr);
+  // g = (1/sqrt(N)) sum_i f_i E_i from the pairs [pair_lo, pair_hi) (fitness of all N members),
+  // summed over ranks by `comm` when given (device buffers go to a "nccl" communicator directly,
+  // otherwise through host memory), then the optimizer step (Optimizer::step's rules: clipping,
+  // bias correction, decoupled decay). Norms are summed per parameter in double.
+  StepReport update(std::span<const float> fitness, size_t pair_lo, size_t pair_hi, Communicator* comm, double lr);
+  // Writes the updated parameters into m and the optimizer state (moments, step count) into opt.
+  void to_host(Model& m, Optimizer& opt) const;
+  size_t cache_bytes() const { return pert_->cache_bytes(); }
+  size_t weight_bytes() const { return weight_bytes_; }
+  StepBackend& backend() { return be_; }
+
+ private:
+  float* alloc_f32(int64_t n);
+  // The gradient of parameter pid into grad_ (+ the all-reduce).
+  void gradient(int pid, const float* fitness_dev, int64_t N, int64_t p0, int64_t np, Communicator* comm);
+
+  StepBackend& be_;
+  const Model* host_model_;
+  ParamSelection sel_;
+  OptimConfig oc_;
+  OpsEngineOptions o_;
+  StepWeights w_;
+  std::vector<float*> master_;    // per pid: the fp32 values the optimizer updates (nullptr: not updated)
+  std::vector<uint16_t*> bf16_;   // per pid: bf16 copy the forward reads (nullptr: fp32)
+  std::vector<float*> m1_, m2_;   // Adam moments per pid
+  uint64_t t_ = 0;
+  std::vector<void*> owned_;
+  std::unique_ptr<OpsPerturbation> pert_;
+  std::unique_ptr<OpsStepper> stepper_;
+  float* grad_ = nullptr;      // the largest updated parameter
+  float* A_all_ = nullptr;     // update GEMM operands (sized for the current population)
+  float* B_all_ = nullptr;
+  int64_t ab_cap_ = 0;         // floats in A_all_ + B_all_
+  float* fitness_ = nullptr;
+  int64_t fitness_cap_ = 0;
+  double* red_ = nullptr;      // 2 reductions per updated parameter
+  size_t weight_bytes_ = 0;
+  std::vector<float> host_stage_;
+};
+
+}  // namespace eggroll
