@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/gemm.h"
+#include "es/bench_cuda.h"
 #include "es/commands.h"
 #include "es/eggroll.h"
 #include "rwkv/forward.h"
@@ -131,13 +132,11 @@ void register_bench_commands(CLI::App& app) {
   });
 
   auto* e = bench->add_subcommand("es", "Population decode throughput: pure inference vs EGGROLL vs OpenES");
-  struct EsOpts {
-    std::string preset = "0.1b", population = "64,256,1024";
-    int tokens = 16, openes_members = 2, openes_tokens = 1, rank = 1, threads = 0, repeat = 2;
-    double sigma = 1e-3;
-  };
-  auto eo = std::make_shared<EsOpts>();
-  e->add_option("--preset", eo->preset, "model size preset (random weights, fp32)");
+  auto eo = std::make_shared<BenchEsOptions>();
+  e->add_option("--backend", eo->backend, "cpu, or cuda (random weights made on the device; es/bench_cuda.cpp)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+  e->add_option("--preset", eo->preset, "model size preset (random weights)");
+  e->add_option("--dtype", eo->dtype, "matrix dtype: f32 (cpu; the default there) or bf16 (cuda default) / f32");
   e->add_option("--population", eo->population, "comma-separated population sizes (even)");
   e->add_option("--tokens", eo->tokens, "decode steps per measurement")->check(CLI::Range(1, 100000));
   e->add_option("--openes-members", eo->openes_members, "members timed for OpenES")->check(CLI::Range(1, 1 << 20));
@@ -151,6 +150,12 @@ void register_bench_commands(CLI::App& app) {
     auto pops = parse_int_list("--population", eo->population);
     for (auto n : pops)
       if (n < 2 || n % 2 || n > (1 << 20)) throw InputError(fmt::format("--population: {} is not an even number in [2, 2^20]", n));
+    if (eo->backend == "cuda") {
+      bench_es_cuda(*eo, pops);
+      return;
+    }
+    if (!eo->dtype.empty() && eo->dtype != "f32" && eo->dtype != "fp32" && eo->dtype != "float32")
+      throw InputError(fmt::format("--dtype: '{}' needs --backend cuda (the CPU benchmark runs fp32 weights)", eo->dtype));
     if (eo->threads > 0) omp_set_num_threads(eo->threads);
     ModelConfig cfg = ModelConfig::preset(eo->preset);
     fmt::print(stderr, "bench es: building random {} model ({:.0f}M params, fp32)\n", eo->preset,
@@ -222,6 +227,7 @@ void register_bench_commands(CLI::App& app) {
       const double pure = double(N) * T / t_pure, rg = double(N) * T / t_regen, kp = double(N) * T / t_keep,
                    op = double(M) * To / t_open;
       nlohmann::json j = {{"bench", "es"},
+                          {"backend", "cpu"},
                           {"preset", eo->preset},
                           {"population", N},
                           {"tokens", T},

@@ -7,82 +7,18 @@
 #include <map>
 #include <set>
 
-#include "core/hash.h"
 #include "core/error.h"
+#include "rwkv/model_init.h"
+#include "rwkv/model_layout.h"
 
 namespace eggroll {
 
 namespace {
 
-enum class Kind { Vec, Mat };
-struct Entry {
-  std::string name;
-  std::vector<int64_t> shape;
-};
-
-// The official tensors of one layer, in the released key order.
-std::vector<Entry> layer_entries(const ModelConfig& c, int l) {
-  const int64_t C = c.n_embd;
-  const std::string b = "blocks." + std::to_string(l) + ".";
-  std::vector<Entry> e;
-  auto vec3 = [&](const std::string& n) { e.push_back({b + n, {1, 1, C}}); };
-  if (l == 0) {
-    e.push_back({b + "ln0.weight", {C}});
-    e.push_back({b + "ln0.bias", {C}});
-  }
-  e.push_back({b + "ln1.weight", {C}});
-  e.push_back({b + "ln1.bias", {C}});
-  e.push_back({b + "ln2.weight", {C}});
-  e.push_back({b + "ln2.bias", {C}});
-  for (const char* n : {"att.x_r", "att.x_w", "att.x_k", "att.x_v", "att.x_a", "att.x_g", "att.w0"}) vec3(n);
-  e.push_back({b + "att.r_k", {c.n_head, c.head_size}});
-  e.push_back({b + "att.w1", {C, c.dw}});
-  e.push_back({b + "att.w2", {c.dw, C}});
-  e.push_back({b + "att.a1", {C, c.da}});
-  e.push_back({b + "att.a2", {c.da, C}});
-  vec3("att.a0");
-  e.push_back({b + "att.g1", {C, c.dg}});
-  e.push_back({b + "att.g2", {c.dg, C}});
-  if (l > 0 || c.layer0_vlora) {
-    e.push_back({b + "att.v2", {c.dv, C}});
-    e.push_back({b + "att.v1", {C, c.dv}});
-    vec3("att.v0");
-  }
-  vec3("att.k_k");
-  vec3("att.k_a");
-  for (const char* n : {"att.receptance.weight", "att.key.weight", "att.value.weight", "att.output.weight"})
-    e.push_back({b + n, {C, C}});
-  e.push_back({b + "att.ln_x.weight", {C}});
-  e.push_back({b + "att.ln_x.bias", {C}});
-  vec3("ffn.x_k");
-  e.push_back({b + "ffn.key.weight", {c.ffn, C}});
-  e.push_back({b + "ffn.value.weight", {C, c.ffn}});
-  return e;
-}
-
-std::vector<Entry> all_entries(const ModelConfig& c) {
-  std::vector<Entry> e;
-  e.push_back({"emb.weight", {c.vocab, c.n_embd}});
-  for (int l = 0; l < c.n_layer; l++) {
-    auto le = layer_entries(c, l);
-    e.insert(e.end(), le.begin(), le.end());
-  }
-  e.push_back({"ln_out.weight", {c.n_embd}});
-  e.push_back({"ln_out.bias", {c.n_embd}});
-  e.push_back({"head.weight", {c.vocab, c.n_embd}});
-  return e;
-}
-
 std::string shape_str(const std::vector<int64_t>& s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); i++) out += (i ? ", " : "") + std::to_string(s[i]);
   return out + "]";
-}
-
-int64_t numel_of(const std::vector<int64_t>& s) {
-  int64_t n = 1;
-  for (auto d : s) n *= d;
-  return n;
 }
 
 // A vector stored as [1,1,C] may also appear as [C] (and vice versa): same numbers.
@@ -107,60 +43,29 @@ const std::vector<int64_t>& dims_of(const StateDict& sd, const std::string& name
 }
 
 // Fills `out` with the random initial values of parameter `name` (index pid); each value depends
-// only on (seed, parameter index, element).
-void random_values(const ModelConfig& c, const std::string& name, const std::vector<int64_t>& shape,
-                   uint64_t seed, size_t pid, std::vector<float>& out) {
-  const size_t n = size_t(numel_of(shape));
+// only on (seed, parameter index, element): rwkv/model_init.h, ranges from init_range().
+void random_values(const std::string& name, const std::vector<int64_t>& shape, uint64_t seed, size_t pid,
+                   std::vector<float>& out) {
+  const size_t n = size_t(shape_numel(shape));
   out.resize(n);
-  const uint64_t base = splitmix64(seed ^ splitmix64(pid + 1));
-  // value = lo + (hi - lo) * u, u uniform in [0,1)
-  float lo = -1, hi = 1;
-  auto ends = [&](const char* suffix) {
-    return name.size() >= std::strlen(suffix) && name.compare(name.size() - std::strlen(suffix), std::string::npos, suffix) == 0;
-  };
-  const bool matrix = shape.size() == 2 && !ends("att.r_k");
-  if (matrix) {
-    double fan_in = double(name == "emb.weight" ? 1 : shape[1]);
-    double s = std::sqrt(3.0 / fan_in);
-    if (ends("w2") || ends("a2") || ends("v2") || ends("g2")) s *= 0.1;
-    if (ends("output.weight") || ends("ffn.value.weight")) s *= 0.5;
-    lo = float(-s), hi = float(s);
-  } else if (ends("ln0.weight") || ends("ln1.weight") || ends("ln2.weight") || ends("ln_out.weight") ||
-             ends("ln_x.weight")) {
-    lo = 0.8f, hi = 1.2f;
-  } else if (ends(".bias")) {
-    lo = -0.1f, hi = 0.1f;
-  } else if (ends("w0")) {
-    lo = -3.f, hi = 1.f;
-  } else if (ends("k_k")) {
-    lo = 0.5f, hi = 1.5f;
-  } else if (ends("r_k")) {
-    lo = -0.5f, hi = 0.5f;
-  } else if (ends("a0") || ends("v0")) {
-    lo = -1.f, hi = 1.f;
-  } else {  // token-shift mixes x_*, k_a
-    lo = 0.f, hi = 1.f;
-  }
-  (void)c;
+  const uint64_t base = init_param_base(seed, pid);
+  float lo, hi;
+  init_range(name, shape, lo, hi);
 #pragma omp parallel for schedule(static)
-  for (int64_t j = 0; j < int64_t(n); j++) {
-    uint64_t h = splitmix64(base + uint64_t(j));
-    float u = float(h >> 40) * (1.0f / 16777216.0f);
-    out[size_t(j)] = lo + (hi - lo) * u;
-  }
+  for (int64_t j = 0; j < int64_t(n); j++) out[size_t(j)] = init_value(base, uint64_t(j), lo, hi);
 }
 
 }  // namespace
 
 uint64_t ModelConfig::param_count() const {
   uint64_t n = 0;
-  for (const auto& e : all_entries(*this)) n += uint64_t(numel_of(e.shape));
+  for (const auto& e : model_tensor_entries(*this)) n += uint64_t(shape_numel(e.shape));
   return n;
 }
 
 std::vector<TensorSpec> ModelConfig::tensor_specs(DType dtype) const {
   std::vector<TensorSpec> out;
-  for (auto& e : all_entries(*this)) out.push_back({e.name, dtype, e.shape});
+  for (auto& e : model_tensor_entries(*this)) out.push_back({e.name, dtype, e.shape});
   return out;
 }
 
@@ -228,7 +133,7 @@ ModelConfig ModelConfig::infer(const StateDict& sd, const std::string& source) {
     c.dv = int(dims_of(sd, c.n_layer > 1 ? "blocks.1.att.v1" : "blocks.0.att.v1", 2, source)[1]);
   // check every tensor: present, right shape; nothing unexpected
   std::set<std::string> expected;
-  for (const auto& e : all_entries(c)) {
+  for (const auto& e : model_tensor_entries(c)) {
     expected.insert(e.name);
     const Tensor& t = sd.at(e.name, source);
     if (!shape_compatible(e.shape, t.shape))
@@ -246,57 +151,15 @@ int Model::find(const std::string& name) const {
   return -1;
 }
 
-void Model::bind() {
-  auto id = [&](const std::string& n) {
-    int i = find(n);
-    if (i < 0) throw std::logic_error("model parameter missing after load: " + n);
-    return i;
-  };
-  auto opt = [&](const std::string& n) { return find(n); };
-  emb = id("emb.weight");
-  head = id("head.weight");
-  ln0_w = id("blocks.0.ln0.weight");
-  ln0_b = id("blocks.0.ln0.bias");
-  lnout_w = id("ln_out.weight");
-  lnout_b = id("ln_out.bias");
-  layers.assign(size_t(cfg.n_layer), LayerParams{});
-  for (int l = 0; l < cfg.n_layer; l++) {
-    const std::string b = "blocks." + std::to_string(l) + ".";
-    LayerParams& L = layers[size_t(l)];
-    L.ln1_w = id(b + "ln1.weight"), L.ln1_b = id(b + "ln1.bias");
-    L.ln2_w = id(b + "ln2.weight"), L.ln2_b = id(b + "ln2.bias");
-    L.x_r = id(b + "att.x_r"), L.x_w = id(b + "att.x_w"), L.x_k = id(b + "att.x_k");
-    L.x_v = id(b + "att.x_v"), L.x_a = id(b + "att.x_a"), L.x_g = id(b + "att.x_g");
-    L.w0 = id(b + "att.w0"), L.a0 = id(b + "att.a0"), L.v0 = opt(b + "att.v0");
-    L.k_k = id(b + "att.k_k"), L.k_a = id(b + "att.k_a"), L.r_k = id(b + "att.r_k");
-    L.lnx_w = id(b + "att.ln_x.weight"), L.lnx_b = id(b + "att.ln_x.bias");
-    L.ffn_x_k = id(b + "ffn.x_k");
-    L.Wr = id(b + "att.receptance.weight"), L.Wk = id(b + "att.key.weight");
-    L.Wv = id(b + "att.value.weight"), L.Wo = id(b + "att.output.weight");
-    L.w1 = id(b + "att.w1"), L.w2 = id(b + "att.w2"), L.a1 = id(b + "att.a1"), L.a2 = id(b + "att.a2");
-    L.v1 = opt(b + "att.v1"), L.v2 = opt(b + "att.v2");
-    L.g1 = id(b + "att.g1"), L.g2 = id(b + "att.g2");
-    L.ffn_key = id(b + "ffn.key.weight"), L.ffn_value = id(b + "ffn.value.weight");
-  }
-}
-
-static Param make_param(const std::string& name, const std::vector<int64_t>& shape) {
-  Param p;
-  p.name = name;
-  p.shape = shape;
-  p.is_matrix = shape.size() == 2 && name.find("att.r_k") == std::string::npos;
-  p.rows = p.is_matrix ? shape[0] : 1;
-  p.cols = p.is_matrix ? shape[1] : numel_of(shape);
-  return p;
-}
+void Model::bind() { bind_param_ids(*this); }
 
 Model Model::from_state_dict(const StateDict& sd, const std::string& source) {
   Model m;
   m.cfg = ModelConfig::infer(sd, source);
   m.source_dtype = sd.tensors.empty() ? DType::F32 : sd.tensors.front().dtype;
-  for (const auto& e : all_entries(m.cfg)) {
+  for (const auto& e : model_tensor_entries(m.cfg)) {
     const Tensor& t = sd.at(e.name, source);
-    Param p = make_param(e.name, t.shape);
+    Param p = param_skeleton(e.name, t.shape);
     p.data = t.to_f32();
     m.params.push_back(std::move(p));
   }
@@ -310,9 +173,9 @@ Model Model::random(const ModelConfig& cfg, uint64_t seed) {
   Model m;
   m.cfg = cfg;
   size_t pid = 0;
-  for (const auto& e : all_entries(cfg)) {
-    Param p = make_param(e.name, e.shape);
-    random_values(cfg, e.name, e.shape, seed, pid++, p.data);
+  for (const auto& e : model_tensor_entries(cfg)) {
+    Param p = param_skeleton(e.name, e.shape);
+    random_values(e.name, e.shape, seed, pid++, p.data);
     m.params.push_back(std::move(p));
   }
   m.bind();
@@ -331,7 +194,7 @@ void write_random_checkpoint(const std::string& path, const ModelConfig& cfg, ui
   auto specs = cfg.tensor_specs(dtype);
   std::vector<float> buf;
   save_checkpoint_streaming(path, format_from_path(path), specs, [&](size_t i, std::vector<uint8_t>& out) {
-    random_values(cfg, specs[i].name, specs[i].shape, seed, i, buf);
+    random_values(specs[i].name, specs[i].shape, seed, i, buf);
     convert_from_f32(dtype, buf.data(), out.data(), buf.size());
   });
 }

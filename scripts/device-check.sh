@@ -7,17 +7,20 @@
 # the GPU machine lacks, in one ignored folder:
 #
 #   1. here:   bash scripts/device-check.sh pack
-#              builds gpu_ops_main (+ nccl_comm_main, + any gpu_bench* target) in build-cuda/ and
-#              fills build-cuda/device-bundle/ (binaries, their non-system, non-CUDA libraries,
-#              libcudart, and a copy of ../shared/fixtures/rwkv7); prints its size (< 64 MiB)
+#              builds gpu_ops_main, gpu_init_main and eggroll (+ nccl_comm_main, + any gpu_bench*
+#              target) in build-cuda/ and fills build-cuda/device-bundle/ (binaries, their
+#              non-system, non-CUDA libraries, libcudart, and a copy of ../shared/fixtures/rwkv7);
+#              prints its size (< 64 MiB)
 #   2. there:  the device tool's run with
 #                command: bash scripts/device-check.sh run
 #                carry:   ["build-cuda/device-bundle"]
 #                timeout_s: 420
-#              runs nvidia-smi, then every program in the bundle with a timeout, all output
+#              runs nvidia-smi, then every test program in the bundle with a timeout, all output
 #              into $OUT/device-check.log (also on stdout): gpu_ops_main (each CUDA op against
 #              its CPU reference, then the device forward against the CPU forward and the
-#              float64 fixtures), nccl_comm_main (NCCL backend on one GPU), gpu_bench* if any.
+#              float64 fixtures), gpu_init_main (device-side random init and the OpenES kernel
+#              against their CPU references), nccl_comm_main (NCCL backend on one GPU),
+#              gpu_bench* if any.
 #              Exit status 0 only if every program exited 0 (a SKIPPED program, status 77,
 #              counts as a failure there: that machine has a GPU).
 #              `run sanitize` also runs gpu_ops_main under compute-sanitizer memcheck (works on
@@ -25,6 +28,11 @@
 #              `run bench 0.1b 1.5b` (after `sanitize` if both) also times the device step (gpu_ops_main --bench PRESET:
 #              random bf16 weights, batches 64 / 256 / 1024, plain and with EGGROLL noise);
 #              allow about a minute per preset (1.5b builds 6 GB of random weights first).
+#              `run bench-es 7.2b` (after the others if several) also runs the issue's benchmark,
+#              `eggroll bench es --backend cuda --preset 7.2b --population 256,1024,2048 --tokens 16`
+#              (random weights made on the device, ceilings measured in the same run; a few
+#              minutes at most, timeout 420 s), its JSON lines into the log and into
+#              $OUT/bench-es-PRESET.jsonl. `run skip-tests bench-es 7.2b` runs the benchmark alone.
 #
 # cuBLAS (~600 MB), cuRAND and NCCL are too large to carry: `run` finds the GPU machine's own
 # copies (/usr/local/cuda, the PyTorch venv's nvidia-* wheels) and puts them on LD_LIBRARY_PATH;
@@ -37,15 +45,30 @@ BUNDLE=$BUILD/device-bundle
 mode=${1:-}
 shift || true
 sanitize=0
-if [ "${1:-}" = sanitize ]; then
-  sanitize=1
-  shift
-fi
+tests=1
 bench_presets=()
-if [ "${1:-}" = bench ]; then
-  shift
-  bench_presets=("${@:-0.1b}")
-fi
+bench_es_presets=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    sanitize) sanitize=1; shift ;;
+    skip-tests) tests=0; shift ;;
+    bench|bench-es)
+      kind=$1
+      shift
+      presets=()
+      while [ $# -gt 0 ] && [[ "$1" != sanitize && "$1" != skip-tests && "$1" != bench && "$1" != bench-es ]]; do
+        presets+=("$1")
+        shift
+      done
+      if [ "$kind" = bench ]; then
+        bench_presets+=("${presets[@]:-0.1b}")
+      else
+        bench_es_presets+=("${presets[@]:-7.2b}")
+      fi
+      ;;
+    *) echo "device-check: unknown argument '$1'" >&2; exit 2 ;;
+  esac
+done
 
 pack() {
   set -e
@@ -58,7 +81,7 @@ pack() {
     echo "device-check: $BUILD has no CUDA backend (no nvcc found at configure time)" >&2
     exit 1
   fi
-  local targets="gpu_ops_main"
+  local targets="gpu_ops_main gpu_init_main eggroll"
   if grep -q ' nccl_comm_main$' <<<"$help"; then targets="$targets nccl_comm_main"; fi
   for t in $(awk '/ gpu_bench/ {print $2}' <<<"$help"); do targets="$targets $t"; done
   cmake --build "$BUILD" -j"${EGGROLL_BUILD_JOBS:-2}" --target $targets
@@ -131,6 +154,8 @@ run_checks() {
   local failed=0 b name rc
   for b in "$BUNDLE"/bin/*; do
     name=$(basename "$b")
+    [ "$tests" = 1 ] || break
+    [ "$name" = eggroll ] && continue  # the command line: run by bench-es below
     echo
     echo "== $name"
     if ldd "$b" | grep -q "not found"; then
@@ -144,7 +169,7 @@ run_checks() {
     echo "== $name: exit $rc"
     [ "$rc" -ne 0 ] && failed=$((failed + 1))
   done
-  if [ "$sanitize" = 1 ]; then
+  if [ "$sanitize" = 1 ] && [ "$tests" = 1 ]; then
     echo
     echo "== compute-sanitizer --tool memcheck gpu_ops_main"
     local cs=""
@@ -169,6 +194,18 @@ run_checks() {
     echo "== bench $p: exit $rc"
     [ "$rc" -ne 0 ] && failed=$((failed + 1))
   done
+  local json
+  for p in "${bench_es_presets[@]}"; do
+    echo
+    echo "== eggroll bench es --backend cuda --preset $p --population 256,1024,2048 --tokens 16"
+    json=${OUT:-.}/bench-es-$p.jsonl
+    timeout 420 "$BUNDLE/bin/eggroll" bench es --backend cuda --preset "$p" --population 256,1024,2048 --tokens 16 \
+      >"$json"
+    rc=$?
+    cat "$json"
+    echo "== bench-es $p: exit $rc"
+    [ "$rc" -ne 0 ] && failed=$((failed + 1))
+  done
   echo
   echo "== device check: $failed program(s) failed"
   [ "$failed" -eq 0 ]
@@ -184,7 +221,8 @@ case "$mode" in
   run) run ;;
   *)
     echo "usage: bash scripts/device-check.sh pack   (here: build + bundle)" >&2
-    echo "       bash scripts/device-check.sh run [sanitize] [bench PRESET ...]   (on the GPU machine, carrying $BUNDLE)" >&2
+    echo "       bash scripts/device-check.sh run [sanitize] [skip-tests] [bench PRESET ...] [bench-es PRESET ...]" >&2
+    echo "           (on the GPU machine, carrying $BUNDLE)" >&2
     exit 2
     ;;
 esac

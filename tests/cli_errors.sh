@@ -53,6 +53,18 @@ expect_error "unknown preset" "preset.*9b" -- "$EGG" init-model --preset 9b --ou
 expect_error "bad output extension" "\.bin" -- "$EGG" convert --model "$M" --out "$TMP/x.bin"
 expect_error "unwritable output" "logits|out" -- "$EGG" logits --model "$M" --tokens 1 --out "$TMP/no/such/dir/x"
 expect_error "bad batch list" "--batch" -- "$EGG" bench forward --batch 0,2
+expect_error "unknown bench backend" "--backend" -- "$EGG" bench es --backend gpu
+expect_error "bf16 bench on the cpu" "--dtype.*--backend cuda" -- "$EGG" bench es --dtype bf16 --preset tiny
+# bench es --backend cuda exits 2 everywhere with a population no GPU holds: one line where there
+# is no device (or no CUDA build); the memory plan, then the refusal, where there is one
+if nvidia-smi -L >/dev/null 2>&1; then
+  "$EGG" bench es --backend cuda --preset 13.3b --population 1048576 >"$TMP/out" 2>"$TMP/err"
+  rc=$?
+  if [ "$rc" -eq 2 ] && grep -q "does not fit" "$TMP/err"; then ok; else bad "cuda bench refusal: exit $rc: $(tail -c 300 "$TMP/err")"; fi
+else
+  expect_error "cuda bench without a device" "no CUDA device|built without the CUDA backend" -- \
+    "$EGG" bench es --backend cuda --preset 13.3b --population 1048576
+fi
 # training configs
 printf 'run:\n  steps: 2\ntask:\n  name: digits\nes:\n  sigm: 0.1\n' >"$TMP/cfg.yaml"
 expect_error "unknown config key" "es\.sigm" -- "$EGG" train "$TMP/cfg.yaml" model.init_preset=tiny
