@@ -32,6 +32,14 @@ std::string device_name(int device) {
   return p.name;
 }
 
+void set_device(int device) { check(cudaSetDevice(device), "cudaSetDevice"); }
+
+int current_device() {
+  int d = 0;
+  check(cudaGetDevice(&d), "cudaGetDevice");
+  return d;
+}
+
 size_t device_free_memory() {
   size_t free_b = 0, total = 0;
   check(cudaMemGetInfo(&free_b, &total), "cudaMemGetInfo");

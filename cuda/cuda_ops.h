@@ -25,6 +25,8 @@ namespace eggroll::cuda {
 // Number of usable CUDA devices (0 when there is no driver or no GPU; never throws).
 int device_count();
 std::string device_name(int device);
+void set_device(int device);  // cudaSetDevice (throws on failure)
+int current_device();
 size_t device_free_memory();  // bytes free on the current device
 void synchronize();           // cudaDeviceSynchronize, throws on an earlier asynchronous error
 

@@ -148,13 +148,6 @@ std::string fmt_eta(double s) {
 // Greedy rollouts of the current (unperturbed) weights.
 using Rollout = std::function<std::vector<GenResult>(std::span<const GenRequest>, const GenOptions&)>;
 
-Rollout cpu_rollout(const Model& m) {
-  return [&m](std::span<const GenRequest> reqs, const GenOptions& g) {
-    Forward fwd(m);
-    return generate(fwd, reqs, g);
-  };
-}
-
 double validation_score(const Model& m, const Rollout& rollout, const Task& task, const Tokenizer& tok,
                         const TrainConfig& cfg) {
   const size_t n = task.val_size();
@@ -174,17 +167,23 @@ double validation_score(const Model& m, const Rollout& rollout, const Task& task
   return total / double(n);
 }
 
-// The backend of run.device. CUDA: refuses a run whose memory plan does not fit the device,
-// before allocating anything (the plan table in the message).
-std::unique_ptr<StepBackend> make_backend(const TrainConfig& cfg, int world) {
+// The backend of run.device. CUDA, for training (plan_world = the number of processes): refuses
+// a run whose memory plan does not fit the device, before allocating anything (the plan table in
+// the message); plan_world = 0: no plan check (evaluation).
+std::unique_ptr<StepBackend> make_backend(const TrainConfig& cfg, int plan_world) {
   if (cfg.run.device == "cpu") return std::make_unique<CpuStepBackend>();
 #if EGGROLL_HAVE_CUDA
   if (cuda::device_count() == 0)
     throw InputError("run.device: 'cuda' but no CUDA device is visible (no GPU or no driver); use run.device=cpu");
-  require_fits(cfg, world, double(cuda::device_free_memory()) / double(1ull << 30), cuda::device_name(0));
+  // one GPU per process of a node (the NCCL communicator picks the same one)
+  const int device = detect_launch().local_rank % cuda::device_count();
+  cuda::set_device(device);
+  if (plan_world > 0)
+    require_fits(cfg, plan_world, double(cuda::device_free_memory()) / double(1ull << 30),
+                 fmt::format("GPU {} ({})", device, cuda::device_name(device)));
   return std::make_unique<cuda::CudaStepBackend>();
 #else
-  (void)world;
+  (void)plan_world;
   throw InputError("run.device: 'cuda' but this eggroll was built without the CUDA backend (no nvcc at configure time)");
 #endif
 }
@@ -471,7 +470,19 @@ EvalResult evaluate(const TrainConfig& cfg, const std::string& checkpoint) {
   r.checkpoint = weights.empty() ? "initial model" : weights;
   r.examples = task->val_size();
   if (r.examples == 0) throw InputError("task.val_size: the task has no validation split (set task.val_path or task.val_size)");
-  r.score = validation_score(m, cpu_rollout(m), *task, *tok, cfg);
+  // the model's greedy rollouts on run.device (an engine that perturbs and updates nothing)
+  auto backend = make_backend(cfg, 0);
+  ParamSelection none;
+  none.lowrank.assign(m.params.size(), 0);
+  none.full.assign(m.params.size(), 0);
+  const Optimizer opt({}, m, none);
+  OpsEngineOptions eo;
+  eo.matrix_dtype = cfg.run.device == "cuda" ? device_matrix_dtype(cfg) : WeightDType::F32;
+  eo.max_rows = int64_t(r.examples);
+  OpsEngine engine(*backend, m, none, NoiseConfig{}, {}, opt, eo);
+  r.score = validation_score(
+      m, [&](std::span<const GenRequest> q, const GenOptions& g) { return engine.generate(q, g, false); }, *task, *tok,
+      cfg);
   return r;
 }
 

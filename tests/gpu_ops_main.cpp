@@ -1,7 +1,9 @@
 // GPU op tests (ggml test-backend-ops style): every CUDA op of cuda/cuda_ops.h on random inputs
 // against its CPU reference (es/ops_ref.h, rwkv/forward.h, rwkv/sampler.h, es/fitness.h,
 // es/eggroll.h), then the whole device step (cuda/device_forward.h) against the CPU forward and
-// the float64 fixture logits. One line per check, then "N passed, N failed".
+// the float64 fixture logits, then whole ES steps (es/ops_engine.h: perturbed rollouts, update,
+// optimizer) on the CUDA backend against the CPU backend. One line per check, then "N passed,
+// N failed".
 //
 //   gpu_ops_main             GPU checks; exit 77 ("SKIPPED: no CUDA device") where no GPU is
 //                            usable or the build has no CUDA; 1 if any check fails
