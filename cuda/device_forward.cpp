@@ -226,54 +226,6 @@ void DeviceState::upload(const BatchState& h) {
 
 // ---- perturbation ------------------------------------------------------------------------------
 
-DevicePerturbation::DevicePerturbation(const Model& m, const ParamSelection& sel, const NoiseConfig& cfg,
-                                       NoiseCache mode)
-    : cfg_(cfg), mode_(mode) {
-  if (cfg.rank < 1 || cfg.rank > kMaxDeviceRank)
-    throw std::invalid_argument("DevicePerturbation: rank " + std::to_string(cfg.rank) + " outside [1, " +
-                                std::to_string(kMaxDeviceRank) + "]");
-  if (sel.lowrank.size() != m.params.size() || sel.full.size() != m.params.size())
-    throw std::invalid_argument("DevicePerturbation: selection does not match the model");
-  step_.lowrank = sel.lowrank;
-  step_.full = sel.full;
-  len_.assign(m.params.size(), 0);
-  for (size_t pid = 0; pid < m.params.size(); pid++) {
-    const Param& p = m.params[pid];
-    if (sel.lowrank[pid]) len_[pid] = (p.rows + p.cols) * cfg.rank;
-    else if (sel.full[pid]) len_[pid] = int64_t(p.numel());
-  }
-  step_.noise.seed = cfg.seed;
-  step_.noise.rank = cfg.rank;
-  step_.noise.dist = cfg.dist;
-  step_.noise.sigma = cfg.sigma;
-}
-
-DevicePerturbation::~DevicePerturbation() { free_cache(); }
-
-void DevicePerturbation::free_cache() {
-  for (float* c : cache_) free_bytes(c);
-  cache_.clear();
-  step_.cache.clear();
-  cache_bytes_ = 0;
-}
-
-void DevicePerturbation::begin_step(uint64_t epoch, int directions, void* stream) {
-  step_.noise.epoch_bucket = epoch_bucket(epoch, cfg_.noise_reuse);
-  if (mode_ != NoiseCache::Keep) return;
-  free_cache();
-  const int64_t pairs = (int64_t(directions) + 1) / 2;
-  cache_.assign(len_.size(), nullptr);
-  step_.cache.assign(len_.size(), nullptr);
-  for (size_t pid = 0; pid < len_.size(); pid++) {
-    if (!len_[pid]) continue;
-    const size_t bytes = size_t(pairs) * size_t(len_[pid]) * sizeof(float);
-    cache_[pid] = static_cast<float*>(malloc_bytes(bytes));
-    cache_bytes_ += bytes;
-    fill_noise_cache(step_.noise, uint32_t(pid), len_[pid], pairs, cache_[pid], stream);
-    step_.cache[pid] = cache_[pid];
-  }
-}
-
 // ---- forward -------------------------------------------------------------------------------------
 
 DeviceForward::DeviceForward(const DeviceModel& model, int64_t max_rows, void* stream)

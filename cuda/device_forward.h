@@ -129,30 +129,6 @@ class DeviceState {
   float *att_x_ = nullptr, *wkv_ = nullptr, *ffn_x_ = nullptr;
 };
 
-// The per-step perturbation on the device: the selection, the noise spec, and (NoiseCache::Keep)
-// the factor cache of every selected parameter, generated on the device for `directions`
-// members (pairs = ceil(directions / 2)).
-class DevicePerturbation {
- public:
-  DevicePerturbation(const Model& m, const ParamSelection& sel, const NoiseConfig& cfg, NoiseCache mode);
-  ~DevicePerturbation();
-  DevicePerturbation(const DevicePerturbation&) = delete;
-  DevicePerturbation& operator=(const DevicePerturbation&) = delete;
-  void begin_step(uint64_t epoch, int directions, void* stream = nullptr);
-  void set_sigma(float sigma) { step_.noise.sigma = sigma; }
-  const StepPerturbation& step() const { return step_; }
-  size_t cache_bytes() const { return cache_bytes_; }
-
- private:
-  void free_cache();
-  std::vector<int64_t> len_;  // noise elements per pair, per parameter id (0 = not perturbed)
-  NoiseConfig cfg_;
-  NoiseCache mode_;
-  StepPerturbation step_;
-  std::vector<float*> cache_;
-  size_t cache_bytes_ = 0;
-};
-
 // One RWKV-7 step for a batch on the device. Host-side entry: tokens/slots/members on the host
 // (copied to device buffers), logits left on the device ([rows, V] device pointer, or nullptr).
 class DeviceForward {

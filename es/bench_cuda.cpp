@@ -228,7 +228,7 @@ void bench_es_cuda(const BenchEsOptions& o, const std::vector<int64_t>& pops) {
       cuda::copy_to_device(iota.p, h.data(), h.size() * 4);
     }
     // `steps` greedy decode steps of all N members from a fresh state; seconds (begin_step included)
-    auto decode = [&](cuda::DevicePerturbation* dp, int steps) {
+    auto decode = [&](EggrollPerturbation* dp, int steps) {
       st.reset_all();
       cuda::copy_device(tok.p, tok0.p, size_t(N) * 4);
       cuda::synchronize();
@@ -244,7 +244,7 @@ void bench_es_cuda(const BenchEsOptions& o, const std::vector<int64_t>& pops) {
     };
     {  // warm-up (cuBLAS heuristics, bf16 scratch): one step plain and regenerated
       decode(nullptr, 1);
-      cuda::DevicePerturbation regen(lay, sel, nc, NoiseCache::Regenerate);
+      EggrollPerturbation regen(lay, sel, nc, NoiseCache::Regenerate, &fwd.backend());
       decode(&regen, 1);
     }
     double t_pure = 1e300, t_regen = 1e300, t_keep = 1e300;
@@ -260,11 +260,11 @@ void bench_es_cuda(const BenchEsOptions& o, const std::vector<int64_t>& pops) {
         }
       }
       {
-        cuda::DevicePerturbation keep(lay, sel, nc, NoiseCache::Keep);
+        EggrollPerturbation keep(lay, sel, nc, NoiseCache::Keep, &fwd.backend());
         t_keep = std::min(t_keep, decode(&keep, T));
         cache_bytes = keep.cache_bytes();
       }
-      cuda::DevicePerturbation regen(lay, sel, nc, NoiseCache::Regenerate);
+      EggrollPerturbation regen(lay, sel, nc, NoiseCache::Regenerate, &fwd.backend());
       t_regen = std::min(t_regen, decode(&regen, T));
       fmt::print(stderr, "bench es (cuda): population {} repeat {}: {:.1f} / {:.1f} / {:.1f} ms per step (inference / keep / regenerate)\n",
                  N, rep + 1, t_pure / T * 1e3, t_keep / T * 1e3, t_regen / T * 1e3);

@@ -78,19 +78,19 @@ std::vector<int64_t> noise_lengths(const Model& m, const ParamSelection& sel, in
   for (size_t pid = 0; pid < m.params.size(); pid++) {
     const Param& p = m.params[pid];
     if (sel.lowrank[pid]) len[pid] = (p.rows + p.cols) * rank;
-    else if (sel.full[pid]) len[pid] = int64_t(p.numel());
+    else if (sel.full[pid]) len[pid] = p.rows * p.cols;
   }
   return len;
 }
 }  // namespace
 
 EggrollPerturbation::EggrollPerturbation(const Model& m, const ParamSelection& sel, const NoiseConfig& cfg,
-                                         NoiseCache cache)
+                                         NoiseCache cache, StepBackend* backend)
     : cfg_(cfg) {
   validate_noise_config(cfg_);
   if (sel.lowrank.size() != m.params.size() || sel.full.size() != m.params.size())
     throw std::invalid_argument("EggrollPerturbation: selection does not match the model");
-  p_ = std::make_unique<OpsPerturbation>(be_, sel.lowrank, sel.full, noise_lengths(m, sel, cfg.rank),
+  p_ = std::make_unique<OpsPerturbation>(backend ? *backend : host_, sel.lowrank, sel.full, noise_lengths(m, sel, cfg.rank),
                                          noise_spec(cfg, 0), cfg.noise_reuse, cache == NoiseCache::Keep);
 }
 

@@ -38,12 +38,15 @@ bool glob_match(const std::string& pattern, const std::string& name);
 
 enum class NoiseCache { Regenerate, Keep };
 
-// The perturbation of a population step in host memory, for Forward::step: the selection, the
-// noise spec and, with NoiseCache::Keep, every selected parameter's factors for the step's pairs
-// (es/step_ops.h OpsPerturbation on the CPU backend).
+// The perturbation of a population step: the selection, the noise spec and, with
+// NoiseCache::Keep, every selected parameter's factors for the step's pairs (es/step_ops.h
+// OpsPerturbation), in host memory for Forward::step, or in `backend`'s memory (e.g. the
+// CUDA backend's, for its OpStep). m gives only the parameters' shapes (its data may be empty,
+// as in rwkv/model_layout.h's layouts).
 class EggrollPerturbation {
  public:
-  EggrollPerturbation(const Model& m, const ParamSelection& sel, const NoiseConfig& cfg, NoiseCache cache);
+  EggrollPerturbation(const Model& m, const ParamSelection& sel, const NoiseConfig& cfg, NoiseCache cache,
+                      StepBackend* backend = nullptr);
   ~EggrollPerturbation();
   EggrollPerturbation(const EggrollPerturbation&) = delete;
   EggrollPerturbation& operator=(const EggrollPerturbation&) = delete;
@@ -57,7 +60,7 @@ class EggrollPerturbation {
 
  private:
   NoiseConfig cfg_;
-  CpuStepBackend be_;
+  CpuStepBackend host_;
   std::unique_ptr<OpsPerturbation> p_;
 };
 

@@ -175,6 +175,9 @@ std::unique_ptr<StepBackend> make_backend(const TrainConfig& cfg, int plan_world
 #if EGGROLL_HAVE_CUDA
   if (cuda::device_count() == 0)
     throw InputError("run.device: 'cuda' but no CUDA device is visible (no GPU or no driver); use run.device=cpu");
+  if (cfg.es.rank > cuda::kMaxDeviceRank)
+    throw InputError(fmt::format("es.rank: {} is above {}, the largest rank the CUDA kernels take", cfg.es.rank,
+                                 cuda::kMaxDeviceRank));
   // one GPU per process of a node (the NCCL communicator picks the same one)
   const int device = detect_launch().local_rank % cuda::device_count();
   cuda::set_device(device);

@@ -836,7 +836,8 @@ void gpu_forward() {
         const int G = 6;
         std::vector<std::vector<float>> storage;
         const StepPerturbation hp = host_perturbation(m, sel, nc, 5, G, keep, storage);
-        cuda::DevicePerturbation dp(m, sel, nc, keep ? NoiseCache::Keep : NoiseCache::Regenerate);
+        cuda::CudaStepBackend noise_be;
+        EggrollPerturbation dp(m, sel, nc, keep ? NoiseCache::Keep : NoiseCache::Regenerate, &noise_be);
         dp.begin_step(5, G);
         auto c = batch_case(G, 3, m.cfg.vocab, false);
         c.members = {3, 0, 5, 1, 4, 2};
@@ -955,9 +956,10 @@ void gpu_bench(const std::string& preset) {
     std::vector<int> slots(static_cast<size_t>(B));
     for (int64_t i = 0; i < B; i++) slots[size_t(i)] = int(i);
     for (int mode = 0; mode < 3; mode++) {
-      std::unique_ptr<cuda::DevicePerturbation> dp;
+      std::unique_ptr<EggrollPerturbation> dp;
       if (mode > 0) {
-        dp = std::make_unique<cuda::DevicePerturbation>(m, sel, nc, mode == 2 ? NoiseCache::Keep : NoiseCache::Regenerate);
+        dp = std::make_unique<EggrollPerturbation>(m, sel, nc, mode == 2 ? NoiseCache::Keep : NoiseCache::Regenerate,
+                                                   &fwd.backend());
         dp->begin_step(0, int(B));
       }
       const StepPerturbation* sp = dp ? &dp->step() : nullptr;
