@@ -20,14 +20,13 @@
 #              its CPU reference, then the device forward against the CPU forward and the
 #              float64 fixtures), gpu_init_main (device-side random init and the OpenES kernel
 #              against their CPU references), nccl_comm_main (NCCL backend on one GPU),
-#              gpu_bench* if any.
-#              Exit status 0 only if every program exited 0 (a SKIPPED program, status 77,
-#              counts as a failure there: that machine has a GPU).
+#              gpu_bench* if any; then the embedded quickstart training run with run.device=cuda
+#              (fp32: its final validation score must reach 20 of 24, as the CPU run's 24 does;
+#              then bf16 weights, reported only).
+#              Exit status 0 only if every check passed (a SKIPPED program, status 77, counts as
+#              a failure there: that machine has a GPU).
 #              `run sanitize` also runs gpu_ops_main under compute-sanitizer memcheck (works on
 #              Firecracker machines, not on gVisor ones: KINDS.md).
-#              `run bench 0.1b 1.5b` (after `sanitize` if both) also times the device step (gpu_ops_main --bench PRESET:
-#              random bf16 weights, batches 64 / 256 / 1024, plain and with EGGROLL noise);
-#              allow about a minute per preset (1.5b builds 6 GB of random weights first).
 #              `run bench-es 7.2b` (after the others if several) also runs the issue's benchmark,
 #              `eggroll bench es --backend cuda --preset 7.2b --population 256,1024,2048 --tokens 16`
 #              (random weights made on the device, ceilings measured in the same run; a few
@@ -46,25 +45,19 @@ mode=${1:-}
 shift || true
 sanitize=0
 tests=1
-bench_presets=()
 bench_es_presets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     sanitize) sanitize=1; shift ;;
     skip-tests) tests=0; shift ;;
-    bench|bench-es)
-      kind=$1
+    bench-es)
       shift
       presets=()
-      while [ $# -gt 0 ] && [[ "$1" != sanitize && "$1" != skip-tests && "$1" != bench && "$1" != bench-es ]]; do
+      while [ $# -gt 0 ] && [[ "$1" != sanitize && "$1" != skip-tests && "$1" != bench-es ]]; do
         presets+=("$1")
         shift
       done
-      if [ "$kind" = bench ]; then
-        bench_presets+=("${presets[@]:-0.1b}")
-      else
-        bench_es_presets+=("${presets[@]:-7.2b}")
-      fi
+      bench_es_presets+=("${presets[@]:-7.2b}")
       ;;
     *) echo "device-check: unknown argument '$1'" >&2; exit 2 ;;
   esac
@@ -185,16 +178,26 @@ run_checks() {
       echo "device-check: compute-sanitizer not on PATH"
     fi
   fi
-  local p
-  for p in "${bench_presets[@]}"; do
-    echo
-    echo "== gpu_ops_main --bench $p"
-    timeout 300 "$BUNDLE/bin/gpu_ops_main" --bench "$p"
-    rc=$?
-    echo "== bench $p: exit $rc"
-    [ "$rc" -ne 0 ] && failed=$((failed + 1))
-  done
-  local json
+  if [ "$tests" = 1 ]; then
+    # the trainer on the GPU: the embedded quickstart (tiny model, digits task, 30 steps)
+    local dtype score
+    for dtype in f32 bf16; do
+      echo
+      echo "== eggroll train (quickstart) run.device=cuda model.init_dtype=$dtype"
+      rm -rf "${OUT:-.}/runs/quickstart-cuda-$dtype"
+      timeout 240 "$BUNDLE/bin/eggroll" train run.device=cuda model.init_dtype=$dtype \
+        run.name=quickstart-cuda-$dtype run.dir="${OUT:-.}/runs" run.threads=4
+      rc=$?
+      score=$(grep -o '"val_score":[-0-9.e]*' "${OUT:-.}/runs/quickstart-cuda-$dtype/metrics.jsonl" 2>/dev/null |
+        tail -1 | cut -d: -f2)
+      tail -1 "${OUT:-.}/runs/quickstart-cuda-$dtype/metrics.jsonl" 2>/dev/null
+      echo "== train $dtype: exit $rc, final val_score ${score:-none} (the CPU run: 24)"
+      if [ "$dtype" = f32 ]; then
+        if [ "$rc" -ne 0 ] || ! awk -v s="${score:-0}" 'BEGIN { exit !(s >= 20) }'; then failed=$((failed + 1)); fi
+      fi
+    done
+  fi
+  local p json
   for p in "${bench_es_presets[@]}"; do
     echo
     echo "== eggroll bench es --backend cuda --preset $p --population 256,1024,2048 --tokens 16"
@@ -221,7 +224,7 @@ case "$mode" in
   run) run ;;
   *)
     echo "usage: bash scripts/device-check.sh pack   (here: build + bundle)" >&2
-    echo "       bash scripts/device-check.sh run [sanitize] [skip-tests] [bench PRESET ...] [bench-es PRESET ...]" >&2
+    echo "       bash scripts/device-check.sh run [sanitize] [skip-tests] [bench-es PRESET ...]" >&2
     echo "           (on the GPU machine, carrying $BUNDLE)" >&2
     exit 2
     ;;

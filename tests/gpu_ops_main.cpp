@@ -7,7 +7,6 @@
 //
 //   gpu_ops_main             GPU checks; exit 77 ("SKIPPED: no CUDA device") where no GPU is
 //                            usable or the build has no CUDA; 1 if any check fails
-//   gpu_ops_main --bench [PRESET]  device step throughput on random weights (default 0.1b)
 //   gpu_ops_main --cpu-only  CPU checks of the op-level step (es/step_ops.h OpStep on the CPU
 //                            backend) against rwkv/forward.cpp; these run everywhere
 //
@@ -937,49 +936,6 @@ void gpu_es_step() {
   }
 }
 
-// Throughput of the device step on random weights of a preset (bf16 matrices, V = 65536):
-// ms per step and tokens/s for a few batch sizes, plain and with EGGROLL noise (generated and
-// cached). Information only: one line per configuration, no pass/fail.
-void gpu_bench(const std::string& preset) {
-  const Model m = Model::random(ModelConfig::preset(preset, 65536), 1);
-  cuda::DeviceModel dm(m, WeightDType::BF16);
-  std::printf("bench: preset %s (%s), bf16 matrices, %.2f GB on the device\n", preset.c_str(),
-              m.cfg.describe().c_str(), double(dm.bytes()) / 1e9);
-  const ParamSelection sel = select_params(m, {"*"}, {"emb.weight", "head.weight"}, true);
-  NoiseConfig nc;
-  nc.seed = 1, nc.rank = 1, nc.sigma = 1e-3f;
-  for (int64_t B : {int64_t(64), int64_t(256), int64_t(1024)}) {
-    cuda::DeviceForward fwd(dm, B);
-    cuda::DeviceState st(m.cfg, int(B));
-    Dev<float> lg(static_cast<size_t>(B) * size_t(m.cfg.vocab));
-    std::vector<int32_t> toks = rnd_int(size_t(B), 1, 65535);
-    std::vector<int> slots(static_cast<size_t>(B));
-    for (int64_t i = 0; i < B; i++) slots[size_t(i)] = int(i);
-    for (int mode = 0; mode < 3; mode++) {
-      std::unique_ptr<EggrollPerturbation> dp;
-      if (mode > 0) {
-        dp = std::make_unique<EggrollPerturbation>(m, sel, nc, mode == 2 ? NoiseCache::Keep : NoiseCache::Regenerate,
-                                                   &fwd.backend());
-        dp->begin_step(0, int(B));
-      }
-      const StepPerturbation* sp = dp ? &dp->step() : nullptr;
-      auto run = [&] { fwd.step(toks, slots, st, lg.p, slots, sp); };
-      run();
-      run();
-      cuda::synchronize();
-      const int iters = 10;
-      const auto t0 = std::chrono::steady_clock::now();
-      for (int it = 0; it < iters; it++) run();
-      cuda::synchronize();
-      const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
-      const char* what = mode == 0 ? "plain" : (mode == 1 ? "eggroll regenerate" : "eggroll keep");
-      std::printf("bench: B %5lld %-20s %8.3f ms/step %10.0f tokens/s\n", static_cast<long long>(B), what, sec * 1e3,
-                  double(B) / sec);
-      std::fflush(stdout);
-    }
-  }
-}
-
 #endif  // EGGROLL_HAVE_CUDA
 
 int summary() {
@@ -992,8 +948,8 @@ int summary() {
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
   const bool cpu_only = mode == "--cpu-only";
-  if (!mode.empty() && !cpu_only && mode != "--bench") {
-    std::fprintf(stderr, "usage: gpu_ops_main [--cpu-only | --bench [PRESET]]\n");
+  if (!mode.empty() && !cpu_only) {
+    std::fprintf(stderr, "usage: gpu_ops_main [--cpu-only]\n");
     return 2;
   }
   try {
@@ -1007,10 +963,6 @@ int main(int argc, char** argv) {
       return 77;
     }
     std::printf("device: %s\n", cuda::device_name(0).c_str());
-    if (mode == "--bench") {
-      gpu_bench(argc > 2 ? argv[2] : "0.1b");
-      return 0;
-    }
     gpu_philox();
     gpu_model_ops();
     gpu_gemm();
