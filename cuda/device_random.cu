@@ -49,26 +49,13 @@ __global__ void init_uniform_bf16_kernel(uint16_t* __restrict__ out, int64_t n, 
     out[groups * 4 + t] = detail::f32_to_bf16_bits(init_value(base, uint64_t(groups * 4 + t), lo, hi));
 }
 
-// The four noise values of Philox block b (noise_from_block for which = 0..3, the Gaussian pairs
-// computed together as cuda/noise.cu does).
-__device__ __forceinline__ void noise4(const NoiseKey& key, NoiseDist dist, uint32_t b, float v[4]) {
-  const Philox4x32 blk = noise_block(key, b);
-  if (dist == NoiseDist::Rademacher) {
-#pragma unroll
-    for (int w = 0; w < 4; w++) v[w] = (blk.v[w] >> 31) ? -1.0f : 1.0f;
-  } else {
-    philox_box_muller(blk.v[0], blk.v[1], v[0], v[1]);
-    philox_box_muller(blk.v[2], blk.v[3], v[2], v[3]);
-  }
-}
-
 // One thread per Philox block (4 elements); the last block may be partial.
 __global__ void perturb_f32_kernel(NoiseKey key, NoiseDist dist, float scale, const float* base, float* out,
                                    int64_t n) {
   const int64_t blocks = (n + 3) / 4, stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t b = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; b < blocks; b += stride) {
     float e[4];
-    noise4(key, dist, uint32_t(b), e);
+    noise_block_values(key, dist, uint32_t(b), e);
     const int64_t j = b * 4;
     if (j + 4 <= n) {
       float4 w = reinterpret_cast<const float4*>(base)[b];
@@ -90,7 +77,7 @@ __global__ void perturb_bf16_kernel(NoiseKey key, NoiseDist dist, float scale, c
   const int64_t blocks = (n + 3) / 4, stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t b = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; b < blocks; b += stride) {
     float e[4];
-    noise4(key, dist, uint32_t(b), e);
+    noise_block_values(key, dist, uint32_t(b), e);
     const int64_t j = b * 4;
     if (j + 4 <= n) {
       ushort4 w = reinterpret_cast<const ushort4*>(base)[b];

@@ -38,13 +38,7 @@ __global__ void update_factors_kernel(NoiseSpec ns, uint32_t pid, int64_t m, int
     if (cache) {
       for (int w = 0; w < 4; w++) v[w] = 4 * b + w < len ? cache[pair * len + 4 * b + w] : 0.f;
     } else {
-      const Philox4x32 blk = noise_block(noise_spec_key(ns, pid, uint32_t(2 * pair)), uint32_t(b));
-      if (ns.dist == NoiseDist::Rademacher) {
-        for (int w = 0; w < 4; w++) v[w] = (blk.v[w] >> 31) ? -1.0f : 1.0f;
-      } else {
-        philox_box_muller(blk.v[0], blk.v[1], v[0], v[1]);
-        philox_box_muller(blk.v[2], blk.v[3], v[2], v[3]);
-      }
+      noise_block_values(noise_spec_key(ns, pid, uint32_t(2 * pair)), ns.dist, uint32_t(b), v);
     }
     for (int w = 0; w < 4; w++) {
       const int64_t e = 4 * b + w;

@@ -19,18 +19,6 @@ namespace eggroll::cuda {
 
 namespace {
 
-// All four values of one Philox block, as noise_from_block gives them one by one.
-__device__ __forceinline__ void block_values(const NoiseKey& key, NoiseDist dist, uint32_t block, float v[4]) {
-  const Philox4x32 b = noise_block(key, block);
-  if (dist == NoiseDist::Rademacher) {
-#pragma unroll
-    for (int w = 0; w < 4; w++) v[w] = (b.v[w] >> 31) ? -1.0f : 1.0f;
-  } else {
-    philox_box_muller(b.v[0], b.v[1], v[0], v[1]);
-    philox_box_muller(b.v[2], b.v[3], v[2], v[3]);
-  }
-}
-
 // Reads element j of one member's factor array: from the cache, or generated, keeping the last
 // generated block (consecutive j of one thread mostly hit it).
 struct FactorReader {
@@ -45,7 +33,7 @@ struct FactorReader {
     const uint32_t b = uint32_t(j >> 2);
     if (b != block) {
       float v[4];
-      block_values(key, dist, b, v);
+      noise_block_values(key, dist, b, v);
       v0 = v[0], v1 = v[1], v2 = v[2], v3 = v[3];
       block = b;
     }
@@ -83,7 +71,7 @@ __global__ void fill_noise_kernel(NoiseKey key, NoiseDist dist, uint64_t start, 
   for (uint64_t t = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; t < nb; t += uint64_t(gridDim.x) * blockDim.x) {
     const uint64_t b = b0 + t;
     float v[4];
-    block_values(key, dist, uint32_t(b), v);
+    noise_block_values(key, dist, uint32_t(b), v);
 #pragma unroll
     for (int w = 0; w < 4; w++) {
       const uint64_t j = 4 * b + w;
@@ -97,7 +85,7 @@ __global__ void fill_cache_kernel(NoiseSpec ns, uint32_t pid, int64_t len, int64
   for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < total; t += int64_t(gridDim.x) * blockDim.x) {
     const int64_t p = t / nb, b = t - p * nb;
     float v[4];
-    block_values(noise_spec_key(ns, pid, uint32_t(2 * p)), ns.dist, uint32_t(b), v);
+    noise_block_values(noise_spec_key(ns, pid, uint32_t(2 * p)), ns.dist, uint32_t(b), v);
     float* o = out + p * len;
 #pragma unroll
     for (int w = 0; w < 4; w++)

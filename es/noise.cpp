@@ -29,15 +29,11 @@ void fill_noise(const NoiseKey& key, NoiseDist dist, size_t start, size_t count,
     const uint32_t first = static_cast<uint32_t>(j & 3u);
     const uint64_t block_end = (static_cast<uint64_t>(block) + 1) * 4;
     const uint32_t last = static_cast<uint32_t>((end < block_end ? end : block_end) - j) + first;
-    const Philox4x32 b = noise_block(key, block);
-    if (dist == NoiseDist::Rademacher) {
-      for (uint32_t w = first; w < last; ++w) *out++ = (b.v[w] >> 31) ? -1.0f : 1.0f;
-    } else if (first == 0 && last == 4) {
-      // Whole block: two Box-Muller pairs, each giving both of its outputs at once.
-      philox_box_muller(b.v[0], b.v[1], out[0], out[1]);
-      philox_box_muller(b.v[2], b.v[3], out[2], out[3]);
+    if (first == 0 && last == 4) {
+      noise_block_values(key, dist, block, out);  // a whole block: the Gaussian pairs share their work
       out += 4;
     } else {
+      const Philox4x32 b = noise_block(key, block);
       for (uint32_t w = first; w < last; ++w) *out++ = noise_from_block(b, dist, w);
     }
     j += last - first;

@@ -68,6 +68,18 @@ EGGROLL_HD float noise_from_block(const Philox4x32& b, NoiseDist dist, uint32_t 
   return philox_box_muller_one(b.v[p], b.v[p + 1], static_cast<int>(which & 1u));
 }
 
+// All four elements of block `block` (v[w] = noise_from_block(.., w); the Gaussian pairs share
+// their Box-Muller work).
+EGGROLL_HD void noise_block_values(const NoiseKey& key, NoiseDist dist, uint32_t block, float v[4]) {
+  const Philox4x32 b = noise_block(key, block);
+  if (dist == NoiseDist::Rademacher) {
+    for (int w = 0; w < 4; w++) v[w] = (b.v[w] >> 31) ? -1.0f : 1.0f;
+  } else {
+    philox_box_muller(b.v[0], b.v[1], v[0], v[1]);
+    philox_box_muller(b.v[2], b.v[3], v[2], v[3]);
+  }
+}
+
 // Element j (< kMaxNoiseElements) of the noise array keyed by `key`.
 EGGROLL_HD float noise_element(const NoiseKey& key, NoiseDist dist, uint64_t j) {
   return noise_from_block(noise_block(key, static_cast<uint32_t>(j >> 2)), dist,
