@@ -49,46 +49,36 @@ __global__ void init_uniform_bf16_kernel(uint16_t* __restrict__ out, int64_t n, 
     out[groups * 4 + t] = detail::f32_to_bf16_bits(init_value(base, uint64_t(groups * 4 + t), lo, hi));
 }
 
-// One thread per Philox block (4 elements); the last block may be partial.
-__global__ void perturb_f32_kernel(NoiseKey key, NoiseDist dist, float scale, const float* base, float* out,
-                                   int64_t n) {
-  const int64_t blocks = (n + 3) / 4, stride = int64_t(gridDim.x) * blockDim.x;
-  for (int64_t b = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; b < blocks; b += stride) {
-    float e[4];
-    noise_block_values(key, dist, uint32_t(b), e);
-    const int64_t j = b * 4;
-    if (j + 4 <= n) {
-      float4 w = reinterpret_cast<const float4*>(base)[b];
-      w.x = ref::perturb_element(w.x, scale, e[0]);
-      w.y = ref::perturb_element(w.y, scale, e[1]);
-      w.z = ref::perturb_element(w.z, scale, e[2]);
-      w.w = ref::perturb_element(w.w, scale, e[3]);
-      reinterpret_cast<float4*>(out)[b] = w;
-    } else {
-      for (int q = 0; j + q < n; q++) out[j + q] = ref::perturb_element(base[j + q], scale, e[q]);
-    }
-  }
-}
+// Storage of the perturbed arrays: fp32, or bf16 bits (4 elements move as one vector).
+struct F32Store {
+  using T = float;
+  using Vec4 = float4;
+  __device__ static float load(T x) { return x; }
+  __device__ static T store(float x) { return x; }
+};
+struct Bf16Store {
+  using T = uint16_t;
+  using Vec4 = ushort4;
+  __device__ static float load(T x) { return detail::bf16_bits_to_f32(x); }
+  __device__ static T store(float x) { return detail::f32_to_bf16_bits(x); }
+};
 
-__global__ void perturb_bf16_kernel(NoiseKey key, NoiseDist dist, float scale, const uint16_t* base, uint16_t* out,
-                                    int64_t n) {
-  using detail::bf16_bits_to_f32;
-  using detail::f32_to_bf16_bits;
+// One thread per Philox block (4 elements); the last block may be partial.
+template <class S>
+__global__ void perturb_kernel(NoiseKey key, NoiseDist dist, float scale, const typename S::T* base,
+                               typename S::T* out, int64_t n) {
   const int64_t blocks = (n + 3) / 4, stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t b = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; b < blocks; b += stride) {
     float e[4];
     noise_block_values(key, dist, uint32_t(b), e);
     const int64_t j = b * 4;
+    auto one = [&](typename S::T x, int q) { return S::store(ref::perturb_element(S::load(x), scale, e[q])); };
     if (j + 4 <= n) {
-      ushort4 w = reinterpret_cast<const ushort4*>(base)[b];
-      w.x = f32_to_bf16_bits(ref::perturb_element(bf16_bits_to_f32(w.x), scale, e[0]));
-      w.y = f32_to_bf16_bits(ref::perturb_element(bf16_bits_to_f32(w.y), scale, e[1]));
-      w.z = f32_to_bf16_bits(ref::perturb_element(bf16_bits_to_f32(w.z), scale, e[2]));
-      w.w = f32_to_bf16_bits(ref::perturb_element(bf16_bits_to_f32(w.w), scale, e[3]));
-      reinterpret_cast<ushort4*>(out)[b] = w;
+      typename S::Vec4 w = reinterpret_cast<const typename S::Vec4*>(base)[b];
+      w.x = one(w.x, 0), w.y = one(w.y, 1), w.z = one(w.z, 2), w.w = one(w.w, 3);
+      reinterpret_cast<typename S::Vec4*>(out)[b] = w;
     } else {
-      for (int q = 0; j + q < n; q++)
-        out[j + q] = f32_to_bf16_bits(ref::perturb_element(bf16_bits_to_f32(base[j + q]), scale, e[q]));
+      for (int q = 0; j + q < n; q++) out[j + q] = one(base[j + q], q);
     }
   }
 }
@@ -150,10 +140,10 @@ void perturb_full(const NoiseKey& key, NoiseDist dist, float scale, const void* 
   const int threads = 256;
   const unsigned grid = detail::grid_for((n + 3) / 4, threads);
   if (bf16)
-    perturb_bf16_kernel<<<grid, threads, 0, detail::as_stream(stream)>>>(
+    perturb_kernel<Bf16Store><<<grid, threads, 0, detail::as_stream(stream)>>>(
         key, dist, scale, static_cast<const uint16_t*>(base), static_cast<uint16_t*>(out), n);
   else
-    perturb_f32_kernel<<<grid, threads, 0, detail::as_stream(stream)>>>(key, dist, scale,
+    perturb_kernel<F32Store><<<grid, threads, 0, detail::as_stream(stream)>>>(key, dist, scale,
                                                                           static_cast<const float*>(base),
                                                                           static_cast<float*>(out), n);
   check_launch("perturb_full");
