@@ -113,7 +113,7 @@ float* OpsEngine::alloc_f32(int64_t n) {
   return static_cast<float*>(p);
 }
 
-OpsEngine::OpsEngine(StepBackend& be, const Model& m, const ParamSelection& sel, const NoiseConfig& nc,
+OpsEngine::OpsEngine(StepBackend& be, Model& m, const ParamSelection& sel, const NoiseConfig& nc,
                      const OptimConfig& oc, const Optimizer& opt, const OpsEngineOptions& o)
     : be_(be), host_model_(&m), sel_(sel), oc_(oc), o_(o) {
   if (sel.lowrank.size() != m.params.size() || sel.full.size() != m.params.size())
@@ -153,9 +153,12 @@ OpsEngine::OpsEngine(StepBackend& be, const Model& m, const ParamSelection& sel,
           weight_bytes_ += size_t(n) * 4;
         }
       } else {
-        float* f = alloc_f32(n);
-        be_.upload(f, p.data.data(), size_t(n) * 4);
-        weight_bytes_ += size_t(n) * 4;
+        float* f = m.params[pid].data.data();  // used in place on a host-memory backend
+        if (!be_.shares_host_memory()) {
+          f = alloc_f32(n);
+          be_.upload(f, p.data.data(), size_t(n) * 4);
+          weight_bytes_ += size_t(n) * 4;
+        }
         v.data = f, v.dtype = WeightDType::F32;
         if (updated) master_[pid] = f;
       }
@@ -320,7 +323,8 @@ void OpsEngine::to_host(Model& m, Optimizer& opt) const {
   StateDict sd;
   for (int pid : sel_.ids()) {
     Param& p = m.params[size_t(pid)];
-    be_.download(p.data.data(), master_[size_t(pid)], p.numel() * sizeof(float));
+    if (p.data.data() != master_[size_t(pid)])  // not the array the engine updates in place
+      be_.download(p.data.data(), master_[size_t(pid)], p.numel() * sizeof(float));
     if (oc_.kind != OptimKind::SGD) {
       std::vector<float> a(p.numel()), b(p.numel());
       be_.download(a.data(), m1_[size_t(pid)], a.size() * sizeof(float));

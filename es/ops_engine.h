@@ -64,7 +64,9 @@ struct OpsEngineOptions {
 class OpsEngine {
  public:
   // Uploads m's parameters and opt's state (moments, step count). nc: seed, rank, dist, reuse.
-  OpsEngine(StepBackend& be, const Model& m, const ParamSelection& sel, const NoiseConfig& nc,
+  // On a backend that shares host memory (the CPU) m's fp32 parameters are used in place, so
+  // update() changes m directly; m must outlive the engine either way.
+  OpsEngine(StepBackend& be, Model& m, const ParamSelection& sel, const NoiseConfig& nc,
             const OptimConfig& oc, const Optimizer& opt, const OpsEngineOptions& o);
   ~OpsEngine();
   OpsEngine(const OpsEngine&) = delete;
@@ -82,7 +84,7 @@ class OpsEngine {
   // Writes the updated parameters into m and the optimizer state (moments, step count) into opt.
   void to_host(Model& m, Optimizer& opt) const;
   size_t cache_bytes() const { return pert_->cache_bytes(); }
-  size_t weight_bytes() const { return weight_bytes_; }
+  size_t weight_bytes() const { return weight_bytes_; }  // held by the engine (not m's, used in place)
   StepBackend& backend() { return be_; }
 
  private:

@@ -69,6 +69,8 @@ class StepBackend {
   virtual void refresh_prepared(const void* handle, const WeightView& w) { (void)handle, (void)w; }
   virtual void release_prepared(const void* handle) { (void)handle; }
   // memory
+  // Whether host pointers are valid in this backend (then fp32 host arrays may be used in place).
+  virtual bool shares_host_memory() const { return false; }
   virtual void* alloc(size_t bytes) = 0;
   virtual void release(void* p) = 0;
   virtual void upload(void* dst, const void* host_src, size_t bytes) = 0;
@@ -144,6 +146,7 @@ class CpuStepBackend final : public StepBackend {
   const void* prepare_weight(const WeightView& w) override;
   void refresh_prepared(const void* handle, const WeightView& w) override;
   void release_prepared(const void* handle) override;
+  bool shares_host_memory() const override { return true; }
   void* alloc(size_t bytes) override;
   void release(void* p) override;
   void upload(void* dst, const void* host_src, size_t bytes) override;

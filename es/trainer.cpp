@@ -290,6 +290,8 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
   comm->barrier();  // every rank has checked the saved config before rank 0 replaces it
   if (lead) write_atomic(cfg_path, to_yaml(cfg));
 
+  // the device and its memory plan first: a run that cannot fit stops before any weights exist
+  std::unique_ptr<StepBackend> backend = make_backend(cfg, world);
   auto tok = make_tokenizer(cfg);
   auto task = make_task(task_options(cfg));
   Model model = initial_model(cfg, *tok);
@@ -339,7 +341,6 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
   const size_t pair_hi = replicated ? pairs : pairs * size_t(rank + 1) / size_t(world);
   // weights, noise, states and optimizer state on the run.device backend; `model` and `opt` are
   // brought up to date (engine->to_host) only for checkpoints
-  std::unique_ptr<StepBackend> backend = make_backend(cfg, world);
   OpsEngineOptions eo;
   eo.matrix_dtype = cfg.run.device == "cuda" ? device_matrix_dtype(cfg) : WeightDType::F32;
   eo.noise_cache = cfg.es.noise_cache == "keep" ? NoiseCache::Keep : NoiseCache::Regenerate;

@@ -65,6 +65,19 @@ else
   expect_error "cuda bench without a device" "no CUDA device|built without the CUDA backend" -- \
     "$EGG" bench es --backend cuda --preset 13.3b --population 1048576
 fi
+# train on run.device=cuda: refused in one line without a device; with one, a run no GPU holds
+# is refused by its memory plan before any weights are made (13.3b: 53 GB of fp32 on the host)
+if nvidia-smi -L >/dev/null 2>&1; then
+  "$EGG" train run.name=nofit run.dir="$TMP/runs" task.name=digits model.init_preset=13.3b es.directions=8192 \
+    es.prompts_per_step=64 run.device=cuda >"$TMP/out" 2>"$TMP/err"
+  rc=$?
+  if [ "$rc" -eq 2 ] && grep -q "run.device: the run does not fit" "$TMP/err"; then ok; else
+    bad "cuda train refusal: exit $rc: $(tail -c 300 "$TMP/err")"
+  fi
+else
+  expect_error "cuda train without a device" "run.device.*(no CUDA device|without the CUDA backend)" -- \
+    "$EGG" train run.name=nodev run.dir="$TMP/runs" task.name=digits model.init_preset=13.3b run.device=cuda
+fi
 # training configs
 printf 'run:\n  steps: 2\ntask:\n  name: digits\nes:\n  sigm: 0.1\n' >"$TMP/cfg.yaml"
 expect_error "unknown config key" "es\.sigm" -- "$EGG" train "$TMP/cfg.yaml" model.init_preset=tiny

@@ -78,7 +78,7 @@ TEST_CASE("generation through the backend ops equals the CPU forward's", "[ops_e
 }
 
 TEST_CASE("perturbed generation through an OpsEngine equals EggrollPerturbation's", "[ops_engine][generate]") {
-  const Model m = tiny_model();
+  Model m = tiny_model();
   const auto reqs = requests(6);
   GenOptions g;
   g.max_tokens = 6;
