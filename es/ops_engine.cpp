@@ -1,5 +1,6 @@
 #include "es/ops_engine.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fmt/format.h>
@@ -91,7 +92,7 @@ void OpsStepper::step(const DecodeRows& rows, const SamplingParams& sp, std::spa
     if (rows.need.empty() || rows.need[size_t(i)]) h32(3)[k++] = int32_t(i);
   if (k != n) throw std::invalid_argument("OpsStepper::step: sampled[] does not match the rows that need a token");
   for (int64_t j = 0; j < n; j++) h64(0)[j] = rows.seeds[size_t(j)], h64(1)[j] = rows.counters[size_t(j)];
-  // one upload: the int32 block, then the uint64 block
+  // the int32 block, then (when tokens are sampled) the uint64 block
   auto* d = static_cast<uint8_t*>(io_);
   be_.upload(d, host_.data(), io.i32(4));
   if (n) be_.upload(d + io.u64(0), host_.data() + io.u64(0), io.bytes() - io.u64(0));
@@ -119,8 +120,7 @@ OpsEngine::OpsEngine(StepBackend& be, Model& m, const ParamSelection& sel, const
   if (sel.lowrank.size() != m.params.size() || sel.full.size() != m.params.size())
     throw std::invalid_argument("OpsEngine: selection does not match the model");
   if (o.max_rows < 1) throw std::invalid_argument("OpsEngine: max_rows must be >= 1");
-  NoiseSpec spec;
-  spec.seed = nc.seed, spec.rank = nc.rank, spec.dist = nc.dist, spec.sigma = nc.sigma;
+  const NoiseSpec spec = noise_spec(nc, 0);  // begin_step sets the epoch bucket
   const size_t P = m.params.size();
   master_.assign(P, nullptr), bf16_.assign(P, nullptr), m1_.assign(P, nullptr), m2_.assign(P, nullptr);
   w_.cfg = m.cfg;
