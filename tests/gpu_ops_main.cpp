@@ -7,8 +7,10 @@
 //
 //   gpu_ops_main             GPU checks; exit 77 ("SKIPPED: no CUDA device") where no GPU is
 //                            usable or the build has no CUDA; 1 if any check fails
-//   gpu_ops_main --cpu-only  CPU checks of the op-level step (es/step_ops.h OpStep on the CPU
-//                            backend) against rwkv/forward.cpp; these run everywhere
+//   gpu_ops_main --cpu-only  CPU checks of the op-level step as the GPU checks drive it (OpStep
+//                            on the CPU backend, unpacked weights, a hand-built perturbation)
+//                            against Forward (packed panels, EggrollPerturbation) and the
+//                            fixtures; these run everywhere
 //
 // Tolerances. Error = max |gpu - ref| / max |ref| over the output ("normalised"):
 //   fp32 ops                  <= 1e-5 (different summation orders and FMA contraction: a few ulp
