@@ -1,8 +1,12 @@
 // es/ops_engine.h (the trainer's population step on any backend) on the CPU backend against the
 // reference functions: generation against Forward + EggrollPerturbation, the update against
-// eggroll_gradient + Optimizer::step, bit for bit with fp32 weights; bf16 matrices; run.device.
+// eggroll_gradient + Optimizer::step, bit for bit with fp32 weights; bf16 matrices; run.device;
+// and every pointer the engine hands a backend with separate memory (CheckedBackend).
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstdint>
+#include <iterator>
+#include <map>
 #include <sstream>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -146,6 +150,212 @@ TEST_CASE("the OpsEngine update equals eggroll_gradient + Optimizer::step bit fo
       const StateDict a = opt_cpu.state(), b = opt_dev.state();
       REQUIRE(a.tensors.size() == b.tensors.size());
       for (size_t i = 0; i < a.tensors.size(); i++) CHECK(a.tensors[i].to_f32() == b.tensors[i].to_f32());
+    }
+}
+
+namespace {
+// A backend with its own memory, like a GPU's: host pointers are invalid in it. Every op checks
+// that each array it is given lies inside one live allocation of this backend, for the extent the
+// op reads or writes (host pointers, stale or too-short buffers would fault or corrupt memory on
+// a device), and that upload/download get a host pointer on the host side; then it runs the CPU
+// reference op.
+class CheckedBackend final : public StepBackend {
+ public:
+  ~CheckedBackend() override { CHECK(live_.empty()); }  // every allocation released
+  int64_t checks = 0;
+
+  const void* prepare_weight(const WeightView& w) override { return cpu_.prepare_weight(w); }
+  void refresh_prepared(const void* h, const WeightView& w) override { cpu_.refresh_prepared(h, w); }
+  void release_prepared(const void* h) override { cpu_.release_prepared(h); }
+  void* alloc(size_t bytes) override {
+    void* p = cpu_.alloc(bytes);
+    live_[reinterpret_cast<uintptr_t>(p)] = bytes;
+    return p;
+  }
+  void release(void* p) override {
+    REQUIRE(live_.erase(reinterpret_cast<uintptr_t>(p)) == 1);
+    cpu_.release(p);
+  }
+  void upload(void* dst, const void* src, size_t bytes) override { cpu_.upload(dev(dst, bytes), host(src), bytes); }
+  void download(void* dst, const void* src, size_t bytes) override {
+    cpu_.download(host(dst), dev(src, bytes), bytes);
+  }
+  void zero(void* dst, size_t bytes) override { cpu_.zero(dev(dst, bytes), bytes); }
+  void copy(void* dst, const void* src, size_t bytes) override { cpu_.copy(dev(dst, bytes), dev(src, bytes), bytes); }
+  void synchronize() override {}
+
+  void embed(const WeightView& e, const int32_t* t, int64_t B, float* out) override {
+    cpu_.embed(w(e), f(t, B), B, f(out, B * e.cols));
+  }
+  void layer_norm(const float* x, VecArg a, VecArg b, float* y, int64_t B, int64_t n, float eps) override {
+    cpu_.layer_norm(f(x, B * n), v(a, B, n), v(b, B, n), f(y, B * n), B, n, eps);
+  }
+  void time_shift6(const float* xa, float* st, const int32_t* slots, int64_t ss, int64_t lo, const VecArg mu[6],
+                   float* out, int64_t B, int64_t C) override {
+    const VecArg m[6] = {v(mu[0], B, C), v(mu[1], B, C), v(mu[2], B, C), v(mu[3], B, C), v(mu[4], B, C), v(mu[5], B, C)};
+    cpu_.time_shift6(f(xa, B * C), f(st, 1), f(slots, B), ss, lo, m, f(out, 6 * B * C), B, C);
+  }
+  void channel_shift(const float* xf, float* st, const int32_t* slots, int64_t ss, int64_t lo, VecArg mu, float* out,
+                     int64_t B, int64_t C) override {
+    cpu_.channel_shift(f(xf, B * C), f(st, 1), f(slots, B), ss, lo, v(mu, B, C), f(out, B * C), B, C);
+  }
+  void linear(const WeightView& W, bool xp, const float* X, float* Y, int64_t B) override {
+    const int64_t in = xp ? W.rows : W.cols, out = xp ? W.cols : W.rows;
+    cpu_.linear(w(W), xp, f(X, B * in), f(Y, B * out), B);
+  }
+  void tanh_(float* x, int64_t n) override { cpu_.tanh_(f(x, n), n); }
+  void sigmoid_(float* x, int64_t n) override { cpu_.sigmoid_(f(x, n), n); }
+  void decay(float* x, VecArg w0, int64_t B, int64_t C) override { cpu_.decay(f(x, B * C), v(w0, B, C), B, C); }
+  void sigmoid_bias(float* a, VecArg a0, int64_t B, int64_t C) override {
+    cpu_.sigmoid_bias(f(a, B * C), v(a0, B, C), B, C);
+  }
+  void value_residual(float* x, const float* vf, const float* t, VecArg v0, int64_t B, int64_t C) override {
+    cpu_.value_residual(f(x, B * C), f(vf, B * C), f(t, B * C), v(v0, B, C), B, C);
+  }
+  void kk_prepare(float* k, const float* a, VecArg kk_, VecArg ka, float* kk, int64_t B, int64_t H) override {
+    const int64_t n = B * H * 64;
+    cpu_.kk_prepare(f(k, n), f(a, n), v(kk_, B, H * 64), v(ka, B, H * 64), f(kk, n), B, H);
+  }
+  void wkv7(float* st, const int32_t* slots, int64_t ss, int64_t lo, const float* r, const float* d, const float* k,
+            const float* x, const float* kk, const float* a, float* y, int64_t B, int64_t H) override {
+    const int64_t n = B * H * 64;
+    cpu_.wkv7(f(st, 1), f(slots, B), ss, lo, f(r, n), f(d, n), f(k, n), f(x, n), f(kk, n), f(a, n), f(y, n), B, H);
+  }
+  void group_norm_bonus_gate(float* y, const float* r, const float* k, const float* x, const float* g, VecArg rk,
+                             VecArg lw, VecArg lb, int64_t B, int64_t H, float eps) override {
+    const int64_t n = B * H * 64;
+    cpu_.group_norm_bonus_gate(f(y, n), f(r, n), f(k, n), f(x, n), f(g, n), v(rk, B, H * 64), v(lw, B, H * 64),
+                               v(lb, B, H * 64), B, H, eps);
+  }
+  void add(float* x, const float* t, int64_t n) override { cpu_.add(f(x, n), f(t, n), n); }
+  void relu_sq(float* x, int64_t n) override { cpu_.relu_sq(f(x, n), n); }
+  void gather_rows(const float* src, const int32_t* rows, int64_t n, int64_t C, float* dst) override {
+    cpu_.gather_rows(f(src, 1), f(rows, n), n, C, f(dst, n * C));
+  }
+  void gather_i32(const int32_t* src, const int32_t* idx, int64_t n, int32_t* dst) override {
+    cpu_.gather_i32(f(src, 1), f(idx, n), n, f(dst, n));
+  }
+  void lowrank_add(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, bool xp, const float* X, float* Y,
+                   const int32_t* mem, int64_t B, const float* cache) override {
+    const int64_t in = xp ? m : n, out = xp ? n : m;
+    cpu_.lowrank_add(ns, pid, m, n, xp, f(X, B * in), f(Y, B * out), f(mem, B), B, opt(cache));
+  }
+  void embedding_lowrank_add(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, const int32_t* t, float* X,
+                             const int32_t* mem, int64_t B, const float* cache) override {
+    cpu_.embedding_lowrank_add(ns, pid, m, n, f(t, B), f(X, B * n), f(mem, B), B, opt(cache));
+  }
+  void vector_noise(const NoiseSpec& ns, uint32_t pid, const float* base, int64_t n, const int32_t* mem, int64_t B,
+                    const float* cache, float* out) override {
+    cpu_.vector_noise(ns, pid, f(base, n), n, f(mem, B), B, opt(cache), f(out, B * n));
+  }
+  void fill_noise_cache(const NoiseSpec& ns, uint32_t pid, int64_t len, int64_t pairs, float* out) override {
+    cpu_.fill_noise_cache(ns, pid, len, pairs, f(out, len * pairs));
+  }
+  void sample(const float* lg, int64_t rows, int64_t V, const SamplingParams& p, const uint64_t* seeds,
+              const uint64_t* ctr, int32_t* out) override {
+    const bool draws = p.temperature > 0.f;
+    cpu_.sample(f(lg, rows * V), rows, V, p, draws ? f(seeds, rows) : seeds, draws ? f(ctr, rows) : ctr, f(out, rows));
+  }
+  void update_factors(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, const float* fit, int64_t N,
+                      int64_t p0, int64_t np, const float* cache, float* A, float* Bm) override {
+    const int64_t K = np * ns.rank;
+    cpu_.update_factors(ns, pid, m, n, f(fit, N), N, p0, np, opt(cache), f(A, m * K), f(Bm, n * K));
+  }
+  void update_gemm(const float* A, const float* Bm, float* G, int64_t m, int64_t n, int64_t K) override {
+    cpu_.update_gemm(f(A, m * K), f(Bm, n * K), f(G, m * n), m, n, K);
+  }
+  void vector_gradient(const NoiseSpec& ns, uint32_t pid, int64_t n, const float* fit, int64_t N, int64_t p0,
+                       int64_t np, const float* cache, float* g) override {
+    cpu_.vector_gradient(ns, pid, n, f(fit, N), N, p0, np, opt(cache), f(g, n));
+  }
+  int64_t reduce_doubles() const override { return 3; }  // result + scratch, as a device reduction has
+  void sum_squares(const float* x, int64_t n, double* out) override { cpu_.sum_squares(f(x, n), n, f(out, 3)); }
+  void sgd_update(float* x, const float* g, int64_t n, double lr, double sc, double* out, uint16_t* b16) override {
+    cpu_.sgd_update(f(x, n), f(g, n), n, lr, sc, f(out, 3), b16 ? f(b16, n) : nullptr);
+  }
+  void adam_update(float* x, const float* g, float* m1, float* m2, int64_t n, double lr, double b1, double b2,
+                   double eps, double wd, bool adamw, double bc1, double bc2, double sc, double* out,
+                   uint16_t* b16) override {
+    cpu_.adam_update(f(x, n), f(g, n), f(m1, n), f(m2, n), n, lr, b1, b2, eps, wd, adamw, bc1, bc2, sc, f(out, 3),
+                     b16 ? f(b16, n) : nullptr);
+  }
+
+ private:
+  // p must lie in one live allocation with `bytes` bytes from p on
+  const void* dev(const void* p, size_t bytes) {
+    checks++;
+    const auto a = reinterpret_cast<uintptr_t>(p);
+    auto it = live_.upper_bound(a);
+    REQUIRE(it != live_.begin());
+    --it;
+    INFO("pointer " << p << " (" << bytes << " bytes) outside this backend's allocations");
+    REQUIRE(a + bytes <= it->first + it->second);
+    return p;
+  }
+  void* dev(void* p, size_t bytes) { return const_cast<void*>(dev(static_cast<const void*>(p), bytes)); }
+  template <class T>
+  T* f(T* p, int64_t n) {  // n elements of T
+    return static_cast<T*>(const_cast<void*>(dev(static_cast<const void*>(p), size_t(n) * sizeof(T))));
+  }
+  const float* opt(const float* cache) { return cache ? f(cache, 1) : nullptr; }
+  VecArg v(VecArg a, int64_t B, int64_t n) { return {f(a.p, a.stride ? a.stride * (B - 1) + n : n), a.stride}; }
+  const WeightView& w(const WeightView& W) {
+    dev(W.data, size_t(W.rows * W.cols) * (W.dtype == WeightDType::BF16 ? 2 : 4));
+    return W;
+  }
+  template <class T>
+  T* host(T* p) {
+    const auto a = reinterpret_cast<uintptr_t>(p);
+    auto it = live_.upper_bound(a);
+    const bool inside = it != live_.begin() && a < std::prev(it)->first + std::prev(it)->second;
+    INFO("host pointer " << p << " lies in this backend's memory");
+    REQUIRE_FALSE(inside);
+    return p;
+  }
+  CpuStepBackend cpu_;
+  std::map<uintptr_t, size_t> live_;
+};
+}  // namespace
+
+TEST_CASE("the engine hands a backend only its own memory, in bounds (a GPU's rules), with the same results",
+          "[ops_engine][device]") {
+  for (bool bf16 : {false, true})
+    for (OptimKind kind : {OptimKind::SGD, OptimKind::AdamW}) {
+      INFO("bf16 " << bf16 << " optimizer " << int(kind));
+      Model ma = tiny_model(), mb = tiny_model();
+      const ParamSelection sel = select_params(ma, {"*"}, {"emb.weight"}, /*freeze_nonlora=*/false);
+      OptimConfig oc;
+      oc.kind = kind, oc.clip_update_norm = kind == OptimKind::SGD ? 0.0 : 1e-3;
+      Optimizer oa(oc, ma, sel), ob(oc, mb, sel);
+      OpsEngineOptions o;
+      o.max_rows = 6;
+      o.matrix_dtype = bf16 ? WeightDType::BF16 : WeightDType::F32;
+      o.noise_cache = kind == OptimKind::SGD ? NoiseCache::Keep : NoiseCache::Regenerate;
+      CpuStepBackend cpu;
+      CheckedBackend checked;
+      {
+        OpsEngine ea(cpu, ma, sel, noise(), oc, oa, o), eb(checked, mb, sel, noise(), oc, ob, o);
+        GenOptions g;
+        g.max_tokens = 5;
+        g.sampling.temperature = 0.8f;
+        const auto reqs = requests(6);  // prompts of 1..5 tokens: logit subsets while prefilling
+        for (int step = 0; step < 2; step++) {
+          ea.begin_step(uint64_t(step), 6, 0.05f);
+          eb.begin_step(uint64_t(step), 6, 0.05f);
+          same_results(ea.generate(reqs, g, true), eb.generate(reqs, g, true));
+          const std::vector<float> fit = {0.5f, -1.f, 2.f, 0.f, -0.25f, 1.f};
+          const StepReport ra = ea.update(fit, 0, 3, nullptr, 0.05), rb = eb.update(fit, 0, 3, nullptr, 0.05);
+          CHECK(ra.grad_norm == rb.grad_norm);
+          CHECK(ra.update_norm == rb.update_norm);
+        }
+        GenOptions greedy;
+        greedy.max_tokens = 4;
+        same_results(ea.generate(reqs, greedy, false), eb.generate(reqs, greedy, false));
+        ea.to_host(ma, oa);
+        eb.to_host(mb, ob);
+      }
+      for (size_t pid = 0; pid < ma.params.size(); pid++) CHECK(ma.params[pid].data == mb.params[pid].data);
+      CHECK(checked.checks > 1000);
     }
 }
 
