@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <iterator>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <filesystem>
@@ -163,6 +164,13 @@ class CheckedBackend final : public StepBackend {
  public:
   ~CheckedBackend() override { CHECK(live_.empty()); }  // every allocation released
   int64_t checks = 0;
+  bool owns(const void* p, size_t bytes) const {
+    const auto a = reinterpret_cast<uintptr_t>(p);
+    auto it = live_.upper_bound(a);
+    if (it == live_.begin()) return false;
+    --it;
+    return a + bytes <= it->first + it->second;
+  }
 
   const void* prepare_weight(const WeightView& w) override { return cpu_.prepare_weight(w); }
   void refresh_prepared(const void* h, const WeightView& w) override { cpu_.refresh_prepared(h, w); }
@@ -357,6 +365,60 @@ TEST_CASE("the engine hands a backend only its own memory, in bounds (a GPU's ru
       for (size_t pid = 0; pid < ma.params.size(); pid++) CHECK(ma.params[pid].data == mb.params[pid].data);
       CHECK(checked.checks > 1000);
     }
+}
+
+namespace {
+// Two ranks holding the same partial gradient: all_reduce_sum doubles the data in place, after
+// `where` checked the buffer (device memory for "nccl", host memory otherwise).
+class MirrorComm final : public Communicator {
+ public:
+  MirrorComm(std::string backend, std::function<void(const void*, size_t)> where)
+      : backend_(std::move(backend)), where_(std::move(where)) {}
+  int calls = 0;
+  int rank() const override { return 0; }
+  int size() const override { return 2; }
+  void all_gather(const void*, size_t, void*) override { FAIL("all_gather not expected"); }
+  void all_reduce_sum(float* d, size_t n) override {
+    where_(d, n * sizeof(float));
+    calls++;
+    for (size_t i = 0; i < n; i++) d[i] *= 2.f;
+  }
+  void all_reduce_sum(double*, size_t) override { FAIL("double all_reduce not expected"); }
+  void broadcast(void*, size_t, int) override { FAIL("broadcast not expected"); }
+  void barrier() override {}
+  std::string backend() const override { return backend_; }
+  uint64_t bytes_sent() const override { return 0; }
+
+ private:
+  std::string backend_;
+  std::function<void(const void*, size_t)> where_;
+};
+}  // namespace
+
+TEST_CASE("gradients are all-reduced in device memory for nccl, through host memory for mpi", "[ops_engine][device]") {
+  for (const std::string name : {"nccl", "mpi"}) {
+    INFO(name);
+    Model ma = tiny_model(), mb = tiny_model();
+    const ParamSelection sel = select_params(ma, {"*"}, {"emb.weight"}, false);
+    Optimizer oa({}, ma, sel), ob({}, mb, sel);
+    OpsEngineOptions o;
+    o.max_rows = 6;
+    CheckedBackend ca, cb;
+    MirrorComm comm(name, [&](const void* p, size_t bytes) { CHECK(cb.owns(p, bytes) == (name == "nccl")); });
+    {
+      OpsEngine ea(ca, ma, sel, noise(), {}, oa, o), eb(cb, mb, sel, noise(), {}, ob, o);
+      ea.begin_step(3, 6, 0.05f);
+      eb.begin_step(3, 6, 0.05f);
+      const std::vector<float> fit = {0.5f, -1.f, 2.f, 0.f, -0.25f, 1.f};
+      // SGD: twice the gradient at half the rate moves the weights by the same bits
+      const StepReport ra = ea.update(fit, 0, 3, nullptr, 0.1), rb = eb.update(fit, 0, 3, &comm, 0.05);
+      CHECK(rb.grad_norm == Approx(2 * ra.grad_norm).epsilon(1e-12));
+      ea.to_host(ma, oa);
+      eb.to_host(mb, ob);
+    }
+    CHECK(comm.calls == int(sel.ids().size()));
+    for (size_t pid = 0; pid < ma.params.size(); pid++) CHECK(ma.params[pid].data == mb.params[pid].data);
+  }
 }
 
 TEST_CASE("bf16 matrices: the forward reads the rounded copy, the update goes to the fp32 master",
