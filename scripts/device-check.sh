@@ -65,9 +65,9 @@ done
 
 pack() {
   set -e
-  if [ ! -f "$BUILD/CMakeCache.txt" ]; then
-    cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-  fi
+  # configure every time: an existing build folder may predate targets (its Makefiles would not
+  # know them until cmake runs again)
+  cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
   local help
   help=$(cmake --build "$BUILD" --target help)
   if ! grep -q ' eggroll_cuda$' <<<"$help"; then
