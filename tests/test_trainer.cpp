@@ -101,8 +101,10 @@ TEST_CASE("metrics and samples have the documented fields", "[trainer]") {
   while (std::getline(f, line)) rows.push_back(nlohmann::json::parse(line));
   REQUIRE(rows.size() == 2);
   for (const char* k : {"step", "reward_mean", "reward_std", "reward_min", "reward_max", "tokens_generated",
-                        "tokens_per_s", "seconds", "update_norm", "lr", "sigma"})
+                        "tokens_per_s", "seconds", "update_norm", "lr", "sigma", "noise_cache_bytes", "device",
+                        "ranks", "bytes_sent"})
     CHECK(rows[0].contains(k));
+  CHECK(rows[0]["device"] == "cpu");
   CHECK(rows[1].contains("val_score"));
   CHECK(test::count_lines(fs::path(run_directory(a)) / "samples.jsonl") == 4);
   CHECK(fs::exists(fs::path(run_directory(a)) / "config.yaml"));
