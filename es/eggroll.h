@@ -41,8 +41,8 @@ enum class NoiseCache { Regenerate, Keep };
 // The perturbation of a population step: the selection, the noise spec and, with
 // NoiseCache::Keep, every selected parameter's factors for the step's pairs (es/step_ops.h
 // OpsPerturbation), in host memory for Forward::step, or in `backend`'s memory (e.g. the
-// CUDA backend's, for its OpStep). m gives only the parameters' shapes (its data may be empty,
-// as in rwkv/model_layout.h's layouts).
+// CUDA backend's, for its OpStep; the backend must outlive this object). m gives only the
+// parameters' shapes (its data may be empty, as in rwkv/model_layout.h's layouts).
 class EggrollPerturbation {
  public:
   EggrollPerturbation(const Model& m, const ParamSelection& sel, const NoiseConfig& cfg, NoiseCache cache,
