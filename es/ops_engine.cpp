@@ -26,45 +26,23 @@ struct IoLayout {
 // ---- OpsStepper ---------------------------------------------------------------------------------
 
 OpsStepper::OpsStepper(StepBackend& be, const StepWeights& w, int64_t max_rows)
-    : be_(be), w_(w), max_rows_(max_rows), op_(be, w, max_rows) {
+    : be_(be), w_(w), max_rows_(max_rows), op_(be, w, max_rows), buffers_(be), states_(be) {
   const IoLayout io{max_rows};
-  try {
-    owned_.push_back(be_.alloc(size_t(max_rows) * size_t(w.cfg.vocab) * sizeof(float)));
-    logits_ = static_cast<float*>(owned_.back());
-    owned_.push_back(be_.alloc(io.bytes()));
-    io_ = owned_.back();
-  } catch (...) {
-    for (void* p : owned_) be_.release(p);
-    throw;
-  }
+  logits_ = buffers_.array(max_rows * int64_t(w.cfg.vocab));
+  io_ = buffers_.bytes(io.bytes());
   host_.resize(io.bytes());
-}
-
-OpsStepper::~OpsStepper() {
-  for (void* p : owned_) be_.release(p);
 }
 
 void OpsStepper::reset(int slots) {
   if (slots <= 0) throw std::invalid_argument("OpsStepper::reset: slots must be > 0");
   const StateLayout lay{w_.cfg.n_layer, w_.cfg.n_embd, w_.cfg.n_head};
-  if (slots > slots_cap_) {
-    // replace the state arrays (the three newest allocations)
-    for (float* p : {st_.att_x, st_.wkv, st_.ffn_x})
-      if (p) {
-        be_.release(p);
-        owned_.erase(std::find(owned_.begin(), owned_.end(), static_cast<void*>(p)));
-      }
+  if (slots > slots_cap_) {  // larger state arrays
+    states_.release_all();
     st_ = {};
     slots_cap_ = 0;
-    auto get = [&](int64_t floats) {
-      owned_.reserve(owned_.size() + 1);
-      void* p = be_.alloc(size_t(floats) * sizeof(float));
-      owned_.push_back(p);
-      return static_cast<float*>(p);
-    };
-    st_.att_x = get(int64_t(slots) * lay.shift_slot_stride());
-    st_.ffn_x = get(int64_t(slots) * lay.shift_slot_stride());
-    st_.wkv = get(int64_t(slots) * lay.wkv_slot_stride());
+    st_.att_x = states_.array(int64_t(slots) * lay.shift_slot_stride());
+    st_.ffn_x = states_.array(int64_t(slots) * lay.shift_slot_stride());
+    st_.wkv = states_.array(int64_t(slots) * lay.wkv_slot_stride());
     slots_cap_ = slots;
   }
   be_.zero(st_.att_x, size_t(slots) * size_t(lay.shift_slot_stride()) * sizeof(float));
@@ -107,20 +85,12 @@ void OpsStepper::step(const DecodeRows& rows, const SamplingParams& sp, std::spa
 
 // ---- OpsEngine ----------------------------------------------------------------------------------
 
-float* OpsEngine::alloc_f32(int64_t n) {
-  owned_.reserve(owned_.size() + 1);
-  void* p = be_.alloc(size_t(std::max<int64_t>(n, 1)) * sizeof(float));
-  owned_.push_back(p);
-  return static_cast<float*>(p);
-}
-
 OpsEngine::OpsEngine(StepBackend& be, Model& m, const ParamSelection& sel, const NoiseConfig& nc,
                      const OptimConfig& oc, const Optimizer& opt, const OpsEngineOptions& o)
-    : be_(be), host_model_(&m), sel_(sel), oc_(oc), o_(o) {
+    : be_(be), host_model_(&m), sel_(sel), oc_(oc), o_(o), buffers_(be) {
   if (sel.lowrank.size() != m.params.size() || sel.full.size() != m.params.size())
     throw std::invalid_argument("OpsEngine: selection does not match the model");
   if (o.max_rows < 1) throw std::invalid_argument("OpsEngine: max_rows must be >= 1");
-  const NoiseSpec spec = noise_spec(nc, 0);  // begin_step sets the epoch bucket
   const size_t P = m.params.size();
   master_.assign(P, nullptr), bf16_.assign(P, nullptr), m1_.assign(P, nullptr), m2_.assign(P, nullptr);
   w_.cfg = m.cfg;
@@ -128,7 +98,7 @@ OpsEngine::OpsEngine(StepBackend& be, Model& m, const ParamSelection& sel, const
   w_.lnout_b = m.lnout_b;
   w_.layers = m.layers;
   const StateDict ostate = opt.state();
-  try {
+  {
     std::vector<uint16_t> bits;
     int64_t grad_max = 0;
     for (size_t pid = 0; pid < P; pid++) {
@@ -140,22 +110,20 @@ OpsEngine::OpsEngine(StepBackend& be, Model& m, const ParamSelection& sel, const
       if (p.is_matrix && o.matrix_dtype == WeightDType::BF16) {
         bits.resize(size_t(n));
         for (int64_t j = 0; j < n; j++) bits[size_t(j)] = f32_to_bf16(p.data[size_t(j)]);
-        owned_.reserve(owned_.size() + 1);
-        void* b = be_.alloc(size_t(n) * 2);
-        owned_.push_back(b);
+        uint16_t* b = buffers_.array<uint16_t>(n);
         be_.upload(b, bits.data(), size_t(n) * 2);
         weight_bytes_ += size_t(n) * 2;
-        bf16_[pid] = static_cast<uint16_t*>(b);
+        bf16_[pid] = b;
         v.data = b, v.dtype = WeightDType::BF16;
         if (updated) {
-          master_[pid] = alloc_f32(n);
+          master_[pid] = buffers_.array(n);
           be_.upload(master_[pid], p.data.data(), size_t(n) * 4);
           weight_bytes_ += size_t(n) * 4;
         }
       } else {
         float* f = m.params[pid].data.data();  // used in place on a host-memory backend
         if (!be_.shares_host_memory()) {
-          f = alloc_f32(n);
+          f = buffers_.array(n);
           be_.upload(f, p.data.data(), size_t(n) * 4);
           weight_bytes_ += size_t(n) * 4;
         }
@@ -166,41 +134,29 @@ OpsEngine::OpsEngine(StepBackend& be, Model& m, const ParamSelection& sel, const
       if (updated) {
         grad_max = std::max(grad_max, n);
         if (oc.kind != OptimKind::SGD) {
-          m1_[pid] = alloc_f32(n), m2_[pid] = alloc_f32(n);
+          m1_[pid] = buffers_.array(n), m2_[pid] = buffers_.array(n);
           be_.upload(m1_[pid], ostate.at("m." + p.name, "optimizer").to_f32().data(), size_t(n) * 4);
           be_.upload(m2_[pid], ostate.at("v." + p.name, "optimizer").to_f32().data(), size_t(n) * 4);
         }
       }
     }
     t_ = opt.steps();
-    grad_ = alloc_f32(grad_max);
-    owned_.reserve(owned_.size() + 1);
-    red_ = static_cast<double*>(be_.alloc(size_t(2 * P) * size_t(be_.reduce_doubles()) * sizeof(double)));
-    owned_.push_back(red_);
-    std::vector<int64_t> len(P, 0);
-    for (size_t pid = 0; pid < P; pid++) {
-      const Param& p = m.params[pid];
-      if (sel.lowrank[pid]) len[pid] = (p.rows + p.cols) * nc.rank;
-      else if (sel.full[pid]) len[pid] = int64_t(p.numel());
-    }
-    prepare_products(be_, w_);  // the CPU backend's packed GEMM panels (refreshed after each update)
-    pert_ = std::make_unique<OpsPerturbation>(be_, sel.lowrank, sel.full, std::move(len), spec, nc.noise_reuse,
-                                              o.noise_cache == NoiseCache::Keep);
+    grad_ = buffers_.array(grad_max);
+    red_ = buffers_.array<double>(int64_t(2 * P) * be_.reduce_doubles());
+  }
+  pert_ = std::make_unique<EggrollPerturbation>(m, sel, nc, o.noise_cache, &be_);
+  prepare_products(be_, w_);  // the CPU backend's packed GEMM panels (refreshed after each update)
+  try {
     stepper_ = std::make_unique<OpsStepper>(be_, w_, o.max_rows);
   } catch (...) {
-    pert_.reset();
-    stepper_.reset();
     release_products(be_, w_);
-    for (void* p : owned_) be_.release(p);
     throw;
   }
 }
 
 OpsEngine::~OpsEngine() {
-  pert_.reset();
   stepper_.reset();
   release_products(be_, w_);
-  for (void* p : owned_) be_.release(p);
 }
 
 void OpsEngine::begin_step(uint64_t epoch, int directions, float sigma) {
@@ -230,12 +186,9 @@ void OpsEngine::gradient(int pid, const float* fitness_dev, int64_t N, int64_t p
     } else {
       const int64_t need = (p.rows + p.cols) * K;
       if (need > ab_cap_) {
-        if (A_all_) {
-          be_.release(A_all_);
-          owned_.erase(std::find(owned_.begin(), owned_.end(), static_cast<void*>(A_all_)));
-          A_all_ = nullptr;
-        }
-        A_all_ = alloc_f32(need);
+        buffers_.release(A_all_);
+        A_all_ = nullptr;
+        A_all_ = buffers_.array(need);
         ab_cap_ = need;
       }
       B_all_ = A_all_ + p.rows * K;
@@ -264,11 +217,9 @@ StepReport OpsEngine::update(std::span<const float> fitness, size_t pair_lo, siz
   const int64_t p0 = int64_t(std::min(pair_lo, size_t(N / 2)));
   const int64_t np = std::max<int64_t>(int64_t(std::min(pair_hi, size_t(N / 2))) - p0, 0);
   if (N > fitness_cap_) {
-    if (fitness_) {
-      be_.release(fitness_);
-      owned_.erase(std::find(owned_.begin(), owned_.end(), static_cast<void*>(fitness_)));
-    }
-    fitness_ = alloc_f32(N);
+    buffers_.release(fitness_);
+    fitness_ = nullptr;
+    fitness_ = buffers_.array(N);
     fitness_cap_ = N;
   }
   be_.upload(fitness_, fitness.data(), size_t(N) * sizeof(float));

@@ -31,7 +31,6 @@ class OpsStepper final : public DecodeStepper {
  public:
   // max_rows: the most rows a step will carry (and the most slots reset() will be asked for).
   OpsStepper(StepBackend& be, const StepWeights& w, int64_t max_rows);
-  ~OpsStepper() override;
   OpsStepper(const OpsStepper&) = delete;
   OpsStepper& operator=(const OpsStepper&) = delete;
   // The perturbation of the following steps (nullptr: none); backend memory.
@@ -47,7 +46,8 @@ class OpsStepper final : public DecodeStepper {
   int64_t max_rows_;
   OpStep op_;
   const StepPerturbation* pert_ = nullptr;
-  std::vector<void*> owned_;
+  BackendBuffers buffers_;  // logits and io
+  BackendBuffers states_;   // the state arrays (replaced when more slots are needed)
   StateView st_{};
   int64_t slots_cap_ = 0;
   float* logits_ = nullptr;
@@ -88,7 +88,6 @@ class OpsEngine {
   StepBackend& backend() { return be_; }
 
  private:
-  float* alloc_f32(int64_t n);
   // The gradient of parameter pid into grad_ (+ the all-reduce).
   void gradient(int pid, const float* fitness_dev, int64_t N, int64_t p0, int64_t np, Communicator* comm);
 
@@ -102,8 +101,8 @@ class OpsEngine {
   std::vector<uint16_t*> bf16_;   // per pid: bf16 copy the forward reads (nullptr: fp32)
   std::vector<float*> m1_, m2_;   // Adam moments per pid
   uint64_t t_ = 0;
-  std::vector<void*> owned_;
-  std::unique_ptr<OpsPerturbation> pert_;
+  BackendBuffers buffers_;  // everything below in backend memory, and the weights' copies
+  std::unique_ptr<EggrollPerturbation> pert_;
   std::unique_ptr<OpsStepper> stepper_;
   float* grad_ = nullptr;      // the largest updated parameter
   float* A_all_ = nullptr;     // update GEMM operands (sized for the current population)

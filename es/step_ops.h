@@ -199,6 +199,43 @@ class CpuStepBackend final : public StepBackend {
                    uint16_t* w_bf16) override;
 };
 
+// Buffers in a backend's memory owned together: released when the owner goes (or one by one).
+class BackendBuffers {
+ public:
+  explicit BackendBuffers(StepBackend& be) : be_(be) {}
+  ~BackendBuffers() {
+    for (void* p : live_) be_.release(p);
+  }
+  BackendBuffers(const BackendBuffers&) = delete;
+  BackendBuffers& operator=(const BackendBuffers&) = delete;
+  void* bytes(size_t n) {
+    live_.reserve(live_.size() + 1);  // so that the push_back below cannot throw and leak
+    void* p = be_.alloc(n);
+    live_.push_back(p);
+    return p;
+  }
+  template <class T = float>
+  T* array(int64_t n) {
+    return static_cast<T*>(bytes(size_t(std::max<int64_t>(n, 1)) * sizeof(T)));
+  }
+  // Releases one buffer of this set (nullptr: nothing).
+  void release(const void* p) {
+    if (!p) return;
+    auto it = std::find(live_.begin(), live_.end(), p);
+    if (it == live_.end()) throw std::logic_error("BackendBuffers::release: not a buffer of this set");
+    be_.release(*it);
+    live_.erase(it);
+  }
+  void release_all() {
+    for (void* p : live_) be_.release(p);
+    live_.clear();
+  }
+
+ private:
+  StepBackend& be_;
+  std::vector<void*> live_;
+};
+
 // A model's parameters placed in a backend's memory (index = parameter id, as in Model).
 struct StepWeights {
   ModelConfig cfg;
@@ -241,12 +278,11 @@ class OpsPerturbation {
   // vector, 0 = not perturbed); lowrank/full: the selection (per parameter id).
   OpsPerturbation(StepBackend& be, std::vector<uint8_t> lowrank, std::vector<uint8_t> full,
                   std::vector<int64_t> len, const NoiseSpec& spec, int noise_reuse, bool keep)
-      : be_(be), len_(std::move(len)), reuse_(noise_reuse), keep_(keep) {
+      : buffers_(be), be_(be), len_(std::move(len)), reuse_(noise_reuse), keep_(keep) {
     step_.noise = spec;
     step_.lowrank = std::move(lowrank);
     step_.full = std::move(full);
   }
-  ~OpsPerturbation() { free_cache(); }
   OpsPerturbation(const OpsPerturbation&) = delete;
   OpsPerturbation& operator=(const OpsPerturbation&) = delete;
 
@@ -261,10 +297,9 @@ class OpsPerturbation {
     step_.cache.assign(len_.size(), nullptr);
     for (size_t pid = 0; pid < len_.size(); pid++) {
       if (!len_[pid]) continue;
-      const size_t bytes = size_t(pairs) * size_t(len_[pid]) * sizeof(float);
-      float* c = static_cast<float*>(be_.alloc(bytes));
+      float* c = buffers_.array(pairs * len_[pid]);
       step_.cache[pid] = c;
-      bytes_ += bytes;
+      bytes_ += size_t(pairs * len_[pid]) * sizeof(float);
       be_.fill_noise_cache(step_.noise, uint32_t(pid), len_[pid], pairs, c);
     }
     cached_ = true;
@@ -275,11 +310,12 @@ class OpsPerturbation {
 
  private:
   void free_cache() {
-    for (const float* c : step_.cache) if (c) be_.release(const_cast<float*>(c));
+    buffers_.release_all();
     step_.cache.clear();
     bytes_ = 0;
     cached_ = false;
   }
+  BackendBuffers buffers_;  // the cache
   StepBackend& be_;
   std::vector<int64_t> len_;
   int reuse_;
@@ -303,7 +339,6 @@ class OpStep {
  public:
   // max_rows: the largest batch step() will be given. Scratch is allocated in the backend.
   OpStep(StepBackend& be, const StepWeights& w, int64_t max_rows);
-  ~OpStep();
   OpStep(const OpStep&) = delete;
   OpStep& operator=(const OpStep&) = delete;
 
@@ -330,7 +365,7 @@ class OpStep {
   int64_t max_rows_;
   const StepPerturbation* pert_ = nullptr;
   const int32_t* members_ = nullptr;
-  std::vector<void*> allocations_;
+  BackendBuffers buffers_;
   float *x_, *xa_, *mix_, *r_, *k_, *v_, *w_dec_, *a_, *g_, *kk_, *vfirst_, *y_, *tmp_, *tmp2_, *ffh_, *vecbuf_;
   int32_t* idx_;
   int64_t vec_used_ = 0, vec_cap_ = 0;
@@ -338,31 +373,18 @@ class OpStep {
 
 // ---- OpStep (inline) ----------------------------------------------------------------------------
 
-inline OpStep::OpStep(StepBackend& be, const StepWeights& w, int64_t max_rows) : be_(be), w_(w), max_rows_(max_rows) {
+inline OpStep::OpStep(StepBackend& be, const StepWeights& w, int64_t max_rows)
+    : be_(be), w_(w), max_rows_(max_rows), buffers_(be) {
   if (max_rows <= 0) throw std::invalid_argument("OpStep: max_rows must be > 0");
   const ModelConfig& c = w_.cfg;
   const int64_t C = c.n_embd, BC = max_rows * C;
   const int64_t lora_max = std::max({int64_t(c.dw), int64_t(c.da), int64_t(c.dv), int64_t(c.dg), int64_t(1)});
-  auto get = [&](int64_t floats) {
-    allocations_.reserve(allocations_.size() + 1);
-    void* p = be_.alloc(size_t(floats) * sizeof(float));
-    allocations_.push_back(p);
-    return static_cast<float*>(p);
-  };
-  try {
-    x_ = get(BC), xa_ = get(BC), mix_ = get(6 * BC), r_ = get(BC), k_ = get(BC), v_ = get(BC), w_dec_ = get(BC);
-    a_ = get(BC), g_ = get(BC), kk_ = get(BC), vfirst_ = get(BC), y_ = get(BC);
-    tmp_ = get(max_rows * lora_max), tmp2_ = get(BC), ffh_ = get(max_rows * int64_t(c.ffn));
-    idx_ = reinterpret_cast<int32_t*>(get(max_rows));  // int32, same size as float
-  } catch (...) {
-    for (void* p : allocations_) be_.release(p);
-    throw;
-  }
+  auto get = [&](int64_t floats) { return buffers_.array(floats); };
+  x_ = get(BC), xa_ = get(BC), mix_ = get(6 * BC), r_ = get(BC), k_ = get(BC), v_ = get(BC), w_dec_ = get(BC);
+  a_ = get(BC), g_ = get(BC), kk_ = get(BC), vfirst_ = get(BC), y_ = get(BC);
+  tmp_ = get(max_rows * lora_max), tmp2_ = get(BC), ffh_ = get(max_rows * int64_t(c.ffn));
+  idx_ = buffers_.array<int32_t>(max_rows);
   vecbuf_ = nullptr;
-}
-
-inline OpStep::~OpStep() {
-  for (void* p : allocations_) be_.release(p);
 }
 
 inline VecArg OpStep::vec(int pid, int64_t B) {
@@ -371,10 +393,7 @@ inline VecArg OpStep::vec(int pid, int64_t B) {
   const int64_t n = p.rows * p.cols;
   if (!vecbuf_) {
     vec_cap_ = kVecSlotsPerLayer_ * max_rows_ * std::max<int64_t>(w_.cfg.n_embd, 64);
-    allocations_.reserve(allocations_.size() + 1);
-    void* q = be_.alloc(size_t(vec_cap_) * sizeof(float));
-    allocations_.push_back(q);
-    vecbuf_ = static_cast<float*>(q);
+    vecbuf_ = buffers_.array(vec_cap_);
   }
   if (vec_used_ + B * n > vec_cap_) throw std::logic_error("OpStep: vector perturbation scratch exhausted");
   float* out = vecbuf_ + vec_used_;
