@@ -191,8 +191,10 @@ std::unique_ptr<StepBackend> make_backend(const TrainConfig& cfg, int plan_world
 #endif
 }
 
-// Device matrices in bf16 when the model is stored in a 16-bit type (as `eggroll plan` counts them).
-WeightDType device_matrix_dtype(const TrainConfig& cfg) {
+// The engine's matrices: on cuda bf16 when the model is stored in a 16-bit type (as `eggroll plan`
+// counts them); fp32 on the CPU.
+WeightDType engine_matrix_dtype(const TrainConfig& cfg) {
+  if (cfg.run.device != "cuda") return WeightDType::F32;
   DType dt = DType::F32;
   if (!cfg.model.path.empty()) read_checkpoint_config(cfg.model.path, &dt);
   else parse_dtype(cfg.model.init_dtype, dt);
@@ -342,7 +344,7 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
   // weights, noise, states and optimizer state on the run.device backend; `model` and `opt` are
   // brought up to date (engine->to_host) only for checkpoints
   OpsEngineOptions eo;
-  eo.matrix_dtype = cfg.run.device == "cuda" ? device_matrix_dtype(cfg) : WeightDType::F32;
+  eo.matrix_dtype = engine_matrix_dtype(cfg);
   eo.noise_cache = cfg.es.noise_cache == "keep" ? NoiseCache::Keep : NoiseCache::Regenerate;
   eo.max_rows = int64_t(std::max(slice_max, task->val_size()));
   auto engine = std::make_unique<OpsEngine>(*backend, model, sel, nc, oc, opt, eo);
@@ -481,7 +483,7 @@ EvalResult evaluate(const TrainConfig& cfg, const std::string& checkpoint) {
   none.full.assign(m.params.size(), 0);
   const Optimizer opt({}, m, none);
   OpsEngineOptions eo;
-  eo.matrix_dtype = cfg.run.device == "cuda" ? device_matrix_dtype(cfg) : WeightDType::F32;
+  eo.matrix_dtype = engine_matrix_dtype(cfg);
   eo.max_rows = int64_t(r.examples);
   OpsEngine engine(*backend, m, none, NoiseConfig{}, {}, opt, eo);
   r.score = validation_score(
