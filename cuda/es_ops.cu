@@ -92,17 +92,20 @@ __global__ void finish_sum_kernel(double* out, int count) {
   if (threadIdx.x == 0) out[0] = s;
 }
 
+// w[j] = float(before + delta) (and its bf16 copy); returns the square of the applied change.
+__device__ __forceinline__ double apply_change(float* w, uint16_t* wbf, int64_t j, float before, double delta) {
+  const float after = float(double(before) + delta);
+  w[j] = after;
+  if (wbf) wbf[j] = detail::f32_to_bf16_bits(after);
+  const double d = double(after) - double(before);
+  return d * d;
+}
+
 __global__ void sgd_kernel(float* __restrict__ w, const float* __restrict__ g, int64_t n, double lr, double scale,
                            double* __restrict__ partial, uint16_t* __restrict__ wbf) {
   double sq = 0;
   for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < n; j += int64_t(gridDim.x) * blockDim.x) {
-    const double delta = lr * (double(g[j]) * scale);
-    const float before = w[j];
-    const float after = float(double(before) + delta);
-    w[j] = after;
-    if (wbf) wbf[j] = detail::f32_to_bf16_bits(after);
-    const double d = double(after) - double(before);
-    sq += d * d;
+    sq += apply_change(w, wbf, j, w[j], lr * (double(g[j]) * scale));
   }
   block_partial(sq, partial);
 }
@@ -122,11 +125,7 @@ __global__ void adam_kernel(float* __restrict__ w, const float* __restrict__ g, 
     m2[j] = b;
     double delta = lr * (double(a) / bc1) / (sqrt(double(b) / bc2) + eps);
     if (adamw) delta -= lr * wd * double(before);
-    const float after = float(double(before) + delta);
-    w[j] = after;
-    if (wbf) wbf[j] = detail::f32_to_bf16_bits(after);
-    const double d = double(after) - double(before);
-    sq += d * d;
+    sq += apply_change(w, wbf, j, before, delta);
   }
   block_partial(sq, partial);
 }

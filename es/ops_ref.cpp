@@ -380,16 +380,18 @@ double chunked_sum(int64_t n, F&& body) {
   for (double v : part) s += v;
   return s;
 }
+
+// w = float(w + delta); returns the square of the change actually applied.
+inline double apply_change(float& w, double delta) {
+  const float before = w;
+  w = float(before + delta);
+  const double d = double(w) - before;
+  return d * d;
+}
 }  // namespace
 
 double sgd_update(float* w, const float* g, int64_t n, double lr, double scale) {
-  return chunked_sum(n, [&](int64_t j) {
-    const double delta = lr * (double(g[j]) * scale);
-    const float before = w[j];
-    w[j] = float(before + delta);
-    const double d = double(w[j]) - before;
-    return d * d;
-  });
+  return chunked_sum(n, [&](int64_t j) { return apply_change(w[j], lr * (double(g[j]) * scale)); });
 }
 
 double adam_update(float* w, const float* g, float* m1, float* m2, int64_t n, double lr, double beta1, double beta2,
@@ -401,10 +403,7 @@ double adam_update(float* w, const float* g, float* m1, float* m2, int64_t n, do
     m2[j] = float(beta2 * m2[j] + (1 - beta2) * gj * gj);
     double delta = lr * (m1[j] / bc1) / (std::sqrt(m2[j] / bc2) + eps);
     if (adamw) delta -= lr * weight_decay * w[j];
-    const float before = w[j];
-    w[j] = float(before + delta);
-    const double d = double(w[j]) - before;
-    return d * d;
+    return apply_change(w[j], delta);
   });
 }
 
