@@ -262,17 +262,27 @@ Model tiny_model(uint64_t seed) {
   return Model::random(c, seed);
 }
 
+// One of ../shared/fixtures/rwkv7: the model, its token sequence as a step case, and the
+// float64 reference logits of that sequence.
+struct Fixture {
+  Model m;
+  StepCase c;
+  std::vector<float> ref64;
+};
+Fixture load_fixture(const std::string& name) {
+  const auto meta = test::read_json(fx("rwkv7/" + name + ".json"));
+  return {Model::load(fx("rwkv7/" + name + ".pth")), sequence_case(meta["tokens"].get<std::vector<int32_t>>()),
+          test::read_f32(fx("rwkv7/" + meta["logits_file"].get<std::string>()))};
+}
+
 void cpu_checks() {
   CpuStepBackend cpu;
   // 1. fixtures, one token at a time
   for (const auto& name : test::rwkv_fixtures()) {
-    const Model m = Model::load(fx("rwkv7/" + name + ".pth"));
-    const auto meta = test::read_json(fx("rwkv7/" + name + ".json"));
-    const auto c = sequence_case(meta["tokens"].get<std::vector<int32_t>>());
+    const auto [m, c, ref] = load_fixture(name);
     const auto want = forward_logits(m, c, 1, nullptr);
     const auto got = opstep_logits(cpu, host_step_weights(m), c, 1, nullptr);
     check_err("cpu opstep == forward: " + name, max_abs(got, want), 1e-6);
-    const auto ref = test::read_f32(fx("rwkv7/" + meta["logits_file"].get<std::string>()));
     check_err("cpu opstep vs float64 fixture: " + name, max_abs(got, ref), 1e-3);
   }
   // 2. batches: permuted slots, a subset of rows with logits
@@ -759,11 +769,8 @@ void gpu_sampling() {
 void gpu_forward() {
   CpuStepBackend cpu;
   for (const auto& name : test::rwkv_fixtures()) {
-    const Model m = Model::load(fx("rwkv7/" + name + ".pth"));
-    const auto meta = test::read_json(fx("rwkv7/" + name + ".json"));
-    const auto c = sequence_case(meta["tokens"].get<std::vector<int32_t>>());
+    const auto [m, c, ref64] = load_fixture(name);
     const auto want = opstep_logits(cpu, host_step_weights(m), c, 1, nullptr);
-    const auto ref64 = test::read_f32(fx("rwkv7/" + meta["logits_file"].get<std::string>()));
     {
       cuda::DeviceModel dm(m, WeightDType::F32);
       cuda::CudaStepBackend be;
