@@ -3,9 +3,6 @@
 // state live in the backend's memory (the GPU for the CUDA backend); the host keeps the tokens it
 // must decode (stop strings, rewards) and the scalars it must log.
 //
-//   OpsStepper   generate()'s DecodeStepper on a backend: one upload of the step's rows, the
-//                step (es/step_ops.h OpStep), sampling on the backend, one download of the
-//                sampled tokens (the only host synchronisation per generated token).
 //   OpsEngine    a training run's state on a backend: begin_step (noise), generate (perturbed
 //                rollouts or plain greedy validation), update (gradient GEMMs, optional
 //                all-reduce, optimizer), and to_host (weights and optimizer state back into the
@@ -26,34 +23,6 @@
 #include "rwkv/generate.h"
 
 namespace eggroll {
-
-class OpsStepper final : public DecodeStepper {
- public:
-  // max_rows: the most rows a step will carry (and the most slots reset() will be asked for).
-  OpsStepper(StepBackend& be, const StepWeights& w, int64_t max_rows);
-  OpsStepper(const OpsStepper&) = delete;
-  OpsStepper& operator=(const OpsStepper&) = delete;
-  // The perturbation of the following steps (nullptr: none); backend memory.
-  void set_perturbation(const StepPerturbation* p) { pert_ = p; }
-
-  int vocab() const override { return int(w_.cfg.vocab); }
-  void reset(int slots) override;
-  void step(const DecodeRows& rows, const SamplingParams& sp, std::span<int32_t> sampled) override;
-
- private:
-  StepBackend& be_;
-  const StepWeights& w_;
-  int64_t max_rows_;
-  OpStep op_;
-  const StepPerturbation* pert_ = nullptr;
-  BackendBuffers buffers_;  // logits and io
-  BackendBuffers states_;   // the state arrays (replaced when more slots are needed)
-  StateView st_{};
-  int64_t slots_cap_ = 0;
-  float* logits_ = nullptr;
-  void* io_ = nullptr;        // backend: int32 tokens|slots|members|logit_rows|sampled, then uint64 seeds|counters
-  std::vector<uint8_t> host_;  // the same layout on the host
-};
 
 struct OpsEngineOptions {
   WeightDType matrix_dtype = WeightDType::F32;  // bf16: matrices read as bf16, fp32 masters updated

@@ -48,6 +48,10 @@ class Forward {
             std::span<const uint8_t> need_logits = {}, const StepPerturbation* pert = nullptr,
             std::span<const int> members = {});
   const Model& model() const { return m_; }
+  // The backend and the weights the step reads (for other drivers of the same step, e.g. the
+  // OpsStepper of rwkv/generate.h).
+  StepBackend& backend() { return be_; }
+  const StepWeights& weights() const { return w_; }
 
  private:
   const Model& m_;

@@ -1,19 +1,84 @@
 #include "rwkv/generate.h"
 
+#include <algorithm>
 #include <chrono>
+#include <fmt/format.h>
+#include <stdexcept>
 
 #include "core/error.h"
 
 namespace eggroll {
 
-void ForwardStepper::reset(int slots) { st_ = std::make_unique<BatchState>(fwd_.model().cfg, slots); }
+namespace {
+// Byte offsets of the io block: int32 tokens, slots, members, logit rows, sampled [max_rows each],
+// then uint64 seeds, counters [max_rows each] (8-byte aligned).
+struct IoLayout {
+  int64_t R;
+  size_t i32(int which) const { return size_t(which) * size_t(R) * 4; }
+  size_t u64_base() const { return (size_t(5 * R) * 4 + 7) / 8 * 8; }
+  size_t u64(int which) const { return u64_base() + size_t(which) * size_t(R) * 8; }
+  size_t bytes() const { return u64(2); }
+};
+}  // namespace
 
-void ForwardStepper::step(const DecodeRows& rows, const SamplingParams& sp, std::span<int32_t> sampled) {
-  const size_t V = size_t(vocab());
-  if (logits_.size() < sampled.size() * V) logits_.resize(sampled.size() * V);
-  fwd_.step(rows.tokens, rows.slots, *st_, logits_.data(), rows.need, pert_, rows.members);
-  for (size_t k = 0; k < sampled.size(); k++)
-    sampled[k] = sample_token(std::span<const float>(logits_.data() + k * V, V), sp, rows.seeds[k], rows.counters[k]);
+// ---- OpsStepper ---------------------------------------------------------------------------------
+
+OpsStepper::OpsStepper(StepBackend& be, const StepWeights& w, int64_t max_rows)
+    : be_(be), w_(w), max_rows_(max_rows), op_(be, w, max_rows), buffers_(be), states_(be) {
+  const IoLayout io{max_rows};
+  logits_ = buffers_.array(max_rows * int64_t(w.cfg.vocab));
+  io_ = buffers_.bytes(io.bytes());
+  host_.resize(io.bytes());
+}
+
+void OpsStepper::reset(int slots) {
+  if (slots <= 0) throw std::invalid_argument("OpsStepper::reset: slots must be > 0");
+  const StateLayout lay{w_.cfg.n_layer, w_.cfg.n_embd, w_.cfg.n_head};
+  if (slots > slots_cap_) {  // larger state arrays
+    states_.release_all();
+    st_ = {};
+    slots_cap_ = 0;
+    st_.att_x = states_.array(int64_t(slots) * lay.shift_slot_stride());
+    st_.ffn_x = states_.array(int64_t(slots) * lay.shift_slot_stride());
+    st_.wkv = states_.array(int64_t(slots) * lay.wkv_slot_stride());
+    slots_cap_ = slots;
+  }
+  be_.zero(st_.att_x, size_t(slots) * size_t(lay.shift_slot_stride()) * sizeof(float));
+  be_.zero(st_.ffn_x, size_t(slots) * size_t(lay.shift_slot_stride()) * sizeof(float));
+  be_.zero(st_.wkv, size_t(slots) * size_t(lay.wkv_slot_stride()) * sizeof(float));
+}
+
+void OpsStepper::step(const DecodeRows& rows, const SamplingParams& sp, std::span<int32_t> sampled) {
+  const int64_t B = int64_t(rows.tokens.size()), n = int64_t(sampled.size());
+  if (B == 0) return;
+  if (B > max_rows_) throw std::invalid_argument("OpsStepper::step: more rows than max_rows");
+  const IoLayout io{max_rows_};
+  auto h32 = [&](int which) { return reinterpret_cast<int32_t*>(host_.data() + io.i32(which)); };
+  auto h64 = [&](int which) { return reinterpret_cast<uint64_t*>(host_.data() + io.u64(which)); };
+  for (int64_t i = 0; i < B; i++) {
+    const int32_t t = rows.tokens[size_t(i)];
+    if (t < 0 || t >= w_.cfg.vocab)
+      throw std::invalid_argument(fmt::format("OpsStepper::step: token {} outside the vocabulary of {}", t, w_.cfg.vocab));
+    h32(0)[i] = t;
+    h32(1)[i] = rows.slots[size_t(i)];
+    h32(2)[i] = rows.members.empty() ? rows.slots[size_t(i)] : rows.members[size_t(i)];
+  }
+  int64_t k = 0;
+  for (int64_t i = 0; i < B; i++)
+    if (rows.need.empty() || rows.need[size_t(i)]) h32(3)[k++] = int32_t(i);
+  if (k != n) throw std::invalid_argument("OpsStepper::step: sampled[] does not match the rows that need a token");
+  for (int64_t j = 0; j < n; j++) h64(0)[j] = rows.seeds[size_t(j)], h64(1)[j] = rows.counters[size_t(j)];
+  // the int32 block, then (when tokens are sampled) the uint64 block
+  auto* d = static_cast<uint8_t*>(io_);
+  be_.upload(d, host_.data(), io.i32(4));
+  if (n) be_.upload(d + io.u64(0), host_.data() + io.u64(0), io.bytes() - io.u64(0));
+  auto d32 = [&](int which) { return reinterpret_cast<int32_t*>(d + io.i32(which)); };
+  auto d64 = [&](int which) { return reinterpret_cast<uint64_t*>(d + io.u64(which)); };
+  op_.step(d32(0), d32(1), d32(2), B, st_, n ? logits_ : nullptr, n == B ? nullptr : d32(3), n, pert_);
+  if (n == 0) return;
+  be_.sample(logits_, n, w_.cfg.vocab, sp, d64(0), d64(1), d32(4));
+  be_.download(sampled.data(), d32(4), size_t(n) * sizeof(int32_t));
+  be_.synchronize();
 }
 
 std::vector<GenResult> generate(DecodeStepper& stepper, std::span<const GenRequest> requests, const GenOptions& opt,
@@ -104,7 +169,8 @@ std::vector<GenResult> generate(DecodeStepper& stepper, std::span<const GenReque
 
 std::vector<GenResult> generate(Forward& fwd, std::span<const GenRequest> requests, const GenOptions& opt,
                                 const StepPerturbation* pert, GenStats* stats) {
-  ForwardStepper stepper(fwd, pert);
+  OpsStepper stepper(fwd.backend(), fwd.weights(), std::max<int64_t>(int64_t(requests.size()), 1));
+  stepper.set_perturbation(pert);
   return generate(stepper, requests, opt, stats);
 }
 

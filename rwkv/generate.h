@@ -54,31 +54,45 @@ struct DecodeRows {
 class DecodeStepper {
  public:
   virtual ~DecodeStepper() = default;
-  virtual int vocab() const = 0;
   // Fresh zero states for `slots` requests.
   virtual void reset(int slots) = 0;
   // Feeds the rows' tokens; writes the sampled token of the k-th row with need to sampled[k].
   virtual void step(const DecodeRows& rows, const SamplingParams& sp, std::span<int32_t> sampled) = 0;
 };
 
-// The CPU stepper: Forward::step (with an optional perturbation) and sample_token per row.
-class ForwardStepper final : public DecodeStepper {
+// generate()'s stepper on any backend (es/step_ops.h): one upload of the step's rows, the step
+// (OpStep, with an optional perturbation in the backend's memory), sampling on the backend, one
+// download of the sampled tokens (the only host synchronisation per generated token).
+class OpsStepper final : public DecodeStepper {
  public:
-  explicit ForwardStepper(Forward& fwd, const StepPerturbation* pert = nullptr) : fwd_(fwd), pert_(pert) {}
-  int vocab() const override { return fwd_.model().cfg.vocab; }
+  // max_rows: the most rows a step will carry (and the most slots reset() will be asked for).
+  OpsStepper(StepBackend& be, const StepWeights& w, int64_t max_rows);
+  OpsStepper(const OpsStepper&) = delete;
+  OpsStepper& operator=(const OpsStepper&) = delete;
+  // The perturbation of the following steps (nullptr: none); backend memory.
+  void set_perturbation(const StepPerturbation* p) { pert_ = p; }
+
   void reset(int slots) override;
   void step(const DecodeRows& rows, const SamplingParams& sp, std::span<int32_t> sampled) override;
 
  private:
-  Forward& fwd_;
-  const StepPerturbation* pert_;
-  std::unique_ptr<BatchState> st_;
-  std::vector<float> logits_;
+  StepBackend& be_;
+  const StepWeights& w_;
+  int64_t max_rows_;
+  OpStep op_;
+  const StepPerturbation* pert_ = nullptr;
+  BackendBuffers buffers_;  // logits and io
+  BackendBuffers states_;   // the state arrays (replaced when more slots are needed)
+  StateView st_{};
+  int64_t slots_cap_ = 0;
+  float* logits_ = nullptr;
+  void* io_ = nullptr;        // backend: int32 tokens|slots|members|logit_rows|sampled, then uint64 seeds|counters
+  std::vector<uint8_t> host_;  // the same layout on the host
 };
 
 std::vector<GenResult> generate(DecodeStepper& stepper, std::span<const GenRequest> requests, const GenOptions& opt,
                                 GenStats* stats = nullptr);
-// generate() with a ForwardStepper.
+// generate() on the CPU forward's backend and (packed) weights.
 std::vector<GenResult> generate(Forward& fwd, std::span<const GenRequest> requests, const GenOptions& opt,
                                 const StepPerturbation* pert = nullptr, GenStats* stats = nullptr);
 
