@@ -17,6 +17,19 @@ seconds=${FUZZ_SECONDS:-60}
 jobs=${FUZZ_BUILD_JOBS:-2}
 targets=(fuzz_pth fuzz_safetensors)
 
+# What the clang build needs from Debian, checked first so that a missing piece is named.
+probe=$(mktemp -d)
+trap 'rm -rf "$probe"' EXIT
+command -v clang++ >/dev/null || { echo "fuzz.sh: clang++ not found: apt-get install clang (scripts/setup.sh does)" >&2; exit 2; }
+printf 'extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long) { return 0; }\n' >"$probe/f.cpp"
+clang++ -fsanitize=fuzzer,address,undefined "$probe/f.cpp" -o "$probe/f" 2>"$probe/err" || {
+  echo "fuzz.sh: clang++ cannot link libFuzzer/ASan: apt-get install libclang-rt-14-dev (scripts/setup.sh does)" >&2
+  cat "$probe/err" >&2; exit 2; }
+printf '#include <omp.h>\nint main() { return omp_get_max_threads() > 0 ? 0 : 1; }\n' >"$probe/o.cpp"
+clang++ -fopenmp "$probe/o.cpp" -o "$probe/o" 2>"$probe/err" || {
+  echo "fuzz.sh: clang++ has no OpenMP runtime: apt-get install libomp-dev (scripts/setup.sh does)" >&2
+  cat "$probe/err" >&2; exit 2; }
+
 CC=clang CXX=clang++ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DEGGROLL_FUZZ=ON -DEGGROLL_TESTS=OFF -DEGGROLL_CUDA=OFF >/dev/null
 cmake --build "$build" -j"$jobs" --target "${targets[@]}" fuzz_make_seeds

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the build and test dependencies from Debian packages. Idempotent: a no-op when all are present.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
+# clang, its sanitizer/libFuzzer runtime (libclang-rt-14-dev) and its OpenMP runtime (libomp-dev)
+# build the ASan and fuzz trees of the test command; a minimal Debian has none of them.
+pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev libomp-dev
       libeigen3-dev libcli11-dev libspdlog-dev libfmt-dev libyaml-cpp-dev nlohmann-json3-dev
       catch2 libopenmpi-dev openmpi-bin python3 python3-matplotlib)
 missing=()
