@@ -1,6 +1,6 @@
 #pragma once
 // Model weights made on the device, the OpenES materialisation of a perturbed matrix, and the
-// card's measured ceilings (for `eggroll bench es --backend cuda`, es/bench_cuda.h).
+// card's measured ceilings (for `eggroll bench es --backend cuda`, app/bench_cuda.h).
 // No CUDA header here; streams are `void*` (nullptr = the legacy default stream).
 //
 // Each numeric kernel has a CPU reference below (namespace eggroll::ref), checked against it by

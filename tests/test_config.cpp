@@ -1,4 +1,4 @@
-// Strict YAML config (core/config) and the training config built on it (es/train_config):
+// Strict YAML config (core/config) and the training config built on it (app/train_config):
 // defaults, files, typed overrides, every error class with its message, cross-key checks,
 // resolved-YAML round trip, fingerprints and diffs.
 #include <catch2/catch.hpp>
@@ -16,7 +16,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
-#include "es/train_config.h"
+#include "app/train_config.h"
 
 using namespace eggroll;
 namespace fs = std::filesystem;

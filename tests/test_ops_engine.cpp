@@ -14,8 +14,8 @@
 
 #include "core/error.h"
 #include "es/ops_engine.h"
-#include "es/plan.h"
-#include "es/trainer.h"
+#include "app/plan.h"
+#include "app/trainer.h"
 #include "fixtures.h"
 #include "rwkv/generate.h"
 #if EGGROLL_HAVE_CUDA

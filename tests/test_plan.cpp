@@ -1,4 +1,4 @@
-// The device-memory planner (es/plan.h, `eggroll plan`): hand-computed numbers for the 7.2B
+// The device-memory planner (app/plan.h, `eggroll plan`): hand-computed numbers for the 7.2B
 // preset at population 1024, headers read without data, refusal when the plan does not fit.
 #include <catch2/catch.hpp>
 #include <cstdlib>
@@ -9,7 +9,7 @@
 
 #include "core/error.h"
 #include "fixtures.h"
-#include "es/plan.h"
+#include "app/plan.h"
 #include "rwkv/model.h"
 
 using namespace eggroll;

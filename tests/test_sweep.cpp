@@ -11,8 +11,8 @@
 #include <sstream>
 
 #include "core/error.h"
-#include "es/sweep.h"
-#include "es/trainer.h"
+#include "app/sweep.h"
+#include "app/trainer.h"
 #include "fixtures.h"
 
 using namespace eggroll;

@@ -13,8 +13,8 @@
 #include <unistd.h>
 
 #include "core/error.h"
-#include "es/countdown.h"
-#include "es/tasks.h"
+#include "tasks/countdown.h"
+#include "tasks/tasks.h"
 
 using namespace eggroll;
 namespace fs = std::filesystem;

@@ -7,7 +7,7 @@
 
 #include "core/checkpoint.h"
 #include "fixtures.h"
-#include "es/trainer.h"
+#include "app/trainer.h"
 
 using namespace eggroll;
 namespace fs = std::filesystem;

@@ -8,8 +8,8 @@
 
 #include "core/error.h"
 #include "core/gemm.h"
-#include "es/bench_cuda.h"
-#include "es/commands.h"
+#include "app/bench_cuda.h"
+#include "app/commands.h"
 #include "es/eggroll.h"
 #include "rwkv/forward.h"
 #include "rwkv/model.h"
@@ -133,7 +133,7 @@ void register_bench_commands(CLI::App& app) {
 
   auto* e = bench->add_subcommand("es", "Population decode throughput: pure inference vs EGGROLL vs OpenES");
   auto eo = std::make_shared<BenchEsOptions>();
-  e->add_option("--backend", eo->backend, "cpu, or cuda (random weights made on the device; es/bench_cuda.cpp)")
+  e->add_option("--backend", eo->backend, "cpu, or cuda (random weights made on the device; app/bench_cuda.cpp)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   e->add_option("--preset", eo->preset, "model size preset (random weights)");
   e->add_option("--dtype", eo->dtype, "matrix dtype: f32 (cpu; the default there) or bf16 (cuda default) / f32");

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "es/train_config.h"
+#include "app/train_config.h"
 
 namespace eggroll {
 

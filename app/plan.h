@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "core/dtype.h"
-#include "es/train_config.h"
+#include "app/train_config.h"
 #include "rwkv/model.h"
 
 namespace eggroll {

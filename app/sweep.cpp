@@ -1,4 +1,4 @@
-#include "es/sweep.h"
+#include "app/sweep.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -14,7 +14,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
-#include "es/trainer.h"
+#include "app/trainer.h"
 
 namespace eggroll {
 

@@ -9,7 +9,7 @@
 
 #include "core/checkpoint.h"
 #include "core/error.h"
-#include "es/commands.h"
+#include "app/commands.h"
 #include "rwkv/forward.h"
 #include "rwkv/generate.h"
 #include "rwkv/model.h"

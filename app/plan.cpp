@@ -1,4 +1,4 @@
-#include "es/plan.h"
+#include "app/plan.h"
 
 #include "core/mapped_file.h"
 

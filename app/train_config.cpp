@@ -1,4 +1,4 @@
-#include "es/train_config.h"
+#include "app/train_config.h"
 
 #include <climits>
 #include <filesystem>

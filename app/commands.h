@@ -1,5 +1,5 @@
 #pragma once
-// Registration of the command-line subcommands (each command's code lives in es/cmd_*.cpp).
+// Registration of the command-line subcommands (each command's code lives in app/cmd_*.cpp).
 #include <cstdint>
 #include <string>
 #include <vector>

@@ -1,4 +1,4 @@
-#include "es/commands.h"
+#include "app/commands.h"
 
 #include <CLI/CLI.hpp>
 

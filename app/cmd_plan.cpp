@@ -1,14 +1,14 @@
-// Command: plan (device-memory plan of a training config; es/plan.h).
+// Command: plan (device-memory plan of a training config; app/plan.h).
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <iostream>
 
 #include "core/config.h"
 #include "core/error.h"
-#include "es/commands.h"
-#include "es/embedded_configs.h"
-#include "es/plan.h"
-#include "es/train_config.h"
+#include "app/commands.h"
+#include "app/embedded_configs.h"
+#include "app/plan.h"
+#include "app/train_config.h"
 
 namespace eggroll {
 

@@ -1,4 +1,4 @@
-#include "es/tasks.h"
+#include "tasks/tasks.h"
 
 #include <algorithm>
 #include <fstream>
@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "es/countdown.h"
+#include "tasks/countdown.h"
 
 namespace eggroll {
 

@@ -2,7 +2,7 @@
 // Tasks: where training and validation prompts come from, and how rollouts are scored.
 //
 //   countdown  generated (seeded, always solvable) or loaded from JSONL ("nums", "target");
-//              reward 1.0 / 0.1 / 0 (see es/countdown.h)
+//              reward 1.0 / 0.1 / 0 (see tasks/countdown.h)
 //   gsm8k      JSONL ("question", "answer" with the solution after "####"); reward 1 / 0
 //   digits, fastzero, reptok, uniquetok   toy tasks for tiny models (llm_bandits.py)
 //

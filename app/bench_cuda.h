@@ -1,5 +1,5 @@
 #pragma once
-// `eggroll bench es` options, and its CUDA path (`--backend cuda`, es/bench_cuda.cpp).
+// `eggroll bench es` options, and its CUDA path (`--backend cuda`, app/bench_cuda.cpp).
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -18,7 +18,7 @@ struct BenchEsOptions {
 // pure batched inference, EGGROLL (noise regenerated / kept), OpenES at batch 1, plus the card's
 // measured GEMM and copy ceilings; one JSON line per population on stdout, progress on stderr.
 // InputError (exit 2) when built without CUDA, when no device is present, or when the largest
-// population does not fit (the memory plan, es/plan.h, is printed to stderr first).
+// population does not fit (the memory plan, app/plan.h, is printed to stderr first).
 void bench_es_cuda(const BenchEsOptions& o, const std::vector<int64_t>& populations);
 
 }  // namespace eggroll

@@ -1,5 +1,5 @@
 // `eggroll bench es --backend cuda`: the device counterpart of the CPU benchmark in
-// es/cmd_bench.cpp, on random weights made on the device (cuda::DeviceModel(cfg, seed, dtype)).
+// app/cmd_bench.cpp, on random weights made on the device (cuda::DeviceModel(cfg, seed, dtype)).
 //
 // In one run: the card's ceilings (a bf16 cuBLAS GEMM, a device-to-device copy), then for each
 // population N, --tokens decode steps from a fresh state for all N members, greedy (argmax on the
@@ -12,11 +12,11 @@
 // device and decoding --openes-tokens tokens at batch 1, materialisation included in the time.
 //
 // Derived numbers (per variant, from its best time t for N x T tokens):
-//   tflops = forward GEMM FLOPs per token (2 x parameters of the products, es/plan.h) x tokens/s
+//   tflops = forward GEMM FLOPs per token (2 x parameters of the products, app/plan.h) x tokens/s
 //   gbps   = compulsory bytes per step / (t / T): the products' weights read once, the embedding
 //            rows, the vectors, every member's state read and written (token shifts + WKV, fp32),
 //            and the logits written and read back by argmax. Noise-cache reads are not counted.
-#include "es/bench_cuda.h"
+#include "app/bench_cuda.h"
 
 #include <fmt/format.h>
 
@@ -33,7 +33,7 @@
 #include "cuda/device_forward.h"
 #include "cuda/device_random.h"
 #include "es/eggroll.h"
-#include "es/plan.h"
+#include "app/plan.h"
 #include "rwkv/model_layout.h"
 #endif
 

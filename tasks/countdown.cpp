@@ -1,4 +1,4 @@
-#include "es/countdown.h"
+#include "tasks/countdown.h"
 
 #include <algorithm>
 #include <cmath>
@@ -9,7 +9,7 @@
 #include "core/hash.h"
 #include "core/error.h"
 #include "core/philox.h"
-#include "es/tasks.h"
+#include "tasks/tasks.h"
 
 namespace eggroll::countdown {
 

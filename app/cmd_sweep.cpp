@@ -5,8 +5,8 @@
 #include <iostream>
 
 #include "core/error.h"
-#include "es/commands.h"
-#include "es/sweep.h"
+#include "app/commands.h"
+#include "app/sweep.h"
 
 namespace eggroll {
 

@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "es/commands.h"
+#include "app/commands.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"eggroll: fine-tune RWKV-7 language models with EGGROLL (low-rank evolution strategies)"};

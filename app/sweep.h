@@ -29,7 +29,7 @@
 #include <utility>
 #include <vector>
 
-#include "es/train_config.h"
+#include "app/train_config.h"
 
 namespace eggroll {
 

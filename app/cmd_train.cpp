@@ -6,10 +6,10 @@
 
 #include "core/config.h"
 #include "core/error.h"
-#include "es/commands.h"
-#include "es/embedded_configs.h"
-#include "es/train_config.h"
-#include "es/trainer.h"
+#include "app/commands.h"
+#include "app/embedded_configs.h"
+#include "app/train_config.h"
+#include "app/trainer.h"
 
 namespace eggroll {
 

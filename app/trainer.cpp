@@ -1,4 +1,4 @@
-#include "es/trainer.h"
+#include "app/trainer.h"
 
 #include <unistd.h>
 
@@ -19,8 +19,8 @@
 #include "es/eggroll.h"
 #include "es/fitness.h"
 #include "es/ops_engine.h"
-#include "es/plan.h"
-#include "es/tasks.h"
+#include "app/plan.h"
+#include "tasks/tasks.h"
 #include "rwkv/generate.h"
 #include "rwkv/model.h"
 #include "rwkv/tokenizer.h"
