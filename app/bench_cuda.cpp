@@ -1,5 +1,5 @@
 // `eggroll bench es --backend cuda`: the device counterpart of the CPU benchmark in
-// app/cmd_bench.cpp, on random weights made on the device (cuda::DeviceModel(cfg, seed, dtype)).
+// app/cmd_bench.cpp, on random weights made on the device (BackendModel(backend, cfg, seed, dtype)).
 //
 // In one run: the card's ceilings (a bf16 cuBLAS GEMM, a device-to-device copy), then for each
 // population N, --tokens decode steps from a fresh state for all N members, greedy (argmax on the
@@ -30,8 +30,9 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
-#include "cuda/device_forward.h"
-#include "cuda/device_random.h"
+#include "cuda/cuda_backend.h"
+#include "rwkv/backend_model.h"
+#include "cuda/init.h"
 #include "es/eggroll.h"
 #include "app/plan.h"
 #include "rwkv/model_layout.h"
@@ -110,7 +111,7 @@ void bench_es_cuda(const BenchEsOptions& o, const std::vector<int64_t>& pops) {
   DType dt;
   if (!parse_dtype(dname, dt) || dt == DType::F16)
     throw InputError(fmt::format("--dtype: '{}' is not f32 or bf16", dname));
-  const WeightDType wd = dt == DType::BF16 ? WeightDType::BF16 : WeightDType::F32;
+  const DType wd = dt == DType::BF16 ? DType::BF16 : DType::F32;
   if (o.rank > cuda::kMaxDeviceRank)
     throw InputError(fmt::format("--rank: {} is above {}, the largest rank of the device kernels", o.rank,
                                  cuda::kMaxDeviceRank));
@@ -158,7 +159,8 @@ void bench_es_cuda(const BenchEsOptions& o, const std::vector<int64_t>& pops) {
 
   // ---- the model, made on the device
   double t0 = now_s();
-  cuda::DeviceModel dm(cfg, 1, wd);
+  cuda::CudaBackend model_be;
+  BackendModel dm(model_be, cfg, 1, wd);
   const double init_s = now_s() - t0;
   fmt::print(stderr, "bench es (cuda): random {} model ({:.2f}B params, {} matrices, {:.2f} GB) made on the device in {:.2f} s\n",
              o.preset, double(plan.params) / 1e9, dname, double(dm.bytes()) / 1e9, init_s);
@@ -168,7 +170,7 @@ void bench_es_cuda(const BenchEsOptions& o, const std::vector<int64_t>& pops) {
   const int M = o.openes_members, To = o.openes_tokens;
   double t_open = 0;
   {
-    StepWeights pw = dm.weights();
+    ModelWeights pw = dm.weights();
     std::vector<std::unique_ptr<DevBuf<uint8_t>>> copies;
     const std::vector<int> ids = sel.ids();
     for (int pid : ids) {
@@ -181,12 +183,12 @@ void bench_es_cuda(const BenchEsOptions& o, const std::vector<int64_t>& pops) {
         const int pid = ids[k];
         const WeightView& base = dm.weights().params[size_t(pid)];
         cuda::perturb_full(noise_key(nc, uint32_t(pid), 0, uint32_t(member)), nc.dist, vector_scale(nc, uint32_t(member)),
-                           base.data, copies[k]->p, wd == WeightDType::BF16, base.rows * base.cols);
+                           base.data, copies[k]->p, wd == DType::BF16, base.rows * base.cols);
       }
     };
-    cuda::CudaStepBackend be;
-    OpStep op(be, pw, 1);
-    cuda::DeviceState st(cfg, 1);
+    cuda::CudaBackend be;
+    ModelStep op(be, pw, 1);
+    BackendState st(be, cfg, 1);
     DevBuf<int32_t> toks(static_cast<size_t>(M)), slot(1), scratch(1);
     DevBuf<float> logits(static_cast<size_t>(V));
     std::vector<int32_t> h(static_cast<size_t>(M));
@@ -216,8 +218,9 @@ void bench_es_cuda(const BenchEsOptions& o, const std::vector<int64_t>& pops) {
   // ---- populations
   for (int64_t N : pops) {
     fmt::print(stderr, "bench es (cuda): population {}\n", N);
-    cuda::DeviceForward fwd(dm, N);
-    cuda::DeviceState st(cfg, int(N));
+    cuda::CudaBackend be;
+    ModelStep fwd(be, dm.weights(), N);
+    BackendState st(be, cfg, int(N));
     DevBuf<int32_t> tok0(static_cast<size_t>(N)), tok(static_cast<size_t>(N)), iota(static_cast<size_t>(N));
     DevBuf<float> logits(size_t(N) * size_t(V));
     {
@@ -236,7 +239,7 @@ void bench_es_cuda(const BenchEsOptions& o, const std::vector<int64_t>& pops) {
       if (dp) dp->begin_step(0, int(N));
       const StepPerturbation* sp = dp ? &dp->step() : nullptr;
       for (int t = 0; t < steps; t++) {
-        fwd.step_device(tok.p, iota.p, iota.p, N, st, logits.p, nullptr, 0, sp);
+        fwd.step(tok.p, iota.p, iota.p, N, st.view(), logits.p, nullptr, 0, sp);
         cuda::argmax_rows(logits.p, N, V, tok.p);
       }
       cuda::synchronize();
@@ -244,7 +247,7 @@ void bench_es_cuda(const BenchEsOptions& o, const std::vector<int64_t>& pops) {
     };
     {  // warm-up (cuBLAS heuristics, bf16 scratch): one step plain and regenerated
       decode(nullptr, 1);
-      EggrollPerturbation regen(lay, sel, nc, NoiseCache::Regenerate, &fwd.backend());
+      EggrollPerturbation regen(lay, sel, nc, NoiseCache::Regenerate, &be);
       decode(&regen, 1);
     }
     double t_pure = 1e300, t_regen = 1e300, t_keep = 1e300;
@@ -260,11 +263,11 @@ void bench_es_cuda(const BenchEsOptions& o, const std::vector<int64_t>& pops) {
         }
       }
       {
-        EggrollPerturbation keep(lay, sel, nc, NoiseCache::Keep, &fwd.backend());
+        EggrollPerturbation keep(lay, sel, nc, NoiseCache::Keep, &be);
         t_keep = std::min(t_keep, decode(&keep, T));
         cache_bytes = keep.cache_bytes();
       }
-      EggrollPerturbation regen(lay, sel, nc, NoiseCache::Regenerate, &fwd.backend());
+      EggrollPerturbation regen(lay, sel, nc, NoiseCache::Regenerate, &be);
       t_regen = std::min(t_regen, decode(&regen, T));
       fmt::print(stderr, "bench es (cuda): population {} repeat {}: {:.1f} / {:.1f} / {:.1f} ms per step (inference / keep / regenerate)\n",
                  N, rep + 1, t_pure / T * 1e3, t_keep / T * 1e3, t_regen / T * 1e3);

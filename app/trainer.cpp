@@ -26,7 +26,7 @@
 #include "rwkv/tokenizer.h"
 
 #if EGGROLL_HAVE_CUDA
-#include "cuda/device_forward.h"
+#include "cuda/cuda_backend.h"
 #endif
 
 namespace fs = std::filesystem;
@@ -170,8 +170,8 @@ double validation_score(const Model& m, const Rollout& rollout, const Task& task
 // The backend of run.device. CUDA, for training (plan_world = the number of processes): refuses
 // a run whose memory plan does not fit the device, before allocating anything (the plan table in
 // the message); plan_world = 0: no plan check (evaluation).
-std::unique_ptr<StepBackend> make_backend(const TrainConfig& cfg, int plan_world) {
-  if (cfg.run.device == "cpu") return std::make_unique<CpuStepBackend>();
+std::unique_ptr<Backend> make_backend(const TrainConfig& cfg, int plan_world) {
+  if (cfg.run.device == "cpu") return std::make_unique<CpuBackend>();
 #if EGGROLL_HAVE_CUDA
   if (cuda::device_count() == 0)
     throw InputError("run.device: 'cuda' but no CUDA device is visible (no GPU or no driver); use run.device=cpu");
@@ -184,7 +184,7 @@ std::unique_ptr<StepBackend> make_backend(const TrainConfig& cfg, int plan_world
   if (plan_world > 0)
     require_fits(cfg, plan_world, double(cuda::device_free_memory()) / double(1ull << 30),
                  fmt::format("GPU {} ({})", device, cuda::device_name(device)));
-  return std::make_unique<cuda::CudaStepBackend>();
+  return std::make_unique<cuda::CudaBackend>();
 #else
   (void)plan_world;
   throw InputError("run.device: 'cuda' but this eggroll was built without the CUDA backend (no nvcc at configure time)");
@@ -193,16 +193,16 @@ std::unique_ptr<StepBackend> make_backend(const TrainConfig& cfg, int plan_world
 
 // The engine's matrices: on cuda bf16 when the model is stored in a 16-bit type (as `eggroll plan`
 // counts them); fp32 on the CPU.
-WeightDType engine_matrix_dtype(const TrainConfig& cfg) {
-  if (cfg.run.device != "cuda") return WeightDType::F32;
+DType engine_matrix_dtype(const TrainConfig& cfg) {
+  if (cfg.run.device != "cuda") return DType::F32;
   DType dt = DType::F32;
   if (!cfg.model.path.empty()) read_checkpoint_config(cfg.model.path, &dt);
   else parse_dtype(cfg.model.init_dtype, dt);
-  return dt == DType::F32 ? WeightDType::F32 : WeightDType::BF16;
+  return dt == DType::F32 ? DType::F32 : DType::BF16;
 }
 
 // all_gather of host bytes; a "nccl" communicator takes device buffers, staged through `be`.
-void all_gather_host(Communicator& comm, StepBackend* be, const void* send, size_t bytes, void* recv) {
+void all_gather_host(Communicator& comm, Backend* be, const void* send, size_t bytes, void* recv) {
   if (comm.backend() != "nccl" || comm.size() == 1) {
     comm.all_gather(send, bytes, recv);
     return;
@@ -293,7 +293,7 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
   if (lead) write_atomic(cfg_path, to_yaml(cfg));
 
   // the device and its memory plan first: a run that cannot fit stops before any weights exist
-  std::unique_ptr<StepBackend> backend = make_backend(cfg, world);
+  std::unique_ptr<Backend> backend = make_backend(cfg, world);
   auto tok = make_tokenizer(cfg);
   auto task = make_task(task_options(cfg));
   Model model = initial_model(cfg, *tok);

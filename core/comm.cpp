@@ -1,5 +1,5 @@
 // Communicators (see comm.h): single-process and MPI backends, launch detection, the TCP and
-// file rendezvous, and the factory (which hands "nccl" to cuda/nccl_comm.cpp).
+// file rendezvous, and the factory (which hands "nccl" to the factory the CUDA library registers).
 #include "core/comm.h"
 
 #include <arpa/inet.h>
@@ -33,9 +33,6 @@
 #define OMPI_SKIP_MPICXX 1  // the C API only: no deprecated C++ bindings (and their warnings)
 #define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
-#endif
-#ifdef EGGROLL_HAVE_NCCL
-#include "cuda/nccl_comm.h"
 #endif
 
 namespace eggroll {
@@ -862,15 +859,33 @@ std::string rendezvous_file(const std::string& path, int rank, int size, const s
 
 std::unique_ptr<Communicator> make_single_communicator() { return std::make_unique<SingleCommunicator>(); }
 
+namespace {
+std::vector<std::pair<std::string, DeviceCommFactory>>& device_comms() {
+  static std::vector<std::pair<std::string, DeviceCommFactory>> r;
+  return r;
+}
+const DeviceCommFactory* device_comm(const std::string& name) {
+  for (const auto& [n, f] : device_comms())
+    if (n == name) return &f;
+  return nullptr;
+}
+}  // namespace
+
+void register_device_comm(const std::string& name, DeviceCommFactory factory) {
+  for (auto& [n, f] : device_comms())
+    if (n == name) {
+      f = std::move(factory);
+      return;
+    }
+  device_comms().emplace_back(name, std::move(factory));
+}
+
 bool comm_backend_available(const std::string& backend) {
   if (backend == "single") return true;
 #ifdef EGGROLL_HAVE_MPI
   if (backend == "mpi") return true;
 #endif
-#ifdef EGGROLL_HAVE_NCCL
-  if (backend == "nccl") return true;
-#endif
-  return false;
+  return backend == "nccl" && device_comm("nccl");
 }
 
 std::unique_ptr<Communicator> make_communicator(const CommOptions& options) {
@@ -899,8 +914,8 @@ std::unique_ptr<Communicator> make_communicator(const CommOptions& options) {
 #ifdef EGGROLL_HAVE_MPI
   if (backend == "mpi") return make_mpi(options.timeout_s, launch);
 #endif
-#ifdef EGGROLL_HAVE_NCCL
   if (backend == "nccl") {
+    const DeviceCommFactory& make_nccl = *device_comm("nccl");  // available: checked above
     const std::string& rv = options.rendezvous;
     require(rv == "mpi" || rv == "tcp" || rv == "file", where, "unknown rendezvous '" + rv + "' (mpi, tcp or file)");
     const double t = options.timeout_s;
@@ -917,8 +932,8 @@ std::unique_ptr<Communicator> make_communicator(const CommOptions& options) {
       };
       // A broken NCCL communicator must also keep MPI_Finalize (which may wait for a dead
       // peer) from running at exit.
-      return cuda::make_nccl_communicator(mpi->rank(), mpi->size(), mpi->local_rank(), exchange, t,
-                                          [] { mpi_state().broken = true; });
+      return make_nccl(mpi->rank(), mpi->size(), mpi->local_rank(), exchange, t,
+                       [] { mpi_state().broken = true; });
 #else
       throw InputError(std::string(where) + ": rendezvous 'mpi' needs MPI, which this build lacks; use tcp or file");
 #endif
@@ -930,14 +945,13 @@ std::unique_ptr<Communicator> make_communicator(const CommOptions& options) {
       env_int("MASTER_PORT", port);
       require(port >= 1 && port <= 65535, where, "MASTER_PORT must be in 1..65535, got " + std::to_string(port));
       auto exchange = [=](const std::string& blob) { return rendezvous_tcp(host, port, launch.rank, launch.size, blob, t); };
-      return cuda::make_nccl_communicator(launch.rank, launch.size, launch.local_rank, exchange, t);
+      return make_nccl(launch.rank, launch.size, launch.local_rank, exchange, t, {});
     }
     require(!options.rendezvous_path.empty(), where, "rendezvous 'file' needs rendezvous_path");
     const std::string path = options.rendezvous_path;
     auto exchange = [=](const std::string& blob) { return rendezvous_file(path, launch.rank, launch.size, blob, t); };
-    return cuda::make_nccl_communicator(launch.rank, launch.size, launch.local_rank, exchange, t);
+    return make_nccl(launch.rank, launch.size, launch.local_rank, exchange, t, {});
   }
-#endif
   throw InputError(std::string(where) + ": backend '" + backend + "' is not built in");
 }
 

@@ -23,6 +23,7 @@
 //     rank the same bits for a fixed rank count, but its summation order is NCCL's own.
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -95,8 +96,21 @@ std::unique_ptr<Communicator> make_communicator(const CommOptions& options);
 std::unique_ptr<Communicator> make_single_communicator();
 
 // True when this build has the backend ("single" always; "mpi" with EGGROLL_HAVE_MPI;
-// "nccl" with EGGROLL_HAVE_NCCL).
+// "nccl" when the CUDA library registered it, built with NCCL).
 bool comm_backend_available(const std::string& backend);
+
+// ---- device communicators registered by a backend plugin --------------------------------------
+// Called on every rank with this rank's candidate blob (rank 0: the real unique id); returns
+// rank 0's blob.
+using IdExchange = std::function<std::string(const std::string&)>;
+// Makes a communicator of rank `rank` of `size` (local_rank picks the device) whose id is
+// handed out by `exchange`; on_failure (optional) runs once when it breaks.
+using DeviceCommFactory = std::function<std::unique_ptr<Communicator>(
+    int rank, int size, int local_rank, const IdExchange& exchange, double timeout_s,
+    std::function<void()> on_failure)>;
+// The CUDA library registers "nccl" at static-initialisation time (cuda/nccl_comm.cpp), so
+// core never includes cuda/.
+void register_device_comm(const std::string& name, DeviceCommFactory factory);
 
 // ---- rendezvous: rank 0's opaque blob to every rank ---------------------------------------
 // Used to hand out the NCCL unique id without MPI; plain functions, testable without NCCL.

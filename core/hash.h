@@ -1,6 +1,6 @@
 #pragma once
 // splitmix64's finaliser: a fast, well-mixed 64-bit hash for deriving seeds and streams.
-// Host and device (the random model init of rwkv/model_init.h runs on both).
+// Host and device (the random model init of core/ops/init.h runs on both).
 #include <cstdint>
 
 #include "core/philox.h"  // EGGROLL_HD

@@ -6,7 +6,7 @@
 // ("CUDA error in <op>: ...") on failure; kernels run asynchronously on the stream.
 //
 // Each op has a CPU reference of the same name in es/ops_ref.h (namespace eggroll::ref) or, where
-// it existed before, rwkv/forward.h (layer_norm_row, wkv7_head), rwkv/sampler.h (sample_token),
+// it existed before, rwkv/forward.h (layer_norm_row, wkv7_head), core/ops/sample.h (sample_token),
 // es/fitness.h (shape_fitness), es/eggroll.h (eggroll_gradient, Optimizer); the GPU test program
 // tests/gpu_ops_main.cpp compares every op with its reference.
 //
@@ -17,7 +17,7 @@
 #include <cstdint>
 #include <string>
 
-#include "es/ops_ref.h"
+#include "core/noise.h"
 
 namespace eggroll::cuda {
 
@@ -169,7 +169,7 @@ void shape_fitness(const float* rewards, int64_t G, int64_t P, bool rank, float*
 // ---- sampling ---------------------------------------------------------------------------------------
 // Greedy: out[i] = argmax of row i (lowest id on ties, NaN ignored, all-NaN row -> 0). One block per row.
 void argmax_rows(const float* logits, int64_t rows, int64_t V, int32_t* out, void* stream = nullptr);
-// rwkv/sampler.h sample_token per row (temperature, top-k, top-p) with the per-row stream
+// core/ops/sample.h sample_token per row (temperature, top-k, top-p) with the per-row stream
 // (seeds[i], counters[i]) (device arrays); the same uniform01 draw as the CPU. The candidate set
 // and the top-p / draw cut-offs are found by radix selection over (logit, -id) keys instead of a
 // sort, so a row's token equals the CPU's except when a cumulative sum lands within double

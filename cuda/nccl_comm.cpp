@@ -249,6 +249,17 @@ std::unique_ptr<Communicator> make_nccl_communicator(int rank, int size, int loc
   return std::make_unique<NcclCommunicator>(rank, size, local_rank, exchange, timeout_s, std::move(on_failure));
 }
 
+namespace {
+// make_communicator's "nccl" backend (core/comm.h registry); the library is linked whole-archive.
+const bool kRegistered = [] {
+  register_device_comm("nccl", [](int rank, int size, int local_rank, const IdExchange& exchange, double timeout_s,
+                                  std::function<void()> on_failure) {
+    return make_nccl_communicator(rank, size, local_rank, exchange, timeout_s, std::move(on_failure));
+  });
+  return true;
+}();
+}  // namespace
+
 }  // namespace eggroll::cuda
 
 #endif  // EGGROLL_HAVE_NCCL

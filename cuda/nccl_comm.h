@@ -23,9 +23,7 @@
 
 namespace eggroll::cuda {
 
-// Called on every rank with this rank's candidate blob (rank 0: the real unique id); returns
-// rank 0's blob.
-using IdExchange = std::function<std::string(const std::string&)>;
+using eggroll::IdExchange;  // core/comm.h
 
 class NcclCommunicator : public Communicator {
  public:

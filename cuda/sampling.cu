@@ -13,7 +13,7 @@
 //   top-k:  weight 1, target k             -> smallest kept key
 //   top-p:  weight p_i / total, target top_p (p_i = exp((l_i - max) / T) over the top-k set)
 //   draw:   weight p_i, first cumulative > u = uniform01(seed, counter) * kept total
-// The draw uses the CPU's uniform01 (a splitmix hash of (seed, counter), rwkv/sample_rng.h), so a
+// The draw uses the CPU's uniform01 (a splitmix hash of (seed, counter), core/sample_rng.h), so a
 // row draws the same token as the CPU unless a cumulative sum lies within double rounding of a
 // cut-off (the histogram sums are added in a different order).
 #include <cuda_runtime.h>
@@ -22,7 +22,7 @@
 
 #include "cuda/common.cuh"
 #include "cuda/cuda_ops.h"
-#include "rwkv/sample_rng.h"
+#include "core/sample_rng.h"
 
 namespace eggroll::cuda {
 

@@ -7,7 +7,7 @@
 
 #include "core/error.h"
 #include "core/gemm.h"
-#include "es/ops_ref.h"
+#include "core/ops/ops.h"
 
 namespace eggroll {
 
@@ -85,7 +85,7 @@ std::vector<int64_t> noise_lengths(const Model& m, const ParamSelection& sel, in
 }  // namespace
 
 EggrollPerturbation::EggrollPerturbation(const Model& m, const ParamSelection& sel, const NoiseConfig& cfg,
-                                         NoiseCache cache, StepBackend* backend)
+                                         NoiseCache cache, Backend* backend)
     : cfg_(cfg) {
   validate_noise_config(cfg_);
   if (sel.lowrank.size() != m.params.size() || sel.full.size() != m.params.size())

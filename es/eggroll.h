@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "es/noise.h"
-#include "es/step_ops.h"
+#include "es/ops_perturbation.h"
 #include "rwkv/forward.h"
 #include "rwkv/model.h"
 
@@ -41,12 +41,12 @@ enum class NoiseCache { Regenerate, Keep };
 // The perturbation of a population step: the selection, the noise spec and, with
 // NoiseCache::Keep, every selected parameter's factors for the step's pairs (es/step_ops.h
 // OpsPerturbation), in host memory for Forward::step, or in `backend`'s memory (e.g. the
-// CUDA backend's, for its OpStep; the backend must outlive this object). m gives only the
+// CUDA backend's, for its ModelStep; the backend must outlive this object). m gives only the
 // parameters' shapes (its data may be empty, as in rwkv/model_layout.h's layouts).
 class EggrollPerturbation {
  public:
   EggrollPerturbation(const Model& m, const ParamSelection& sel, const NoiseConfig& cfg, NoiseCache cache,
-                      StepBackend* backend = nullptr);
+                      Backend* backend = nullptr);
   ~EggrollPerturbation();
   EggrollPerturbation(const EggrollPerturbation&) = delete;
   EggrollPerturbation& operator=(const EggrollPerturbation&) = delete;
@@ -60,7 +60,7 @@ class EggrollPerturbation {
 
  private:
   NoiseConfig cfg_;
-  CpuStepBackend host_;
+  CpuBackend host_;
   std::unique_ptr<OpsPerturbation> p_;
 };
 

@@ -13,53 +13,26 @@ namespace eggroll {
 
 // ---- OpsEngine ----------------------------------------------------------------------------------
 
-OpsEngine::OpsEngine(StepBackend& be, Model& m, const ParamSelection& sel, const NoiseConfig& nc,
+OpsEngine::OpsEngine(Backend& be, Model& m, const ParamSelection& sel, const NoiseConfig& nc,
                      const OptimConfig& oc, const Optimizer& opt, const OpsEngineOptions& o)
     : be_(be), host_model_(&m), sel_(sel), oc_(oc), o_(o), buffers_(be) {
   if (sel.lowrank.size() != m.params.size() || sel.full.size() != m.params.size())
     throw std::invalid_argument("OpsEngine: selection does not match the model");
   if (o.max_rows < 1) throw std::invalid_argument("OpsEngine: max_rows must be >= 1");
   const size_t P = m.params.size();
-  master_.assign(P, nullptr), bf16_.assign(P, nullptr), m1_.assign(P, nullptr), m2_.assign(P, nullptr);
-  w_.cfg = m.cfg;
-  w_.emb = m.emb, w_.head = m.head, w_.ln0_w = m.ln0_w, w_.ln0_b = m.ln0_b, w_.lnout_w = m.lnout_w,
-  w_.lnout_b = m.lnout_b;
-  w_.layers = m.layers;
+  m1_.assign(P, nullptr), m2_.assign(P, nullptr);
+  std::vector<uint8_t> updated(P, 0);
+  for (size_t pid = 0; pid < P; pid++) updated[pid] = sel.lowrank[pid] || sel.full[pid];
+  // fp32 parameters are m's own arrays on a host-memory backend: update() changes m directly
+  model_ = std::make_unique<BackendModel>(be, m, o.matrix_dtype, &updated, /*in_place=*/true);
+  w_ = model_->weights();
   const StateDict ostate = opt.state();
   {
-    std::vector<uint16_t> bits;
     int64_t grad_max = 0;
     for (size_t pid = 0; pid < P; pid++) {
       const Param& p = m.params[pid];
       const int64_t n = int64_t(p.numel());
-      const bool updated = sel.lowrank[pid] || sel.full[pid];
-      WeightView v;
-      v.rows = p.rows, v.cols = p.cols;
-      if (p.is_matrix && o.matrix_dtype == WeightDType::BF16) {
-        bits.resize(size_t(n));
-        for (int64_t j = 0; j < n; j++) bits[size_t(j)] = f32_to_bf16(p.data[size_t(j)]);
-        uint16_t* b = buffers_.array<uint16_t>(n);
-        be_.upload(b, bits.data(), size_t(n) * 2);
-        weight_bytes_ += size_t(n) * 2;
-        bf16_[pid] = b;
-        v.data = b, v.dtype = WeightDType::BF16;
-        if (updated) {
-          master_[pid] = buffers_.array(n);
-          be_.upload(master_[pid], p.data.data(), size_t(n) * 4);
-          weight_bytes_ += size_t(n) * 4;
-        }
-      } else {
-        float* f = m.params[pid].data.data();  // used in place on a host-memory backend
-        if (!be_.shares_host_memory()) {
-          f = buffers_.array(n);
-          be_.upload(f, p.data.data(), size_t(n) * 4);
-          weight_bytes_ += size_t(n) * 4;
-        }
-        v.data = f, v.dtype = WeightDType::F32;
-        if (updated) master_[pid] = f;
-      }
-      w_.params.push_back(v);
-      if (updated) {
+      if (updated[pid]) {
         grad_max = std::max(grad_max, n);
         if (oc.kind != OptimKind::SGD) {
           m1_[pid] = buffers_.array(n), m2_[pid] = buffers_.array(n);
@@ -180,11 +153,11 @@ StepReport OpsEngine::update(std::span<const float> fitness, size_t pair_lo, siz
     if (!clip) be_.sum_squares(grad_, n, red_ + q * size_t(R));
     double* out = red_ + (P + q) * size_t(R);
     if (oc_.kind == OptimKind::SGD)
-      be_.sgd_update(master_[size_t(pid)], grad_, n, lr, scale, out, bf16_[size_t(pid)]);
+      be_.sgd_update(model_->master(pid), grad_, n, lr, scale, out, model_->bf16(pid));
     else
-      be_.adam_update(master_[size_t(pid)], grad_, m1_[size_t(pid)], m2_[size_t(pid)], n, lr, oc_.beta1, oc_.beta2,
+      be_.adam_update(model_->master(pid), grad_, m1_[size_t(pid)], m2_[size_t(pid)], n, lr, oc_.beta1, oc_.beta2,
                       oc_.eps, oc_.weight_decay, oc_.kind == OptimKind::AdamW, bc1, bc2, scale, out,
-                      bf16_[size_t(pid)]);
+                      model_->bf16(pid));
     if (const void* h = w_.params[size_t(pid)].prepared) be_.refresh_prepared(h, w_.params[size_t(pid)]);
   }
   be_.download(red.data(), red_, red.size() * sizeof(double));
@@ -202,8 +175,8 @@ void OpsEngine::to_host(Model& m, Optimizer& opt) const {
   StateDict sd;
   for (int pid : sel_.ids()) {
     Param& p = m.params[size_t(pid)];
-    if (p.data.data() != master_[size_t(pid)])  // not the array the engine updates in place
-      be_.download(p.data.data(), master_[size_t(pid)], p.numel() * sizeof(float));
+    if (p.data.data() != model_->master(pid))  // not the array the engine updates in place
+      be_.download(p.data.data(), model_->master(pid), p.numel() * sizeof(float));
     if (oc_.kind != OptimKind::SGD) {
       std::vector<float> a(p.numel()), b(p.numel());
       be_.download(a.data(), m1_[size_t(pid)], a.size() * sizeof(float));

@@ -1,5 +1,5 @@
 #pragma once
-// The ES step on a StepBackend (es/step_ops.h): weights, states, noise, gradients and optimizer
+// The ES step on a Backend (es/step_ops.h): weights, states, noise, gradients and optimizer
 // state live in the backend's memory (the GPU for the CUDA backend); the host keeps the tokens it
 // must decode (stop strings, rewards) and the scalars it must log.
 //
@@ -8,7 +8,7 @@
 //                all-reduce, optimizer), and to_host (weights and optimizer state back into the
 //                host Model / Optimizer for checkpoints).
 //
-// With CpuStepBackend and fp32 weights, an OpsEngine reproduces the CPU trainer's step bit for
+// With CpuBackend and fp32 weights, an OpsEngine reproduces the CPU trainer's step bit for
 // bit (tests/test_ops_engine.cpp): the CUDA backend runs the same code, so only its ops need
 // checking against their references (tests/gpu_ops_main.cpp).
 #include <cstdint>
@@ -19,13 +19,14 @@
 
 #include "core/comm.h"
 #include "es/eggroll.h"
-#include "es/step_ops.h"
+#include "es/ops_perturbation.h"
+#include "rwkv/backend_model.h"
 #include "rwkv/generate.h"
 
 namespace eggroll {
 
 struct OpsEngineOptions {
-  WeightDType matrix_dtype = WeightDType::F32;  // bf16: matrices read as bf16, fp32 masters updated
+  DType matrix_dtype = DType::F32;  // bf16: matrices read as bf16, fp32 masters updated
   NoiseCache noise_cache = NoiseCache::Keep;
   int64_t max_rows = 1;  // the most generations one generate() call carries
 };
@@ -35,7 +36,7 @@ class OpsEngine {
   // Uploads m's parameters and opt's state (moments, step count). nc: seed, rank, dist, reuse.
   // On a backend that shares host memory (the CPU) m's fp32 parameters are used in place, so
   // update() changes m directly; m must outlive the engine either way.
-  OpsEngine(StepBackend& be, Model& m, const ParamSelection& sel, const NoiseConfig& nc,
+  OpsEngine(Backend& be, Model& m, const ParamSelection& sel, const NoiseConfig& nc,
             const OptimConfig& oc, const Optimizer& opt, const OpsEngineOptions& o);
   ~OpsEngine();
   OpsEngine(const OpsEngine&) = delete;
@@ -53,21 +54,20 @@ class OpsEngine {
   // Writes the updated parameters into m and the optimizer state (moments, step count) into opt.
   void to_host(Model& m, Optimizer& opt) const;
   size_t cache_bytes() const { return pert_->cache_bytes(); }
-  size_t weight_bytes() const { return weight_bytes_; }  // held by the engine (not m's, used in place)
-  StepBackend& backend() { return be_; }
+  size_t weight_bytes() const { return model_->bytes(); }  // held by the engine (not m's, used in place)
+  Backend& backend() { return be_; }
 
  private:
   // The gradient of parameter pid into grad_ (+ the all-reduce).
   void gradient(int pid, const float* fitness_dev, int64_t N, int64_t p0, int64_t np, Communicator* comm);
 
-  StepBackend& be_;
+  Backend& be_;
   const Model* host_model_;
   ParamSelection sel_;
   OptimConfig oc_;
   OpsEngineOptions o_;
-  StepWeights w_;
-  std::vector<float*> master_;    // per pid: the fp32 values the optimizer updates (nullptr: not updated)
-  std::vector<uint16_t*> bf16_;   // per pid: bf16 copy the forward reads (nullptr: fp32)
+  ModelWeights w_;
+  std::unique_ptr<BackendModel> model_;  // the weights in backend memory (masters, bf16 copies)
   std::vector<float*> m1_, m2_;   // Adam moments per pid
   uint64_t t_ = 0;
   BackendBuffers buffers_;  // everything below in backend memory, and the weights' copies
@@ -80,7 +80,6 @@ class OpsEngine {
   float* fitness_ = nullptr;
   int64_t fitness_cap_ = 0;
   double* red_ = nullptr;      // 2 reductions per updated parameter
-  size_t weight_bytes_ = 0;
   std::vector<float> host_stage_;
 };
 

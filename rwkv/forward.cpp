@@ -6,7 +6,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
-#include "es/ops_ref.h"
+#include "core/ops/ops.h"
 
 namespace eggroll {
 
@@ -14,13 +14,13 @@ BatchState::BatchState(const ModelConfig& cfg, int n)
     : members(n), n_layer(cfg.n_layer), n_embd(cfg.n_embd), n_head(cfg.n_head) {
   att_x.assign(size_t(n) * n_layer * n_embd, 0.f);
   ffn_x.assign(size_t(n) * n_layer * n_embd, 0.f);
-  wkv.assign(size_t(n) * n_layer * n_head * 4096, 0.f);
+  wkv.assign(size_t(n) * n_layer * n_head * kWkvHeadState, 0.f);
 }
 
 void BatchState::reset(int m) {
   std::fill_n(att_x_of(m, 0), size_t(n_layer) * n_embd, 0.f);
   std::fill_n(ffn_x_of(m, 0), size_t(n_layer) * n_embd, 0.f);
-  std::fill_n(wkv_of(m, 0), size_t(n_layer) * n_head * 4096, 0.f);
+  std::fill_n(wkv_of(m, 0), size_t(n_layer) * n_head * kWkvHeadState, 0.f);
 }
 
 void BatchState::reset_all() {
@@ -30,47 +30,14 @@ void BatchState::reset_all() {
 }
 
 size_t BatchState::bytes_per_member() const {
-  return sizeof(float) * size_t(n_layer) * (2 * size_t(n_embd) + size_t(n_head) * 4096);
+  return sizeof(float) * size_t(n_layer) * (2 * size_t(n_embd) + size_t(n_head) * kWkvHeadState);
 }
 
 void BatchState::copy_member(int from, int to) {
   if (from == to) return;
   std::copy_n(att_x_of(from, 0), size_t(n_layer) * n_embd, att_x_of(to, 0));
   std::copy_n(ffn_x_of(from, 0), size_t(n_layer) * n_embd, ffn_x_of(to, 0));
-  std::copy_n(wkv_of(from, 0), size_t(n_layer) * n_head * 4096, wkv_of(to, 0));
-}
-
-void layer_norm_row(const float* x, const float* w, const float* b, float* y, int64_t n, float eps) {
-  double mean = 0;
-  for (int64_t i = 0; i < n; i++) mean += x[i];
-  mean /= double(n);
-  double var = 0;
-  for (int64_t i = 0; i < n; i++) {
-    double d = x[i] - mean;
-    var += d * d;
-  }
-  var /= double(n);
-  const float mu = float(mean), inv = float(1.0 / std::sqrt(var + eps));
-  for (int64_t i = 0; i < n; i++) y[i] = (x[i] - mu) * inv * w[i] + b[i];
-}
-
-void wkv7_head(float* S, const float* r, const float* decay, const float* k, const float* v, const float* kk,
-               const float* a, float* y) {
-  float b[64];
-  for (int j = 0; j < 64; j++) b[j] = kk[j] * a[j];
-  for (int i = 0; i < 64; i++) {
-    float* Si = S + i * 64;
-    float sa = 0.f;
-    for (int j = 0; j < 64; j++) sa -= Si[j] * kk[j];
-    const float vi = v[i];
-    float acc = 0.f;
-    for (int j = 0; j < 64; j++) {
-      float s = Si[j] * decay[j] + sa * b[j] + vi * k[j];
-      Si[j] = s;
-      acc += s * r[j];
-    }
-    y[i] = acc;
-  }
+  std::copy_n(wkv_of(from, 0), size_t(n_layer) * n_head * kWkvHeadState, wkv_of(to, 0));
 }
 
 Forward::Forward(const Model& model, bool pack) : m_(model), w_(host_step_weights(model)) {
@@ -97,7 +64,7 @@ void Forward::step(std::span<const int32_t> tokens, std::span<const int> slots, 
     if (s < 0 || s >= st.members) throw std::invalid_argument(fmt::format("Forward::step: slot {} outside the state", s));
   if (B > rows_) {
     op_.reset();
-    op_ = std::make_unique<OpStep>(be_, w_, B);
+    op_ = std::make_unique<ModelStep>(be_, w_, B);
     rows_ = B;
   }
   const int32_t* rows = nullptr;

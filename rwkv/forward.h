@@ -7,7 +7,8 @@
 
 #include <memory>
 
-#include "es/step_ops.h"
+#include "core/cpu_backend.h"
+#include "rwkv/step.h"
 #include "rwkv/model.h"
 
 namespace eggroll {
@@ -24,11 +25,11 @@ struct BatchState {
   size_t bytes_per_member() const;
   float* att_x_of(int m, int l) { return att_x.data() + (size_t(m) * n_layer + size_t(l)) * n_embd; }
   float* ffn_x_of(int m, int l) { return ffn_x.data() + (size_t(m) * n_layer + size_t(l)) * n_embd; }
-  float* wkv_of(int m, int l) { return wkv.data() + (size_t(m) * n_layer + size_t(l)) * size_t(n_head) * 4096; }
+  float* wkv_of(int m, int l) { return wkv.data() + (size_t(m) * n_layer + size_t(l)) * size_t(n_head) * kWkvHeadState; }
   void copy_member(int from, int to);  // state of `from` copied into `to`
 };
 
-// The batched step on the CPU: es/step_ops.h OpStep (the op sequence every backend runs) on the
+// The batched step on the CPU: es/step_ops.h ModelStep (the op sequence every backend runs) on the
 // CPU reference backend, reading the Model's weights in place.
 class Forward {
  public:
@@ -50,22 +51,16 @@ class Forward {
   const Model& model() const { return m_; }
   // The backend and the weights the step reads (for other drivers of the same step, e.g. the
   // OpsStepper of rwkv/generate.h).
-  StepBackend& backend() { return be_; }
-  const StepWeights& weights() const { return w_; }
+  Backend& backend() { return be_; }
+  const ModelWeights& weights() const { return w_; }
 
  private:
   const Model& m_;
-  CpuStepBackend be_;
-  StepWeights w_;
-  std::unique_ptr<OpStep> op_;  // sized for rows_ rows (grown on demand)
+  CpuBackend be_;
+  ModelWeights w_;
+  std::unique_ptr<ModelStep> op_;  // sized for rows_ rows (grown on demand)
   int64_t rows_ = 0;
   std::vector<int32_t> logit_rows_;
 };
-
-// ---- CPU reference ops (one row / one head; the CUDA kernels are tested against these) ----
-void layer_norm_row(const float* x, const float* w, const float* b, float* y, int64_t n, float eps = 1e-5f);
-// One WKV-7 head update for one member: S [64][64] (row = value index), all vectors [64].
-void wkv7_head(float* S, const float* r, const float* decay, const float* k, const float* v, const float* kk,
-               const float* a, float* y);
 
 }  // namespace eggroll

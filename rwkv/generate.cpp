@@ -23,7 +23,7 @@ struct IoLayout {
 
 // ---- OpsStepper ---------------------------------------------------------------------------------
 
-OpsStepper::OpsStepper(StepBackend& be, const StepWeights& w, int64_t max_rows)
+OpsStepper::OpsStepper(Backend& be, const ModelWeights& w, int64_t max_rows)
     : be_(be), w_(w), max_rows_(max_rows), op_(be, w, max_rows), buffers_(be), states_(be) {
   const IoLayout io{max_rows};
   logits_ = buffers_.array(max_rows * int64_t(w.cfg.vocab));

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "rwkv/forward.h"
-#include "rwkv/sampler.h"
+#include "core/ops/sample.h"
 #include "rwkv/tokenizer.h"
 
 namespace eggroll {
@@ -61,12 +61,12 @@ class DecodeStepper {
 };
 
 // generate()'s stepper on any backend (es/step_ops.h): one upload of the step's rows, the step
-// (OpStep, with an optional perturbation in the backend's memory), sampling on the backend, one
+// (ModelStep, with an optional perturbation in the backend's memory), sampling on the backend, one
 // download of the sampled tokens (the only host synchronisation per generated token).
 class OpsStepper final : public DecodeStepper {
  public:
   // max_rows: the most rows a step will carry (and the most slots reset() will be asked for).
-  OpsStepper(StepBackend& be, const StepWeights& w, int64_t max_rows);
+  OpsStepper(Backend& be, const ModelWeights& w, int64_t max_rows);
   OpsStepper(const OpsStepper&) = delete;
   OpsStepper& operator=(const OpsStepper&) = delete;
   // The perturbation of the following steps (nullptr: none); backend memory.
@@ -76,10 +76,10 @@ class OpsStepper final : public DecodeStepper {
   void step(const DecodeRows& rows, const SamplingParams& sp, std::span<int32_t> sampled) override;
 
  private:
-  StepBackend& be_;
-  const StepWeights& w_;
+  Backend& be_;
+  const ModelWeights& w_;
   int64_t max_rows_;
-  OpStep op_;
+  ModelStep op_;
   const StepPerturbation* pert_ = nullptr;
   BackendBuffers buffers_;  // logits and io
   BackendBuffers states_;   // the state arrays (replaced when more slots are needed)

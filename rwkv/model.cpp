@@ -8,7 +8,7 @@
 #include <set>
 
 #include "core/error.h"
-#include "rwkv/model_init.h"
+#include "core/ops/init.h"
 #include "rwkv/model_layout.h"
 
 namespace eggroll {
@@ -43,7 +43,7 @@ const std::vector<int64_t>& dims_of(const StateDict& sd, const std::string& name
 }
 
 // Fills `out` with the random initial values of parameter `name` (index pid); each value depends
-// only on (seed, parameter index, element): rwkv/model_init.h, ranges from init_range().
+// only on (seed, parameter index, element): core/ops/init.h, ranges from init_range().
 void random_values(const std::string& name, const std::vector<int64_t>& shape, uint64_t seed, size_t pid,
                    std::vector<float>& out) {
   const size_t n = size_t(shape_numel(shape));

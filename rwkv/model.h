@@ -21,7 +21,7 @@ struct ModelConfig {
   std::vector<TensorSpec> tensor_specs(DType dtype) const;
   std::string describe() const;  // one line: "L=12 C=768 H=12 V=65536 ..."
 
-  // Presets of DESIGN.md: tiny, 0.1b, 0.4b, 1.5b, 2.9b, 7.2b, 13.3b. InputError on an unknown name.
+  // Presets (docs/architecture.md, "Model presets"): tiny, 0.1b, 0.4b, 1.5b, 2.9b, 7.2b, 13.3b. InputError on an unknown name.
   static ModelConfig preset(const std::string& name, int vocab = 65536);
   static const std::vector<std::string>& preset_names();
   // Infers every dimension from the tensors and checks every shape; `source` names the file in errors.

@@ -3,7 +3,7 @@
 // configuration, a Model "skeleton" (names, shapes, matrix views and the index fields, no data),
 // and the value range of each parameter's random init. rwkv/model.cpp builds every Model from
 // these; the CUDA library (which must not link eggroll_lib) uses them to make a model directly
-// on the device (cuda/device_random.h).
+// on the device (cuda/init.h).
 //
 // A skeleton's Param::data is empty, so Param::numel() is 0 there: use rows * cols.
 #include <cmath>
@@ -146,7 +146,7 @@ inline Model model_layout(const ModelConfig& cfg) {
   return m;
 }
 
-// [lo, hi) of the uniform random init of a parameter (rwkv/model_init.h init_value), chosen so
+// [lo, hi) of the uniform random init of a parameter (core/ops/init.h init_value), chosen so
 // that the forward stays finite and the activations keep a sensible scale:
 //   matrices    +-sqrt(3 / shape[1]) (variance 1 / shape[1]: unit-variance outputs for unit inputs
 //               for the [out, in] matrices; the LoRA matrices w1/a1/v1/g1 [C, D] and w2/a2/v2/g2

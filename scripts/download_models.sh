@@ -11,7 +11,7 @@ mkdir -p "$dest"
 hf=https://huggingface.co/BlinkDL/rwkv7-g1/resolve/main
 vocab_url=https://raw.githubusercontent.com/BlinkDL/ChatRWKV/main/tokenizer/rwkv_vocab_v20230424.txt
 
-# name | file | url | expected bytes (approximate; DESIGN.md table)
+# name | file | url | expected bytes (approximate sizes of the released files)
 entries=(
   "vocab|rwkv_vocab_v20230424.txt|$vocab_url|1093733"
   "0.1b|rwkv7-g1a-0.1b-20250728-ctx4096.pth|$hf/rwkv7-g1a-0.1b-20250728-ctx4096.pth|382000000"

@@ -1,14 +1,14 @@
 // GPU checks of the device-side random model init and the OpenES materialisation kernel
-// (cuda/device_random.h) against their CPU references, one line per check, "N passed, N failed".
+// (cuda/init.h) against their CPU references, one line per check, "N passed, N failed".
 //
 //   gpu_init_main   exit 77 ("SKIPPED: no CUDA device") where no GPU is usable or the build has
 //                   no CUDA; 1 if any check fails
 //
 // Checks:
 //   init_uniform kernel            fp32 bits identical to ref::init_uniform; bf16 = its RNE rounding
-//   DeviceModel(cfg, seed, f32)    every parameter identical to Model::random(cfg, seed) (tiny)
-//   DeviceModel(cfg, seed, bf16)   identical to DeviceModel(Model::random(cfg, seed), bf16), the
-//                                  uploading constructor, and the same StepWeights layout (tiny)
+//   BackendModel(cfg, seed, f32)    every parameter identical to Model::random(cfg, seed) (tiny)
+//   BackendModel(cfg, seed, bf16)   identical to BackendModel(Model::random(cfg, seed), bf16), the
+//                                  uploading constructor, and the same ModelWeights layout (tiny)
 //   deterministic in the seed      two 0.1b models with one seed: identical bytes; another seed differs
 //   finite, per-parameter scale    every 0.1b parameter finite, mean and standard deviation within
 //                                  10% (of the range / of (hi - lo) / sqrt(12)) of the uniform init
@@ -31,13 +31,14 @@
 #include "core/dtype.h"
 #include "es/noise.h"
 #include "rwkv/model.h"
-#include "rwkv/model_init.h"
+#include "core/ops/init.h"
 #include "rwkv/model_layout.h"
 
 #if EGGROLL_HAVE_CUDA
 #include "cuda/cuda_ops.h"
-#include "cuda/device_forward.h"
-#include "cuda/device_random.h"
+#include "cuda/cuda_backend.h"
+#include "rwkv/backend_model.h"
+#include "cuda/init.h"
 #endif
 
 using namespace eggroll;
@@ -81,7 +82,7 @@ struct Dev {
 // A device parameter's values as fp32 (bf16 widened), elements [begin, begin + count).
 std::vector<float> download(const WeightView& w, size_t begin, size_t count) {
   std::vector<float> out(count);
-  if (w.dtype == WeightDType::BF16) {
+  if (w.dtype == DType::BF16) {
     std::vector<uint16_t> b(count);
     cuda::copy_to_host(b.data(), static_cast<const uint16_t*>(w.data) + begin, count * 2);
     for (size_t i = 0; i < count; i++) out[i] = bf16_to_f32(b[i]);
@@ -91,7 +92,7 @@ std::vector<float> download(const WeightView& w, size_t begin, size_t count) {
   return out;
 }
 std::vector<uint8_t> download_bytes(const WeightView& w) {
-  const size_t n = size_t(w.rows * w.cols) * (w.dtype == WeightDType::BF16 ? 2 : 4);
+  const size_t n = size_t(w.rows * w.cols) * (w.dtype == DType::BF16 ? 2 : 4);
   std::vector<uint8_t> out(n);
   cuda::copy_to_host(out.data(), w.data, n);
   return out;
@@ -123,7 +124,8 @@ void check_tiny_exact() {
   const uint64_t seed = 9;
   const Model host = Model::random(cfg, seed);
   {
-    cuda::DeviceModel dm(cfg, seed, WeightDType::F32);
+    cuda::CudaBackend be;
+    BackendModel dm(be, cfg, seed, DType::F32);
     size_t bad = 0;
     for (size_t pid = 0; pid < host.params.size(); pid++) {
       const auto got = download(dm.weights().params[pid], 0, host.params[pid].numel());
@@ -131,8 +133,9 @@ void check_tiny_exact() {
     }
     report(bad == 0, "device init f32 == Model::random (tiny)", std::to_string(bad) + " parameters differ");
   }
-  cuda::DeviceModel a(cfg, seed, WeightDType::BF16), b(host, WeightDType::BF16);
-  const StepWeights &wa = a.weights(), &wb = b.weights();
+  cuda::CudaBackend be;
+  BackendModel a(be, cfg, seed, DType::BF16), b(be, host, DType::BF16);
+  const ModelWeights &wa = a.weights(), &wb = b.weights();
   bool layout = wa.params.size() == wb.params.size() && wa.emb == wb.emb && wa.head == wb.head &&
                 wa.ln0_w == wb.ln0_w && wa.ln0_b == wb.ln0_b && wa.lnout_w == wb.lnout_w && wa.lnout_b == wb.lnout_b &&
                 wa.layers.size() == wb.layers.size() && a.bytes() == b.bytes();
@@ -144,7 +147,7 @@ void check_tiny_exact() {
     layout = x.rows == y.rows && x.cols == y.cols && x.dtype == y.dtype;
     if (layout) bad += download_bytes(x) != download_bytes(y);
   }
-  report(layout, "device init bf16: StepWeights layout of the upload", "");
+  report(layout, "device init bf16: ModelWeights layout of the upload", "");
   report(layout && bad == 0, "device init bf16 == upload of Model::random (tiny)",
          std::to_string(bad) + " parameters differ");
 }
@@ -169,10 +172,11 @@ bool stats_ok(const std::vector<float>& v, float lo, float hi, std::string& deta
 }
 
 // Greedy decode of `steps` tokens for B members on the device: every logit finite.
-bool decode_finite(const cuda::DeviceModel& dm, int64_t B, int steps) {
+bool decode_finite(const BackendModel& dm, int64_t B, int steps) {
   const int V = dm.weights().cfg.vocab;
-  cuda::DeviceForward fwd(dm, B);
-  cuda::DeviceState st(dm.weights().cfg, int(B));
+  cuda::CudaBackend be;
+  ModelStep fwd(be, dm.weights(), B);
+  BackendState st(be, dm.weights().cfg, int(B));
   Dev<int32_t> tok(static_cast<size_t>(B)), iota(static_cast<size_t>(B));
   Dev<float> logits(size_t(B) * size_t(V));
   std::vector<int32_t> h(static_cast<size_t>(B));
@@ -182,7 +186,7 @@ bool decode_finite(const cuda::DeviceModel& dm, int64_t B, int steps) {
   cuda::copy_to_device(iota.p, h.data(), h.size() * 4);
   bool finite = true;
   for (int t = 0; t < steps; t++) {
-    fwd.step_device(tok.p, iota.p, iota.p, B, st, logits.p);
+    fwd.step(tok.p, iota.p, iota.p, B, st.view(), logits.p);
     const auto lg = logits.host();
     for (float x : lg) finite = finite && std::isfinite(x);
     cuda::argmax_rows(logits.p, B, V, tok.p);
@@ -194,7 +198,8 @@ bool decode_finite(const cuda::DeviceModel& dm, int64_t B, int steps) {
 void check_0p1b() {
   const ModelConfig cfg = ModelConfig::preset("0.1b");
   const Model lay = model_layout(cfg);
-  cuda::DeviceModel a(cfg, 1, WeightDType::BF16), b(cfg, 1, WeightDType::BF16), c(cfg, 2, WeightDType::BF16);
+  cuda::CudaBackend be;
+  BackendModel a(be, cfg, 1, DType::BF16), b(be, cfg, 1, DType::BF16), c(be, cfg, 2, DType::BF16);
   size_t differ = 0, same_other = 0;
   for (size_t pid = 0; pid < lay.params.size(); pid++) {
     const auto x = download_bytes(a.weights().params[pid]);
@@ -230,7 +235,8 @@ void check_7p2b() {
   const ModelConfig cfg = ModelConfig::preset("7.2b");
   const Model lay = model_layout(cfg);
   const double t0 = now_s();
-  cuda::DeviceModel dm(cfg, 1, WeightDType::BF16);
+  cuda::CudaBackend be;
+  BackendModel dm(be, cfg, 1, DType::BF16);
   const double sec = now_s() - t0;
   char buf[96];
   std::snprintf(buf, sizeof buf, "%.2f GB in %.2f s", double(dm.bytes()) / 1e9, sec);
@@ -246,7 +252,7 @@ void check_7p2b() {
     const uint64_t base = init_param_base(1, pid);
     auto want = [&](size_t j) {
       const float v = init_value(base, j, lo, hi);
-      return w.dtype == WeightDType::BF16 ? bf16_to_f32(f32_to_bf16(v)) : v;
+      return w.dtype == DType::BF16 ? bf16_to_f32(f32_to_bf16(v)) : v;
     };
     const auto first = download(w, 0, head), last = download(w, n - tail, tail);
     for (size_t j = 0; j < head; j++) bad += first[j] != want(j);

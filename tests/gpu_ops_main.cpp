@@ -1,5 +1,5 @@
 // GPU op tests (ggml test-backend-ops style): every CUDA op of cuda/cuda_ops.h on random inputs
-// against its CPU reference (es/ops_ref.h, rwkv/forward.h, rwkv/sampler.h, es/fitness.h,
+// against its CPU reference (es/ops_ref.h, rwkv/forward.h, core/ops/sample.h, es/fitness.h,
 // es/eggroll.h), then the whole device step (cuda/device_forward.h) against the CPU forward and
 // the float64 fixture logits, then whole ES steps (es/ops_engine.h: perturbed rollouts, update,
 // optimizer) on the CUDA backend against the CPU backend. One line per check, then "N passed,
@@ -7,7 +7,7 @@
 //
 //   gpu_ops_main             GPU checks; exit 77 ("SKIPPED: no CUDA device") where no GPU is
 //                            usable or the build has no CUDA; 1 if any check fails
-//   gpu_ops_main --cpu-only  CPU checks of the op-level step as the GPU checks drive it (OpStep
+//   gpu_ops_main --cpu-only  CPU checks of the op-level step as the GPU checks drive it (ModelStep
 //                            on the CPU backend, unpacked weights, a hand-built perturbation)
 //                            against Forward (packed panels, EggrollPerturbation) and the
 //                            fixtures; these run everywhere
@@ -46,12 +46,12 @@
 #include "es/fitness.h"
 #include "es/noise.h"
 #include "es/ops_engine.h"
-#include "es/ops_ref.h"
-#include "es/step_ops.h"
+#include "core/ops/ops.h"
+#include "rwkv/step.h"
 #include "rwkv/forward.h"
 #include "rwkv/generate.h"
 #include "rwkv/model.h"
-#include "rwkv/sampler.h"
+#include "core/ops/sample.h"
 
 #ifndef EGGROLL_SOURCE_DIR
 #define EGGROLL_SOURCE_DIR "."
@@ -60,7 +60,8 @@
 
 #if EGGROLL_HAVE_CUDA
 #include "cuda/cuda_ops.h"
-#include "cuda/device_forward.h"
+#include "cuda/cuda_backend.h"
+#include "rwkv/backend_model.h"
 #endif
 
 using namespace eggroll;
@@ -136,7 +137,7 @@ std::mt19937_64 g_rng(12345);
 
 // ---- CPU: the op-level step against the monolithic forward -----------------------------------------
 
-// Runs `tokens[t][i]` for T steps through Forward and OpStep (CPU backend) and compares logits.
+// Runs `tokens[t][i]` for T steps through Forward and ModelStep (CPU backend) and compares logits.
 struct StepCase {
   std::vector<std::vector<int32_t>> tokens;  // [T][B]
   std::vector<std::vector<int>> slots;       // [T][B]
@@ -159,12 +160,12 @@ std::vector<float> forward_logits(const Model& m, const StepCase& c, int nslots,
   return all;
 }
 
-// The same through OpStep on `be` with weights `w` (pointers in be's memory).
-std::vector<float> opstep_logits(StepBackend& be, const StepWeights& w, const StepCase& c, int nslots,
+// The same through ModelStep on `be` with weights `w` (pointers in be's memory).
+std::vector<float> opstep_logits(Backend& be, const ModelWeights& w, const StepCase& c, int nslots,
                                  const StepPerturbation* pert, BatchState* final_state = nullptr) {
   const ModelConfig& cfg = w.cfg;
   const int64_t B = int64_t(c.tokens[0].size());
-  OpStep op(be, w, B);
+  ModelStep op(be, w, B);
   BatchState host(cfg, nslots);
   auto dev = [&](size_t bytes) { return be.alloc(bytes ? bytes : 4); };
   float* att = static_cast<float*>(dev(host.att_x.size() * 4));
@@ -276,7 +277,7 @@ Fixture load_fixture(const std::string& name) {
 }
 
 void cpu_checks() {
-  CpuStepBackend cpu;
+  CpuBackend cpu;
   // 1. fixtures, one token at a time
   for (const auto& name : test::rwkv_fixtures()) {
     const auto [m, c, ref] = load_fixture(name);
@@ -345,7 +346,7 @@ struct Dev {
 };
 
 void gpu_philox() {
-  // the known answers of DESIGN.md section 3, then random counters and keys
+  // the Random123 / cuRAND known answers (tests/test_philox.cpp), then random counters and keys
   std::vector<uint32_t> ctr = {0, 0, 0, 0, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu,
                                0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u};
   std::vector<uint32_t> key = {0, 0, 0xffffffffu, 0xffffffffu, 0xa4093822u, 0x299f31d0u};
@@ -669,9 +670,10 @@ void gpu_noise_ops() {
     ns.sigma = nc.sigma;
     const int64_t N = int64_t(fit.size()), K = N / 2 * nc.rank;
     Dev<float> dfit(fit), dA(static_cast<size_t>(P.rows * K)), dB(static_cast<size_t>(P.cols * K)), dG(P.numel());
-    cuda::Blas blas;
-    cuda::eggroll_gradient_matrix(blas, ns, uint32_t(pid), P.rows, P.cols, dfit.p, N, nullptr, dA.p, dB.p, dG.p);
-    check_err("eggroll_gradient_matrix == eggroll_gradient", norm_err(dG.get(), grads[size_t(pid)]), 1e-5);
+    cuda::CudaBackend be;
+    be.update_factors(ns, uint32_t(pid), P.rows, P.cols, dfit.p, N, 0, N / 2, nullptr, dA.p, dB.p);
+    be.update_gemm(dA.p, dB.p, dG.p, P.rows, P.cols, K);
+    check_err("update_factors + update_gemm == eggroll_gradient", norm_err(dG.get(), grads[size_t(pid)]), 1e-5);
   }
 }
 
@@ -767,13 +769,13 @@ void gpu_sampling() {
 
 // The whole step on the device against the CPU step (and the float64 fixtures).
 void gpu_forward() {
-  CpuStepBackend cpu;
+  CpuBackend cpu;
   for (const auto& name : test::rwkv_fixtures()) {
     const auto [m, c, ref64] = load_fixture(name);
     const auto want = opstep_logits(cpu, host_step_weights(m), c, 1, nullptr);
     {
-      cuda::DeviceModel dm(m, WeightDType::F32);
-      cuda::CudaStepBackend be;
+      cuda::CudaBackend be;
+      BackendModel dm(be, m, DType::F32);
       BatchState st_cpu, st_dev;
       opstep_logits(cpu, host_step_weights(m), c, 1, nullptr, &st_cpu);
       const auto got = opstep_logits(be, dm.weights(), c, 1, nullptr, &st_dev);
@@ -783,17 +785,18 @@ void gpu_forward() {
     }
     {
       // bf16 matrices: against the CPU step with the same bf16 matrices and bf16-rounded inputs
-      cuda::DeviceModel dm(m, WeightDType::BF16);
-      StepWeights hw = host_step_weights(m);
+      cuda::CudaBackend model_be;
+      BackendModel dm(model_be, m, DType::BF16);
+      ModelWeights hw = host_step_weights(m);
       std::vector<std::vector<uint16_t>> bits(m.params.size());
       for (size_t pid = 0; pid < m.params.size(); pid++) {
         if (!m.params[pid].is_matrix) continue;
         bits[pid].resize(m.params[pid].numel());
         for (size_t j = 0; j < bits[pid].size(); j++) bits[pid][j] = f32_to_bf16(m.params[pid].data[j]);
         hw.params[pid].data = bits[pid].data();
-        hw.params[pid].dtype = WeightDType::BF16;
+        hw.params[pid].dtype = DType::BF16;
       }
-      cuda::CudaStepBackend be;
+      cuda::CudaBackend be;
       const auto want16 = opstep_logits(cpu, hw, c, 1, nullptr);
       const auto got = opstep_logits(be, dm.weights(), c, 1, nullptr);
       check_err("device step bf16 vs cpu step bf16: " + name, norm_err(got, want16), 5e-3);
@@ -803,34 +806,27 @@ void gpu_forward() {
       report(max_abs(got, want) < 0.5, "device step bf16 vs f32 model: " + name, buf);
     }
   }
-  // batches with permuted slots and a logit subset; DeviceForward host entry and greedy argmax
+  // batches with permuted slots and a logit subset; the decoder's greedy continuation
   {
     const Model m = Model::load(fx("rwkv7/rand-l3-d256-v1024.pth"));
-    cuda::DeviceModel dm(m, WeightDType::F32);
-    cuda::CudaStepBackend be;
+    cuda::CudaBackend be;
+    BackendModel dm(be, m, DType::F32);
     for (bool subset : {false, true}) {
       const auto c = batch_case(7, 4, m.cfg.vocab, subset);
       const auto want = opstep_logits(cpu, host_step_weights(m), c, 7, nullptr);
       const auto got = opstep_logits(be, dm.weights(), c, 7, nullptr);
       check_err(std::string("device step batch 7") + (subset ? ", logit subset" : ""), norm_err(got, want), 1e-4);
     }
-    // greedy continuation on the device (DeviceForward + argmax_rows) == the fixture's
+    // greedy continuation on the device (the decoder: OpsStepper + generate) == the fixture's
     const auto meta = test::read_json(fx("rwkv7/rand-l3-d256-v1024.json"));
     const auto prompt = meta["greedy_prompt"].get<std::vector<int32_t>>();
     const auto cont = meta["greedy_continuation"].get<std::vector<int32_t>>();
-    cuda::DeviceForward fwd(dm, 1);
-    cuda::DeviceState st(m.cfg, 1);
-    Dev<float> lg(static_cast<size_t>(m.cfg.vocab));
-    Dev<int32_t> tok(1);
-    const int slot = 0;
-    for (int32_t t : prompt) fwd.step(std::span(&t, 1), std::span(&slot, 1), st, lg.p);
-    std::vector<int32_t> gen;
-    for (size_t i = 0; i < cont.size(); i++) {
-      cuda::argmax_rows(lg.p, 1, m.cfg.vocab, tok.p);
-      const int32_t next = tok.get()[0];
-      gen.push_back(next);
-      fwd.step(std::span(&next, 1), std::span(&slot, 1), st, lg.p);
-    }
+    OpsStepper stepper(be, dm.weights(), 1);
+    GenOptions gopt;
+    gopt.max_tokens = int(cont.size());
+    gopt.stop_on_eod = false;
+    const GenRequest req{prompt, 0, 0};
+    const std::vector<int32_t> gen = generate(stepper, std::span(&req, 1), gopt)[0].tokens;
     report(gen == cont, "device greedy continuation == fixture", std::to_string(cont.size()) + " tokens");
   }
   // EGGROLL perturbation on the device (generated and cached noise) against the CPU step
@@ -844,14 +840,14 @@ void gpu_forward() {
         const int G = 6;
         std::vector<std::vector<float>> storage;
         const StepPerturbation hp = host_perturbation(m, sel, nc, 5, G, keep, storage);
-        cuda::CudaStepBackend noise_be;
+        cuda::CudaBackend noise_be;
         EggrollPerturbation dp(m, sel, nc, keep ? NoiseCache::Keep : NoiseCache::Regenerate, &noise_be);
         dp.begin_step(5, G);
         auto c = batch_case(G, 3, m.cfg.vocab, false);
         c.members = {3, 0, 5, 1, 4, 2};
         const auto want = opstep_logits(cpu, host_step_weights(m), c, G, &hp);
-        cuda::DeviceModel dm(m, WeightDType::F32);
-        cuda::CudaStepBackend be;
+        cuda::CudaBackend be;
+        BackendModel dm(be, m, DType::F32);
         const auto got = opstep_logits(be, dm.weights(), c, G, &dp.step());
         check_err(std::string("device step perturbed") + (freeze ? "" : " +vectors") + (keep ? ", cached" : ", regenerated"),
                   norm_err(got, want), 1e-4);
@@ -881,8 +877,8 @@ void gpu_es_step() {
       Optimizer oc_cpu(oc, mc, sel), oc_dev(oc, md, sel);
       OpsEngineOptions eo;
       eo.max_rows = 8;
-      CpuStepBackend cpu;
-      cuda::CudaStepBackend dev;
+      CpuBackend cpu;
+      cuda::CudaBackend dev;
       OpsEngine ec(cpu, mc, sel, nc, oc, oc_cpu, eo), ed(dev, md, sel, nc, oc, oc_dev, eo);
       GenOptions g;
       g.max_tokens = 8;
@@ -928,9 +924,9 @@ void gpu_es_step() {
     Optimizer o1({}, mc, sel), o2({}, md, sel);
     OpsEngineOptions eo;
     eo.max_rows = 8;
-    eo.matrix_dtype = WeightDType::BF16;
-    CpuStepBackend cpu;
-    cuda::CudaStepBackend dev;
+    eo.matrix_dtype = DType::BF16;
+    CpuBackend cpu;
+    cuda::CudaBackend dev;
     OpsEngine ec(cpu, mc, sel, nc, {}, o1, eo), ed(dev, md, sel, nc, {}, o2, eo);
     ec.begin_step(0, 8, nc.sigma);
     ed.begin_step(0, 8, nc.sigma);

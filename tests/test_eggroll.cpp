@@ -4,7 +4,7 @@
 #include <random>
 
 #include "es/eggroll.h"
-#include "es/ops_ref.h"
+#include "core/ops/ops.h"
 #include "rwkv/forward.h"
 
 using namespace eggroll;

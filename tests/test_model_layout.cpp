@@ -1,5 +1,5 @@
 // The header-inline model layout (rwkv/model_layout.h) and random-init element function
-// (rwkv/model_init.h) that the device-side init (cuda/device_random.h) shares with
+// (core/ops/init.h) that the device-side init (cuda/init.h) shares with
 // Model::random, and the CPU references of the device init / OpenES kernels. The kernels
 // themselves are checked against these references by tests/gpu_init_main.cpp on a GPU.
 #include <catch2/catch.hpp>
@@ -12,10 +12,10 @@
 #include <vector>
 
 #include "core/dtype.h"
-#include "cuda/device_random.h"
+#include "cuda/init.h"
 #include "es/noise.h"
 #include "rwkv/model.h"
-#include "rwkv/model_init.h"
+#include "core/ops/init.h"
 #include "rwkv/model_layout.h"
 
 using namespace eggroll;

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "core/ops/ops.h"
 #include "core/error.h"
 #include "es/ops_engine.h"
 #include "app/plan.h"
@@ -71,8 +72,8 @@ TEST_CASE("generation through the backend ops equals the CPU forward's", "[ops_e
     Forward fwd(m);
     GenStats s_cpu, s_ops;
     const auto want = generate(fwd, reqs, g, nullptr, &s_cpu);
-    CpuStepBackend be;
-    const StepWeights w = host_step_weights(m);
+    CpuBackend be;
+    const ModelWeights w = host_step_weights(m);
     OpsStepper stepper(be, w, 7);
     const auto got = generate(stepper, reqs, g, &s_ops);
     same_results(want, got);
@@ -97,7 +98,7 @@ TEST_CASE("perturbed generation through an OpsEngine equals EggrollPerturbation'
       pert.begin_step(4, 6);
       Forward fwd(m);
       const auto want = generate(fwd, reqs, g, &pert.step());
-      CpuStepBackend be;
+      CpuBackend be;
       Optimizer opt({}, m, sel);
       OpsEngineOptions o;
       o.noise_cache = mode;
@@ -130,7 +131,7 @@ TEST_CASE("the OpsEngine update equals eggroll_gradient + Optimizer::step bit fo
       oc.kind = c.kind, oc.clip_update_norm = c.clip, oc.weight_decay = c.kind == OptimKind::SGD ? 0 : 0.1;
       Optimizer opt_cpu(oc, cpu, sel), opt_dev(oc, dev, sel);
       NoiseConfig nc = noise();
-      CpuStepBackend be;
+      CpuBackend be;
       OpsEngineOptions o;
       o.max_rows = 8;
       OpsEngine eng(be, dev, sel, nc, oc, opt_dev, o);
@@ -161,8 +162,9 @@ namespace {
 // op reads or writes (host pointers, stale or too-short buffers would fault or corrupt memory on
 // a device), and that upload/download get a host pointer on the host side; then it runs the CPU
 // reference op.
-class CheckedBackend final : public StepBackend {
+class CheckedBackend final : public Backend {
  public:
+  const char* name() const override { return "checked"; }
   ~CheckedBackend() override { CHECK(live_.empty()); }  // every allocation released
   int64_t checks = 0;
   bool owns(const void* p, size_t bytes) const {
@@ -266,6 +268,14 @@ class CheckedBackend final : public StepBackend {
   void fill_noise_cache(const NoiseSpec& ns, uint32_t pid, int64_t len, int64_t pairs, float* out) override {
     cpu_.fill_noise_cache(ns, pid, len, pairs, f(out, len * pairs));
   }
+  void init_uniform(void* out, DType dt, int64_t n, uint64_t base, float lo, float hi) override {
+    cpu_.init_uniform(dev(out, size_t(n) * dtype_size(dt)), dt, n, base, lo, hi);
+  }
+  void perturb_full(const NoiseKey& key, NoiseDist dist, float scale, const void* base, void* out, DType dt,
+                    int64_t n) override {
+    const size_t bytes = size_t(n) * dtype_size(dt);
+    cpu_.perturb_full(key, dist, scale, dev(base, bytes), dev(out, bytes), dt, n);
+  }
   void sample(const float* lg, int64_t rows, int64_t V, const SamplingParams& p, const uint64_t* seeds,
               const uint64_t* ctr, int32_t* out) override {
     const bool draws = p.temperature > 0.f;
@@ -315,7 +325,7 @@ class CheckedBackend final : public StepBackend {
   const float* opt(const float* cache) { return cache ? f(cache, 1) : nullptr; }
   VecArg v(VecArg a, int64_t B, int64_t n) { return {f(a.p, a.stride ? a.stride * (B - 1) + n : n), a.stride}; }
   const WeightView& w(const WeightView& W) {
-    dev(W.data, size_t(W.rows * W.cols) * (W.dtype == WeightDType::BF16 ? 2 : 4));
+    dev(W.data, size_t(W.rows * W.cols) * (W.dtype == DType::BF16 ? 2 : 4));
     return W;
   }
   template <class T>
@@ -327,7 +337,7 @@ class CheckedBackend final : public StepBackend {
     REQUIRE_FALSE(inside);
     return p;
   }
-  CpuStepBackend cpu_;
+  CpuBackend cpu_;
   std::map<uintptr_t, size_t> live_;
 };
 }  // namespace
@@ -344,9 +354,9 @@ TEST_CASE("the engine hands a backend only its own memory, in bounds (a GPU's ru
       Optimizer oa(oc, ma, sel), ob(oc, mb, sel);
       OpsEngineOptions o;
       o.max_rows = 6;
-      o.matrix_dtype = bf16 ? WeightDType::BF16 : WeightDType::F32;
+      o.matrix_dtype = bf16 ? DType::BF16 : DType::F32;
       o.noise_cache = kind == OptimKind::SGD ? NoiseCache::Keep : NoiseCache::Regenerate;
-      CpuStepBackend cpu;
+      CpuBackend cpu;
       CheckedBackend checked;
       {
         OpsEngine ea(cpu, ma, sel, noise(), oc, oa, o), eb(checked, mb, sel, noise(), oc, ob, o);
@@ -420,7 +430,7 @@ TEST_CASE("eggroll plan covers what the engine allocates on a device", "[ops_eng
     Optimizer opt(oc, m, sel);
     OpsEngineOptions o;
     o.max_rows = G * P;
-    o.matrix_dtype = c.bf16 ? WeightDType::BF16 : WeightDType::F32;
+    o.matrix_dtype = c.bf16 ? DType::BF16 : DType::F32;
     o.noise_cache = c.keep ? NoiseCache::Keep : NoiseCache::Regenerate;
     CheckedBackend be;
     {
@@ -479,9 +489,9 @@ TEST_CASE("bf16 matrices: the forward reads the rounded copy, the update goes to
   Model m = tiny_model(), start = tiny_model();
   const ParamSelection sel = select_params(m, {"*"}, {"emb.weight", "head.weight"}, true);
   Optimizer opt({}, m, sel);
-  CpuStepBackend be;
+  CpuBackend be;
   OpsEngineOptions o;
-  o.matrix_dtype = WeightDType::BF16;
+  o.matrix_dtype = DType::BF16;
   o.max_rows = 4;
   OpsEngine eng(be, m, sel, noise(), {}, opt, o);
   // greedy continuations of the bf16-rounded model

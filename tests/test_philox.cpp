@@ -1,4 +1,4 @@
-// Philox4x32-10: known answers (DESIGN.md section 3, the Random123 / cuRAND vectors) and the
+// Philox4x32-10: known answers (the Random123 / cuRAND test vectors; docs/architecture.md, "Noise") and the
 // float helpers.
 #include <catch2/catch.hpp>
 

@@ -57,7 +57,7 @@ TEST_CASE("7.2B at population 1024: every item equals the hand computation", "[p
   CHECK(p.pairs == 512);
   CHECK(p.token_budget == 288);
 
-  // state: WKV L x H x 64 x 64 fp32 = 33.6 MB per member (DESIGN.md), + two token shifts
+  // state: WKV L x H x 64 x 64 fp32 = 33.6 MB per member (7.2b: 32 x 64 heads), + two token shifts
   CHECK(p.wkv_bytes_per_generation == 33554432);
   CHECK(p.state_bytes_per_generation == 33554432 + L * 2 * C * 4);
   CHECK(p.state_bytes_per_generation == 34603008);

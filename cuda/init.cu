@@ -1,4 +1,4 @@
-// Device-side model init, OpenES materialisation and the measured ceilings (cuda/device_random.h).
+// Device-side model init, OpenES materialisation and the measured ceilings (cuda/init.h).
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -7,7 +7,7 @@
 #include <string>
 
 #include "cuda/common.cuh"
-#include "cuda/device_random.h"
+#include "cuda/init.h"
 
 namespace eggroll::cuda {
 

@@ -1,4 +1,4 @@
-#include "rwkv/sampler.h"
+#include "core/ops/sample.h"
 
 #include <algorithm>
 #include <cmath>
@@ -61,4 +61,24 @@ int32_t sample_token(std::span<const float> logits, const SamplingParams& p, uin
   return idx[keep - 1];
 }
 
+
+namespace ref {
+
+void argmax_rows(const float* logits, int64_t rows, int64_t V, int32_t* out) {
+  SamplingParams greedy;
+  for (int64_t i = 0; i < rows; i++)
+    out[i] = sample_token(std::span<const float>(logits + i * V, size_t(V)), greedy, 0, 0);
+}
+
+void sample_rows(const float* logits, int64_t rows, int64_t V, float temperature, int top_k, float top_p,
+                 const uint64_t* seeds, const uint64_t* counters, int32_t* out) {
+  SamplingParams p;
+  p.temperature = temperature;
+  p.top_k = top_k;
+  p.top_p = top_p;
+  for (int64_t i = 0; i < rows; i++)
+    out[i] = sample_token(std::span<const float>(logits + i * V, size_t(V)), p, seeds[i], counters[i]);
+}
+
+}  // namespace ref
 }  // namespace eggroll

@@ -1,27 +1,27 @@
 #pragma once
-// Model weights made on the device, the OpenES materialisation of a perturbed matrix, and the
+// The init op group on the device (CPU references: core/ops/init.h): model weights made on the device, the OpenES materialisation of a perturbed matrix, and the
 // card's measured ceilings (for `eggroll bench es --backend cuda`, app/bench_cuda.h).
 // No CUDA header here; streams are `void*` (nullptr = the legacy default stream).
 //
-// Each numeric kernel has a CPU reference below (namespace eggroll::ref), checked against it by
-// tests/gpu_init_main.cpp:
+// Each numeric kernel has its CPU reference in core/ops/init.h (namespace eggroll::ref), checked
+// against it by the op table (tests/test_backend_ops.cpp) and tests/gpu_init_main.cpp:
 //   init_uniform    <- ref::init_uniform (the element function of Model::random itself:
-//                      rwkv/model_init.h init_value; identical bits, bf16 = its RNE rounding)
+//                      core/ops/init.h init_value; identical bits, bf16 = its RNE rounding)
 //   perturb_full    <- ref::perturb_full (Rademacher: identical bits; Gaussian: the device's
 //                      logf/sinf/cosf differ from the host's in the last ulps, as for fill_noise)
 //
-// The device model itself is cuda::DeviceModel(const ModelConfig&, seed, dtype)
-// (cuda/device_forward.h, made in cuda/device_model_random.cpp): parameter pid gets
+// A model made on the device is BackendModel(backend, cfg, seed, dtype) (rwkv/backend_model.h,
+// through CudaBackend::init_uniform): parameter pid gets
 // init_uniform(base = init_param_base(seed, pid), [lo, hi) = init_range(name, shape)), so its
 // fp32 values equal Model::random(cfg, seed)'s bit for bit and its bf16 values are their
-// round-to-nearest-even, exactly what DeviceModel(Model::random(cfg, seed), ...) uploads.
+// round-to-nearest-even, exactly what BackendModel(backend, Model::random(cfg, seed), ...) uploads.
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 
 #include "core/dtype.h"
-#include "es/noise.h"
-#include "rwkv/model_init.h"
+#include "core/noise.h"
+#include "core/ops/init.h"
 
 namespace eggroll::cuda {
 
@@ -47,26 +47,3 @@ double measure_copy_gbps(size_t bytes = size_t(2) << 30, int reps = 10, void* st
 size_t device_total_memory();  // bytes on the current device
 
 }  // namespace eggroll::cuda
-
-namespace eggroll::ref {
-
-// CPU reference of cuda::init_uniform (fp32 values; bf16: f32_to_bf16 of them).
-inline void init_uniform(float* out, int64_t n, uint64_t base, float lo, float hi) {
-  for (int64_t j = 0; j < n; j++) out[j] = init_value(base, uint64_t(j), lo, hi);
-}
-
-// The arithmetic of one materialised element (host and device).
-EGGROLL_HD float perturb_element(float base, float scale, float eps) { return fmaf(scale, eps, base); }
-
-// CPU reference of cuda::perturb_full (fp32).
-inline void perturb_full(const NoiseKey& key, NoiseDist dist, float scale, const float* base, float* out, int64_t n) {
-  for (int64_t j = 0; j < n; j++) out[j] = perturb_element(base[j], scale, noise_element(key, dist, uint64_t(j)));
-}
-// CPU reference of cuda::perturb_full (bf16 bits).
-inline void perturb_full_bf16(const NoiseKey& key, NoiseDist dist, float scale, const uint16_t* base, uint16_t* out,
-                              int64_t n) {
-  for (int64_t j = 0; j < n; j++)
-    out[j] = f32_to_bf16(perturb_element(bf16_to_f32(base[j]), scale, noise_element(key, dist, uint64_t(j))));
-}
-
-}  // namespace eggroll::ref

@@ -1,0 +1,114 @@
+#include "core/ops/noise.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+#include "core/ops/factor_array.h"
+
+namespace eggroll {
+namespace ref {
+using detail::factor_array;
+using detail::FactorBuffer;
+
+void lowrank_add(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, bool x_times_p, const float* X,
+                 float* Y, const int32_t* members, int64_t B, const float* cache) {
+  const int r = ns.rank;
+  const int64_t len = (m + n) * r;
+  const int64_t in = x_times_p ? m : n, out = x_times_p ? n : m;
+#pragma omp parallel
+  {
+    FactorBuffer buf;
+    std::vector<float> t(static_cast<size_t>(r));
+#pragma omp for schedule(dynamic, 2)  // an antithetic pair's rows usually sit next to each other
+    for (int64_t i = 0; i < B; i++) {
+      const uint32_t mem = uint32_t(members[i]);
+      const float* F = factor_array(ns, pid, mem, len, cache, buf);
+      const float* A = F;          // [m, r]
+      const float* Bf = F + m * r;  // [n, r]
+      const float* In = x_times_p ? A : Bf;
+      const float* Out = x_times_p ? Bf : A;
+      const float c = noise_spec_lowrank_scale(ns, mem);
+      lowrank_correct_row(X + i * in, in, In, Out, out, r, c, Y + i * out, t.data());
+    }
+  }
+}
+
+void lowrank_correct_row(const float* x, int64_t in, const float* In, const float* Out, int64_t out, int r, float c,
+                         float* y, float* t) {
+  constexpr int L = 16;
+  for (int q = 0; q < r; q++) {
+    float part[L] = {};
+    int64_t k = 0;
+    if (r == 1) {
+      for (; k + L <= in; k += L)
+        for (int l = 0; l < L; l++) part[l] += x[k + l] * In[k + l];
+    } else {
+      for (; k + L <= in; k += L)
+        for (int l = 0; l < L; l++) part[l] += x[k + l] * In[(k + l) * r + q];
+    }
+    for (int l = 0; k < in; k++, l++) part[l] += x[k] * In[k * r + q];
+    float sum = 0.f;
+    for (int l = 0; l < L; l++) sum += part[l];
+    t[q] = c * sum;
+  }
+  if (r == 1) {
+    const float t0 = t[0];
+    for (int64_t o = 0; o < out; o++) y[o] += Out[o] * t0;
+  } else {
+    for (int64_t o = 0; o < out; o++) {
+      float acc = 0.f;
+      for (int q = 0; q < r; q++) acc += Out[o * r + q] * t[q];
+      y[o] += acc;
+    }
+  }
+}
+
+void embedding_lowrank_add(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, const int32_t* tokens,
+                           float* X, const int32_t* members, int64_t B, const float* cache) {
+  const int r = ns.rank;
+  const int64_t len = (m + n) * r;
+  FactorBuffer buf;
+  for (int64_t i = 0; i < B; i++) {
+    const uint32_t mem = uint32_t(members[i]);
+    const float* F = factor_array(ns, pid, mem, len, cache, buf);
+    const float* a = F + int64_t(tokens[i]) * r;
+    const float* Bf = F + m * r;
+    const float c = noise_spec_lowrank_scale(ns, mem);
+    float* x = X + i * n;
+    for (int64_t o = 0; o < n; o++) {
+      float acc = 0.f;
+      for (int q = 0; q < r; q++) acc += Bf[o * r + q] * a[q];
+      x[o] += c * acc;
+    }
+  }
+}
+
+void vector_noise_rows(const NoiseSpec& ns, uint32_t pid, const float* base, int64_t n, const int32_t* members,
+                       int64_t B, const float* cache, float* out) {
+  FactorBuffer buf;
+  for (int64_t i = 0; i < B; i++) {
+    const uint32_t mem = uint32_t(members[i]);
+    const float* eps = factor_array(ns, pid, mem, n, cache, buf);
+    const float c = noise_spec_vector_scale(ns, mem);
+    float* o = out + i * n;
+    std::copy_n(base, n, o);
+    for (int64_t j = 0; j < n; j++) o[j] += c * eps[j];
+  }
+}
+
+void fill_noise_cache(const NoiseSpec& ns, uint32_t pid, int64_t len, int64_t pairs, float* out) {
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t p = 0; p < pairs; p++)
+    fill_noise(noise_spec_key(ns, pid, uint32_t(2 * p)), ns.dist, 0, size_t(len), out + p * len);
+}
+
+void philox_blocks(const uint32_t* counters, const uint32_t* keys, int64_t n, uint32_t* out) {
+  for (int64_t i = 0; i < n; i++) {
+    const Philox4x32 b = philox4x32_10(counters[4 * i], counters[4 * i + 1], counters[4 * i + 2],
+                                       counters[4 * i + 3], keys[2 * i], keys[2 * i + 1]);
+    for (int w = 0; w < 4; w++) out[4 * i + w] = b.v[w];
+  }
+}
+
+}  // namespace ref
+}  // namespace eggroll

@@ -1,0 +1,41 @@
+#include "core/ops/wkv7.h"
+
+
+
+namespace eggroll {
+namespace ref {
+
+void wkv7_rows(float* state, const int32_t* slots, int64_t slot_stride, int64_t layer_offset, const float* r,
+               const float* decay, const float* k, const float* v, const float* kk, const float* a, float* y,
+               int64_t B, int64_t H) {
+  const int64_t C = H * 64;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t i = 0; i < B; i++)
+    for (int64_t h = 0; h < H; h++) {
+      const int64_t o = i * C + h * 64;
+      float* S = state + int64_t(slots[i]) * slot_stride + layer_offset + h * kWkvHeadState;
+      wkv7_head(S, r + o, decay + o, k + o, v + o, kk + o, a + o, y + o);
+    }
+}
+
+void wkv7_head(float* S, const float* r, const float* decay, const float* k, const float* v, const float* kk,
+               const float* a, float* y) {
+  float b[64];
+  for (int j = 0; j < 64; j++) b[j] = kk[j] * a[j];
+  for (int i = 0; i < 64; i++) {
+    float* Si = S + i * 64;
+    float sa = 0.f;
+    for (int j = 0; j < 64; j++) sa -= Si[j] * kk[j];
+    const float vi = v[i];
+    float acc = 0.f;
+    for (int j = 0; j < 64; j++) {
+      float s = Si[j] * decay[j] + sa * b[j] + vi * k[j];
+      Si[j] = s;
+      acc += s * r[j];
+    }
+    y[i] = acc;
+  }
+}
+
+}  // namespace ref
+}  // namespace eggroll

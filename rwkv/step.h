@@ -1,0 +1,111 @@
+#pragma once
+// The batched RWKV-7 step, written once against the backend interface (core/backend.h): one
+// token for each of B rows, every matrix product one shared GEMM over the rows, the EGGROLL
+// perturbation applied as low-rank corrections after each product (rows pick their population
+// member). It runs unchanged on every backend; docs/architecture.md follows one step through it.
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+#include "core/backend.h"
+#include "core/ops/wkv7.h"
+#include "rwkv/model.h"
+
+namespace eggroll {
+
+// The per-member state of a batch of slots in backend memory (slot-major).
+struct StateView {
+  float* att_x = nullptr;  // [slots][L][C]
+  float* wkv = nullptr;    // [slots][L][H][64][64]
+  float* ffn_x = nullptr;  // [slots][L][C]
+};
+
+// The EGGROLL perturbation of one step: which parameter ids get low-rank / full-rank noise, the
+// noise, and optionally a per-step cache per parameter ([pairs][(m+n) r] or [pairs][n], backend
+// memory; nullptr = generate on the fly). members[i] of the step's rows selects the noise.
+struct StepPerturbation {
+  NoiseSpec noise;
+  std::vector<uint8_t> lowrank, full;  // per parameter id
+  std::vector<const float*> cache;     // per parameter id, or empty
+  const float* cache_of(int pid) const { return cache.empty() ? nullptr : cache[size_t(pid)]; }
+};
+
+// A model's parameters placed in a backend's memory (index = parameter id, as in Model).
+struct ModelWeights {
+  ModelConfig cfg;
+  std::vector<WeightView> params;
+  int emb = -1, head = -1, ln0_w = -1, ln0_b = -1, lnout_w = -1, lnout_b = -1;
+  std::vector<LayerParams> layers;
+};
+// m's configuration and parameter indices, with no parameters placed yet (params empty).
+ModelWeights weights_layout(const Model& m);
+// The layout of `m` with every parameter pointing at the host Model's fp32 data (CPU backend).
+ModelWeights host_step_weights(const Model& m);
+
+// Parameter ids of the matrices the step multiplies as y = W x (W [out, in]: receptance, key,
+// value, output, the FFN's key and value, the head); the LoRA matrices are x P products.
+inline std::vector<int> wx_product_ids(const ModelWeights& w) {
+  std::vector<int> ids;
+  for (const LayerParams& L : w.layers)
+    for (int pid : {L.Wr, L.Wk, L.Wv, L.Wo, L.ffn_key, L.ffn_value}) ids.push_back(pid);
+  ids.push_back(w.head);
+  return ids;
+}
+
+// Prepares (be.prepare_weight) every y = W x matrix of w in place; release_products undoes it.
+inline void prepare_products(Backend& be, ModelWeights& w) {
+  for (int pid : wx_product_ids(w)) w.params[size_t(pid)].prepared = be.prepare_weight(w.params[size_t(pid)]);
+}
+inline void release_products(Backend& be, ModelWeights& w) {
+  for (int pid : wx_product_ids(w)) {
+    be.release_prepared(w.params[size_t(pid)].prepared);
+    w.params[size_t(pid)].prepared = nullptr;
+  }
+}
+
+// Element counts of one slot's state (per member) and the layer offsets inside it.
+struct StateLayout {
+  int64_t L = 0, C = 0, H = 0;
+  int64_t shift_slot_stride() const { return L * C; }
+  int64_t wkv_slot_stride() const { return L * H * kWkvHeadState; }
+};
+
+class ModelStep {
+ public:
+  // max_rows: the largest batch step() will be given. Scratch is allocated in the backend.
+  ModelStep(Backend& be, const ModelWeights& w, int64_t max_rows);
+  ModelStep(const ModelStep&) = delete;
+  ModelStep& operator=(const ModelStep&) = delete;
+
+  // One token for each of B rows; every pointer in backend memory:
+  //   tokens[B], slots[B] (state slot of each row), members[B] (population member of each row;
+  //   only read with a perturbation), logits [n_logit_rows or B, V] (nullptr: none);
+  //   logit_rows[n_logit_rows]: rows whose logits are written, packed in that order (nullptr:
+  //   every row, in order).
+  void step(const int32_t* tokens, const int32_t* slots, const int32_t* members, int64_t B, StateView st,
+            float* logits, const int32_t* logit_rows = nullptr, int64_t n_logit_rows = 0,
+            const StepPerturbation* pert = nullptr);
+
+  Backend& backend() { return be_; }
+  const ModelWeights& weights() const { return w_; }
+
+ private:
+  VecArg vec(int pid, int64_t B);
+  void linear(int pid, bool x_times_p, const float* X, float* Y, int64_t B);
+
+  // Vector parameters one layer reads (each may need a per-row perturbed copy).
+  static constexpr int64_t kVecSlotsPerLayer_ = 24;
+  Backend& be_;
+  ModelWeights w_;
+  int64_t max_rows_;
+  const StepPerturbation* pert_ = nullptr;
+  const int32_t* members_ = nullptr;
+  BackendBuffers buffers_;
+  float *x_, *xa_, *mix_, *r_, *k_, *v_, *w_dec_, *a_, *g_, *kk_, *vfirst_, *y_, *tmp_, *tmp2_, *ffh_, *vecbuf_;
+  int32_t* idx_;
+  int64_t vec_used_ = 0, vec_cap_ = 0;
+};
+
+}  // namespace eggroll
