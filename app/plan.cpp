@@ -1,5 +1,7 @@
 #include "app/plan.h"
 
+#include "core/ops/wkv7.h"
+
 #include "core/mapped_file.h"
 
 #include <fcntl.h>
@@ -169,7 +171,7 @@ Plan make_plan(const PlanRequest& req) {
   }
   largest_update = largest_mn * 4 + (largest_m + largest_n) * uint64_t(p.pairs) * r * 4;
   p.forward_flops_per_token = 2.0 * product_params;
-  p.wkv_bytes_per_generation = L * H * 4096 * 4;
+  p.wkv_bytes_per_generation = L * H * kWkvHeadState * 4;
   p.state_bytes_per_generation = p.wkv_bytes_per_generation + L * 2 * C * 4;
 
   auto add = [&](std::string name, uint64_t bytes, std::string detail) {

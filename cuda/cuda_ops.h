@@ -5,9 +5,10 @@
 // the legacy default stream). Every wrapper checks the launch and throws std::runtime_error
 // ("CUDA error in <op>: ...") on failure; kernels run asynchronously on the stream.
 //
-// Each op has a CPU reference of the same name in es/ops_ref.h (namespace eggroll::ref) or, where
-// it existed before, rwkv/forward.h (layer_norm_row, wkv7_head), core/ops/sample.h (sample_token),
-// es/fitness.h (shape_fitness), es/eggroll.h (eggroll_gradient, Optimizer); the GPU test program
+// Each op has a CPU reference of the same name in core/ops/<group>.h (namespace eggroll::ref),
+// and its kernel lives in cuda/<group>.cu (groups: layer, wkv7, linear, noise, update, sample,
+// init; device and memory management in cuda/device.cu). shape_fitness's reference is
+// es/fitness.h (not a backend op: the trainer shapes fitness on the host); the GPU test program
 // tests/gpu_ops_main.cpp compares every op with its reference.
 //
 // Shapes: B rows (generations), C = n_embd, H = C / 64 heads; row-major. A vector argument
@@ -21,7 +22,7 @@
 
 namespace eggroll::cuda {
 
-// ---- device and memory ------------------------------------------------------------------------
+// ---- device and memory (cuda/device.cu) -------------------------------------------------------------------
 // Number of usable CUDA devices (0 when there is no driver or no GPU; never throws).
 int device_count();
 std::string device_name(int device);
@@ -43,7 +44,7 @@ float* to_device(const float* host, size_t n);
 void to_host(const float* dev, float* host, size_t n);
 void free_device(float* dev);
 
-// ---- model ops (one launch each) ---------------------------------------------------------------
+// ---- layer (cuda/layer.cu; core/ops/layer.h) + wkv7 (cuda/wkv7.cu; core/ops/wkv7.h) -----------------------
 // out[i] = emb[tokens[i]] (fp32 table, or bf16 bits when emb_bf16)
 void embed_rows(const void* emb, bool emb_bf16, const int32_t* tokens, int64_t B, int64_t C, float* out,
                 void* stream = nullptr);
@@ -86,7 +87,7 @@ void gather_i32(const int32_t* src, const int32_t* idx, int64_t n, int32_t* dst,
 void f32_to_bf16(const float* x, uint16_t* y, int64_t n, void* stream = nullptr);
 void bf16_to_f32(const uint16_t* x, float* y, int64_t n, void* stream = nullptr);
 
-// ---- cuBLAS products -------------------------------------------------------------------------------
+// ---- linear: cuBLAS products (cuda/linear.cu; core/ops/linear.h) ------------------------------------------
 // A cuBLAS handle bound to a stream, with a scratch buffer for bf16 activations. fp32 products
 // use CUBLAS_COMPUTE_32F in the default math mode (never TF32 with that compute type); bf16 ones
 // take bf16 x bf16 operands with fp32 accumulation and fp32 output (cublasGemmEx). Per-row
@@ -114,7 +115,7 @@ class Blas {
   size_t scratch_elems_ = 0;
 };
 
-// ---- EGGROLL noise -------------------------------------------------------------------------------
+// ---- noise (cuda/noise.cu; core/ops/noise.h) --------------------------------------------------------------
 // Largest rank the device correction kernels take (per-thread accumulators); larger: throws.
 constexpr int kMaxDeviceRank = 16;
 // Philox raw blocks: out[4i..] = philox4x32_10(counters[4i..], keys[2i..]) on the device.
@@ -135,7 +136,7 @@ void embedding_lowrank_add(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t
 void vector_noise_rows(const NoiseSpec& ns, uint32_t pid, const float* base, int64_t n, const int32_t* members,
                        int64_t B, const float* cache, float* out, void* stream = nullptr);
 
-// ---- update and optimizers ------------------------------------------------------------------------
+// ---- update and optimizers (cuda/update.cu; core/ops/update.h) --------------------------------------------
 // Operands of the update GEMM from pairs [pair_begin, pair_begin + pairs) (ref::update_factors);
 // fitness [N] on the device.
 void update_factors(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, const float* fitness, int64_t N,
@@ -159,14 +160,14 @@ void adam_update(float* w, const float* g, float* m1, float* m2, int64_t n, doub
                  double eps, double weight_decay, bool adamw, double bc1, double bc2, double scale, double* sq_out,
                  uint16_t* w_bf16 = nullptr, void* stream = nullptr);
 
-// ---- fitness ---------------------------------------------------------------------------------------
+// ---- fitness (cuda/update.cu; es/fitness.h) ---------------------------------------------------------------
 // shape_fitness (es/fitness.h) on the device for ZScore (rank = false) or CenteredRank (rank =
 // true): rewards [G * P] (generation j -> direction j % G), non-finite rewards replaced by the
 // worst finite one; writes fitness [G] and direction_score [G] (double). One block.
 void shape_fitness(const float* rewards, int64_t G, int64_t P, bool rank, float* fitness, double* direction_score,
                    void* stream = nullptr);
 
-// ---- sampling ---------------------------------------------------------------------------------------
+// ---- sample (cuda/sample.cu; core/ops/sample.h) -----------------------------------------------------------
 // Greedy: out[i] = argmax of row i (lowest id on ties, NaN ignored, all-NaN row -> 0). One block per row.
 void argmax_rows(const float* logits, int64_t rows, int64_t V, int32_t* out, void* stream = nullptr);
 // core/ops/sample.h sample_token per row (temperature, top-k, top-p) with the per-row stream

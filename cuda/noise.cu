@@ -1,9 +1,9 @@
 // EGGROLL noise on the device: Philox blocks, noise arrays and caches, the low-rank correction of
 // a perturbed product, the embedding correction and full-rank vector noise.
-// CPU references: ref::philox_blocks, fill_noise (es/noise.h), ref::fill_noise_cache,
-// ref::lowrank_add, ref::embedding_lowrank_add, ref::vector_noise_rows (es/ops_ref.h).
+// CPU references: ref::philox_blocks, fill_noise (core/noise.h), ref::fill_noise_cache,
+// ref::lowrank_add, ref::embedding_lowrank_add, ref::vector_noise_rows (core/ops/noise.h).
 //
-// Factors are either generated here with the same Philox4x32-10 counters as es/noise.h
+// Factors are either generated here with the same Philox4x32-10 counters as core/noise.h
 // (noise_block / noise_element are __host__ __device__: identical raw bits; the Gaussian values
 // agree with the host's to the last ulp of logf/sinf/cosf) or read from a per-step cache laid
 // out [pair][(m + n) r] exactly like EggrollPerturbation's.

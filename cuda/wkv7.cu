@@ -1,4 +1,4 @@
-// WKV-7 single-token state update (CPU reference: wkv7_head in rwkv/forward.h, ref::wkv7_rows).
+// WKV-7 single-token state update (CPU reference: ref::wkv7_head and ref::wkv7_rows, core/ops/wkv7.h).
 //
 // Per (row, head), S [64][64] fp32 (row i = value index, column j = key index):
 //   sa_i = -sum_j S[i][j] kk[j]
@@ -11,6 +11,7 @@
 #include <cuda_runtime.h>
 
 #include "cuda/common.cuh"
+#include "core/ops/wkv7.h"
 #include "cuda/cuda_ops.h"
 
 namespace eggroll::cuda {
@@ -41,7 +42,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
   __syncthreads();
   const int64_t slot = slots ? int64_t(slots[i]) : i;
-  float* S = state + slot * slot_stride + layer_offset + h * 4096;
+  float* S = state + slot * slot_stride + layer_offset + h * kWkvHeadState;
   const int lane = t & 31, warp = t >> 5;
   const float2 cr = sr[lane], cd = sd[lane], ck = sk[lane], ckk = skk[lane], cb = sb[lane];
 #pragma unroll 4

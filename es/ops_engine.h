@@ -19,7 +19,7 @@
 
 #include "core/comm.h"
 #include "es/eggroll.h"
-#include "es/ops_perturbation.h"
+#include "es/perturbation.h"
 #include "rwkv/backend_model.h"
 #include "rwkv/generate.h"
 

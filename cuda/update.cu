@@ -1,6 +1,6 @@
 // The ES side on the device: update-GEMM operands, vector gradients, optimizers, fitness shaping.
 // CPU references: ref::update_factors / vector_gradient / sgd_update / adam_update / sum_squares
-// (es/ops_ref.h, which mirror eggroll_gradient and Optimizer::step of es/eggroll.cpp) and
+// (core/ops/update.h) and
 // shape_fitness (es/fitness.h).
 #include <cuda_runtime.h>
 

@@ -1,5 +1,5 @@
-// cuBLAS wrappers for the shared products and the update GEMM (CPU reference: core/gemm.h via
-// ref::linear_f32 / ref::linear_bf16).
+// cuBLAS wrappers for the shared products and the update GEMM (CPU reference: core/ops/linear.h
+// ref::linear_f32 / ref::linear_bf16 / ref::update_gemm, over core/gemm.h).
 //
 // Row-major Y[B, out] is column-major Y^T (out x B, ld out), so:
 //   y = W x  (W [out, in] row-major = column-major W^T, ld in):  Y^T = op_T(W) X^T

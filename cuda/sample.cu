@@ -1,4 +1,4 @@
-// Token sampling on the device (CPU reference: sample_token, rwkv/sampler.cpp; ref::argmax_rows,
+// Token sampling on the device (CPU reference: sample_token, core/ops/sample.cpp; ref::argmax_rows,
 // ref::sample_rows). One block per row.
 //
 // Greedy: block argmax, lowest id on ties, NaN ignored, 0 when no value beats -inf (the CPU's
