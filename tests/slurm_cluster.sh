@@ -171,13 +171,13 @@ name: popsweep
 base: $CFG
 overrides: [run.dir=$TMP/runs, run.steps=30, run.checkpoint_every=2, task.answer_length=12, optim.name=sgd, optim.lr=0.1]
 grid:
-  es.directions: [16, 4]
+  es.directions: [32, 4]
   run.seed: [0, 1]
 EOF
 "$EGG" sweep "$WORK/popsweep.yaml" --slurm "$WORK/popsweep.sbatch" --ntasks 1 --gpus-per-task 0 --cpus-per-task 1 --max-parallel 2 \
   --time 00:10:00 >"$TMP/s5.gen" 2>&1 || { bad "scenario 5: eggroll sweep --slurm failed"; cat "$TMP/s5.gen"; }
 SWEEP="$TMP/runs/popsweep"
-p0=directions-16__seed-0
+p0=directions-32__seed-0
 t0=$(now)
 id=$(sbatch --parsable "$WORK/popsweep.sbatch")
 cancelled=no
@@ -222,7 +222,7 @@ done
 [ "$rerun" = 1 ] && [ "${before[$SWEEP/$p0]}" != "$(point_state "$SWEEP/$p0")" ] &&
   ok || bad "scenario 5: $rerun points ran again, expected only $p0"
 "$EGG" train -q "$CFG" run.dir="$TMP/runs" run.name=p0ref run.steps=30 run.checkpoint_every=2 task.answer_length=12 \
-  optim.name=sgd optim.lr=0.1 es.directions=16 run.seed=0 >/dev/null 2>&1
+  optim.name=sgd optim.lr=0.1 es.directions=32 run.seed=0 >/dev/null 2>&1
 cmp -s "$(weights p0ref 30)" "$(weights popsweep/$p0 30)" && ok || bad "scenario 5: the cancelled point differs from an uninterrupted run"
 if /usr/bin/python3 "$SRC/scripts/report.py" "$SWEEP" --out "$TMP/report" >"$TMP/s5.report" 2>&1; then
   for f in report.csv results.md reward_vs_step.png final_reward_vs_population.png tokens_per_s_vs_population.png; do
