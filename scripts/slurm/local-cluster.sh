@@ -45,7 +45,7 @@ install_packages() {
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-pid_of() { [ -s "$DIR/run/$1.pid" ] && cat "$DIR/run/$1.pid" 2>/dev/null || true; }
+pid_of() { if [ -s "$DIR/run/$1.pid" ]; then cat "$DIR/run/$1.pid" 2>/dev/null || true; fi; }
 alive() { local p; p=$(pid_of "$1"); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
 
 # Processes holding a file under $DIR open (our daemons and the slurmstepd processes they started,
@@ -115,8 +115,8 @@ EOF
 }
 
 wait_idle() {
-  local i state
-  for i in $(seq 1 120); do
+  local state
+  for _ in $(seq 1 120); do
     state=$(SLURM_CONF="$CONF" sinfo -h -N -o '%T' 2>/dev/null | head -n 1 || true)
     case "$state" in
       idle|mixed|allocated) say "node $(hostname -s) $state ($(SLURM_CONF="$CONF" sinfo -h -N -o '%c' | head -n 1) CPUs), SLURM_CONF=$CONF"; return 0 ;;
@@ -145,17 +145,17 @@ start() {
   munged=$(command -v munged || echo /usr/sbin/munged)
   slurmctld=$(command -v slurmctld || echo /usr/sbin/slurmctld)
   slurmd=$(command -v slurmd || echo /usr/sbin/slurmd)
-  # munged as root: --force (it refuses root otherwise); our own key, socket and files
+  # our own key, socket and files; --force: munged refuses a socket directory that is not open
+  # to all users (ours is 0700, as it holds the key)
   "$munged" --force --key-file="$DIR/munge/munge.key" --socket="$DIR/munge/munge.socket" \
     --pid-file="$DIR/run/munged.pid" --log-file="$DIR/log/munged.log" --seed-file="$DIR/munge/munged.seed" \
     || die "munged did not start; see $DIR/log/munged.log"
-  local i
-  for i in $(seq 1 40); do [ -S "$DIR/munge/munge.socket" ] && break; sleep 0.25; done
+  for _ in $(seq 1 40); do [ -S "$DIR/munge/munge.socket" ] && break; sleep 0.25; done
   [ -S "$DIR/munge/munge.socket" ] || die "munged started but made no socket; see $DIR/log/munged.log"
   # -c: start without the previous run's jobs; -i: ignore state-file errors
   SLURM_CONF="$CONF" "$slurmctld" -c -i -f "$CONF" || die "slurmctld did not start; see $DIR/log/slurmctld.log"
   SLURM_CONF="$CONF" "$slurmd" -f "$CONF" || die "slurmd did not start; see $DIR/log/slurmd.log"
-  for i in $(seq 1 40); do alive slurmctld && alive slurmd && break; sleep 0.25; done
+  for _ in $(seq 1 40); do alive slurmctld && alive slurmd && break; sleep 0.25; done
   wait_idle
 }
 
@@ -165,19 +165,18 @@ stop_daemons() {
   local quiet=${1:-}
   if alive slurmctld; then
     SLURM_CONF="$CONF" scancel --full --quiet --user="$(id -un)" 2>/dev/null || true
-    local i
-    for i in $(seq 1 40); do
+    for _ in $(seq 1 40); do
       [ -z "$(SLURM_CONF="$CONF" squeue -h -o %i 2>/dev/null)" ] && break
       sleep 0.5
     done
   fi
-  local d p i
+  local d p
   for d in slurmd slurmctld munged; do
     p=$(pid_of "$d")
     if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
       kill "$p" 2>/dev/null || true
-      for i in $(seq 1 40); do kill -0 "$p" 2>/dev/null || break; sleep 0.25; done
-      kill -0 "$p" 2>/dev/null && kill -9 "$p" 2>/dev/null || true
+      for _ in $(seq 1 40); do kill -0 "$p" 2>/dev/null || break; sleep 0.25; done
+      if kill -0 "$p" 2>/dev/null; then kill -9 "$p" 2>/dev/null || true; fi
     fi
     rm -f "$DIR/run/$d.pid"
   done
@@ -185,7 +184,7 @@ stop_daemons() {
   if [ -d "$DIR" ]; then
     left=$(pids_using_dir)
     if [ -n "$left" ]; then
-      [ -z "$quiet" ] && say "ending leftover processes $(echo $left)"
+      [ -z "$quiet" ] && say "ending leftover processes $(echo "$left" | tr '\n' ' ')"
       for p in $left; do kill -9 "$p" 2>/dev/null || true; done
     fi
   fi
