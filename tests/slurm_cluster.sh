@@ -31,6 +31,15 @@ for _ in $(seq 1 50); do
   port_free "$p" && port_free $((p + 1)) && break
 done
 export EGGROLL_SLURM_PORT=$p
+# a free port for the tcp rendezvous of the jobs (train.sbatch's default derives one from the job id)
+free_port() {
+  local q
+  for _ in $(seq 1 50); do
+    q=$((40000 + RANDOM % 20000))
+    port_free "$q" && { echo "$q"; return; }
+  done
+  echo 45678
+}
 cleanup() {
   bash "$CLUSTER" stop >/dev/null 2>&1
   rm -rf "$TMP"
@@ -114,7 +123,7 @@ grep -q '"ranks":2' "$TMP/runs/s1/metrics.jsonl" 2>/dev/null && ok || bad "scena
 
 # ---- 2. sbatch, 2 tasks, TCP rendezvous, no MPI -------------------------------------------------
 t0=$(now)
-id=$(RENDEZVOUS=tcp TIMEOUT_S=60 "${SB[@]}" --output="$TMP/s2.out" "$SBATCH" "$CFG" run.dir="$TMP/runs" run.name=s2)
+id=$(RENDEZVOUS=tcp MASTER_PORT=$(free_port) TIMEOUT_S=60 "${SB[@]}" --output="$TMP/s2.out" "$SBATCH" "$CFG" run.dir="$TMP/runs" run.name=s2)
 st=$(wait_job "$id" 90)
 echo "2. sbatch RENDEZVOUS=tcp (srun --mpi=none), 2 tasks: job $id $st, exit $(job_field "$id" ExitCode), $(since "$t0") s;" \
      "2 ranks $(sha "$(weights s2 4)")"
@@ -240,7 +249,7 @@ fi
 TIMEOUT6=10
 kill_rank1() {  # NAME RENDEZVOUS KILL_ON_BAD_EXIT PATTERN
   local name=$1 rv=$2 kobe=$3 pat=$4 id victim="" n e pid t0 st dt
-  id=$(RENDEZVOUS=$rv KILL_ON_BAD_EXIT=$kobe TIMEOUT_S=$TIMEOUT6 "${SB[@]}" --output="$TMP/$name.out" "$SBATCH" "$CFG" \
+  id=$(RENDEZVOUS=$rv MASTER_PORT=$(free_port) KILL_ON_BAD_EXIT=$kobe TIMEOUT_S=$TIMEOUT6 "${SB[@]}" --output="$TMP/$name.out" "$SBATCH" "$CFG" \
     run.dir="$TMP/runs" run.name="$name" "${LONG[@]}" run.steps=100000)
   for _ in $(seq 1 600); do  # find rank 1's process once training is under way
     n=$(grep -c . "$TMP/runs/$name/metrics.jsonl" 2>/dev/null)
