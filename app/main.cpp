@@ -7,6 +7,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "core/comm.h"
 #include "core/error.h"
 #include "app/commands.h"
 
@@ -33,6 +34,10 @@ int main(int argc, char** argv) {
       if (ch == '\n') ch = ' ';
     fmt::print(stderr, "eggroll: error: {}\n", msg);
     return 2;
+  } catch (const eggroll::CommTimeout& e) {
+    // a lost or stuck rank (the message names it): the job failed, resubmit it to resume
+    fmt::print(stderr, "eggroll: error: {}\n", e.what());
+    return 3;
   } catch (const std::bad_alloc&) {
     fmt::print(stderr, "eggroll: error: out of memory\n");
     return 3;

@@ -564,7 +564,7 @@ std::string slurm_script(const SweepPlan& plan, const SlurmOptions& o, const std
   s += fmt::format("WORKDIR={}\n", shell_quote(workdir));
   s += "# How the ranks of one point find each other (only matters with more than one task):\n";
   s += "#   mpi: srun --mpi=pmix starts MPI ranks (dist.backend auto/mpi, or nccl with its id sent over MPI)\n";
-  s += "#   tcp: no MPI; rank 0 listens on MASTER_ADDR:MASTER_PORT (dist.rendezvous=tcp, set below)\n";
+  s += "#   tcp: no MPI; rank 0 listens on MASTER_ADDR:MASTER_PORT (dist.backend=tcp, or BACKEND=nccl: only its id)\n";
   s += fmt::format("RENDEZVOUS=\"${{RENDEZVOUS:-{}}}\"\n", o.rendezvous);
   s += "MASTER_PORT_BASE=\"${MASTER_PORT_BASE:-29500}\"   # + array index: concurrent points on one node do not collide\n";
   s += "export NCCL_DEBUG=\"${NCCL_DEBUG:-WARN}\"\n";
@@ -592,7 +592,7 @@ std::string slurm_script(const SweepPlan& plan, const SlurmOptions& o, const std
   s += "    MASTER_PORT=$((MASTER_PORT_BASE + SLURM_ARRAY_TASK_ID % 1000))\n";
   s += "    export MASTER_ADDR MASTER_PORT\n";
   s += "    SRUN_OPTS=(--mpi=none)\n";
-  s += "    DIST=(dist.rendezvous=tcp \"dist.rendezvous_path=$MASTER_ADDR:$MASTER_PORT\")\n";
+  s += "    DIST=(\"dist.backend=${BACKEND:-tcp}\" dist.rendezvous=tcp \"dist.rendezvous_path=$MASTER_ADDR:$MASTER_PORT\")\n";
   s += "  else\n";
   s += "    SRUN_OPTS=(--mpi=pmix)\n";
   s += "    DIST=(dist.rendezvous=mpi)\n";

@@ -196,8 +196,8 @@ Table make_table() {
          greater_than(0), at_most(1));
 
   // dist
-  b.enumeration("dist.backend", EGGROLL_FIELD(dist.backend), {"auto", "single", "mpi", "nccl"},
-                "multi-process backend");
+  b.enumeration("dist.backend", EGGROLL_FIELD(dist.backend), {"auto", "single", "mpi", "tcp", "nccl"},
+                "multi-process backend (tcp: no MPI, rank 0 listens on rendezvous_path host:port)");
   b.enumeration("dist.update_mode", EGGROLL_FIELD(dist.update_mode), {"allreduce", "replicated"},
                 "all-reduce the update, or recompute it on every rank from gathered fitness");
   b.enumeration("dist.rendezvous", EGGROLL_FIELD(dist.rendezvous), {"mpi", "tcp", "file"},
@@ -369,7 +369,7 @@ const std::vector<std::string>& resume_mutable_keys() {
   static const std::vector<std::string> keys = {
       "run.steps",          "run.threads",         "run.device",      "run.log_every",   "run.eval_every",
       "run.samples_per_step", "run.checkpoint_every", "run.keep_checkpoints", "dist.timeout_s",
-      "dist.rendezvous",    "dist.rendezvous_path"};
+      "dist.backend",       "dist.rendezvous",    "dist.rendezvous_path"};
   return keys;
 }
 

@@ -275,7 +275,7 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
   co.timeout_s = cfg.dist.timeout_s;
   auto comm = make_communicator(co);
   if (comm->backend() == "nccl" && cfg.run.device != "cuda")
-    throw InputError(fmt::format("dist.backend: 'nccl' carries GPU buffers and run.device is '{}'; use 'mpi' or "
+    throw InputError(fmt::format("dist.backend: 'nccl' carries GPU buffers and run.device is '{}'; use 'mpi', 'tcp' or "
                                  "run.device=cuda", cfg.run.device));
   const int rank = comm->rank(), world = comm->size();
   const bool lead = rank == 0;

@@ -406,6 +406,19 @@ class MpiCommunicator final : public Communicator {
 
 // MPI communicator + the launcher/MPI consistency check.
 std::unique_ptr<MpiCommunicator> make_mpi(double timeout_s, const LaunchInfo& launch) {
+  // A task of a Slurm job step started without PMI (`srun --mpi=none`, or MpiDefault=none) has
+  // no way to find its peers, and Open MPI's MPI_Init aborts such a task with a message about how
+  // Open MPI was built. Say what is wrong before MPI_Init, on every task. (A PMIx launch sets
+  // PMIX_RANK, a PMI-1/2 launch PMI_FD or PMI_RANK, mpirun OMPI_COMM_WORLD_RANK.)
+  if (launch.source == "slurm" && launch.size > 1 && std::getenv("SLURM_STEP_ID") && !std::getenv("PMIX_RANK") &&
+      !std::getenv("PMI_FD") && !std::getenv("PMI_RANK")) {
+    const char* type = std::getenv("SLURM_MPI_TYPE");
+    throw InputError("communicator: the launcher reports " + std::to_string(launch.size) +
+                     " tasks (a Slurm job step) but srun started them without PMI (SLURM_MPI_TYPE=" +
+                     (type && *type ? type : "unset") +
+                     "), so MPI cannot join them into one job. Launch with `srun --mpi=pmix` (`srun --mpi=list` "
+                     "shows the plugins), or use backend tcp (or nccl with rendezvous tcp or file), which needs no MPI");
+  }
   auto comm = std::make_unique<MpiCommunicator>(timeout_s);
   if (launch.source != "none" && launch.size != comm->size()) {
     const std::string var = launch.source == "openmpi" ? "OMPI_COMM_WORLD_SIZE"
@@ -416,8 +429,8 @@ std::unique_ptr<MpiCommunicator> make_mpi(double timeout_s, const LaunchInfo& la
         "communicator: the launcher reports " + std::to_string(launch.size) + " tasks (" + var + "=" +
         std::to_string(launch.size) + ", from " + launch.source + ") but MPI sees " + std::to_string(comm->size()) +
         (comm->size() == 1 ? " process: every task started its own one-process MPI world (e.g. srun without PMI "
-                             "support). Launch with `srun --mpi=pmix` (or pmi2) or mpirun, or use backend nccl with "
-                             "rendezvous tcp or file, which needs no MPI"
+                             "support). Launch with `srun --mpi=pmix` (or pmi2) or mpirun, or use backend tcp (or nccl "
+                             "with rendezvous tcp or file), which needs no MPI"
                            : " processes: the launcher and the MPI library do not agree; launch with the mpirun of "
                              "the MPI this program was built with"));
   }
@@ -541,6 +554,79 @@ Fd tcp_connect_once(const addrinfo* list, const Deadline& dl) {
   return Fd();
 }
 
+// Rank 0's side of a TCP join: accepts connections on `listener` until ranks 1..size-1 have each
+// sent their hello (magic, rank, size); returns rank -> connection. Connections that are not ours
+// are dropped; a size mismatch or a duplicate rank is an error; ranks missing at the deadline
+// are named in the CommTimeout.
+std::map<int, Fd> tcp_accept_ranks(Fd& listener, int port, int size, const Deadline& dl, double timeout_s,
+                                   const char* where) {
+  struct Peer {
+    Fd fd;
+    unsigned char hello[16] = {};
+    size_t got = 0;
+  };
+  std::vector<Peer> pending;            // accepted, hello not complete
+  std::map<int, Fd> joined;             // rank -> connection
+  auto missing = [&](const std::map<int, Fd>& have) {
+    std::vector<int> m;
+    for (int r = 1; r < size; ++r)
+      if (!have.count(r)) m.push_back(r);
+    return m;
+  };
+  while (static_cast<int>(joined.size()) < size - 1) {
+    if (dl.passed()) {
+      std::vector<int> m = missing(joined);
+      throw CommTimeout(std::string(where) + ": rank 0 listening on port " + std::to_string(port) + ": " +
+                            ranks_phrase(m) + " did not connect within " + fmt_seconds(timeout_s),
+                        m);
+    }
+    std::vector<pollfd> pfds;
+    pfds.push_back({listener.fd, POLLIN, 0});
+    for (Peer& p : pending) pfds.push_back({p.fd.fd, POLLIN, 0});
+    ::poll(pfds.data(), pfds.size(), dl.ms_left(100));
+    if (pfds[0].revents & POLLIN) {
+      for (;;) {
+        int c = ::accept4(listener.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (c < 0) break;
+        int one = 1;
+        setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        Peer p;
+        p.fd = Fd(c);
+        pending.push_back(std::move(p));
+      }
+    }
+    for (size_t i = 0; i < pending.size();) {
+      Peer& p = pending[i];
+      bool drop = false;
+      ssize_t k = ::recv(p.fd.fd, p.hello + p.got, sizeof p.hello - p.got, 0);
+      if (k > 0) p.got += static_cast<size_t>(k);
+      else if (k == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) drop = true;
+      if (!drop && p.got == sizeof p.hello) {
+        if (std::memcmp(p.hello, kTcpMagic, sizeof kTcpMagic) != 0) {
+          drop = true;  // not one of ours (a port scanner, another protocol): ignore it
+        } else {
+          const int r = static_cast<int>(get_u32(p.hello + 8));
+          const int s = static_cast<int>(get_u32(p.hello + 12));
+          require(s == size, where,
+                  "rank " + std::to_string(r) + " says the job has " + std::to_string(s) + " ranks, rank 0 says " +
+                      std::to_string(size) + " (two jobs on one MASTER_PORT, or a launcher mismatch?)");
+          require(r >= 1 && r < size, where, "a peer claims rank " + std::to_string(r) + " of " + std::to_string(size));
+          require(!joined.count(r), where, "two processes claim rank " + std::to_string(r));
+          joined.emplace(r, std::move(p.fd));
+          pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(i));
+          continue;
+        }
+      }
+      if (drop) {
+        pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(i));
+        continue;
+      }
+      ++i;
+    }
+  }
+  return joined;
+}
+
 // ---- file helpers -------------------------------------------------------------------------------
 
 bool read_whole_file(const std::string& path, std::string& out) {
@@ -643,70 +729,7 @@ std::string rendezvous_tcp(const std::string& host, int port, int rank, int size
 
   if (rank == 0) {
     Fd listener = tcp_listen(port, where);
-    struct Peer {
-      Fd fd;
-      unsigned char hello[16] = {};
-      size_t got = 0;
-    };
-    std::vector<Peer> pending;            // accepted, hello not complete
-    std::map<int, Fd> joined;             // rank -> connection
-    auto missing = [&](const std::map<int, Fd>& have) {
-      std::vector<int> m;
-      for (int r = 1; r < size; ++r)
-        if (!have.count(r)) m.push_back(r);
-      return m;
-    };
-    while (static_cast<int>(joined.size()) < size - 1) {
-      if (dl.passed()) {
-        std::vector<int> m = missing(joined);
-        throw CommTimeout(std::string(where) + ": rank 0 listening on port " + std::to_string(port) + ": " +
-                              ranks_phrase(m) + " did not connect within " + fmt_seconds(timeout_s),
-                          m);
-      }
-      std::vector<pollfd> pfds;
-      pfds.push_back({listener.fd, POLLIN, 0});
-      for (Peer& p : pending) pfds.push_back({p.fd.fd, POLLIN, 0});
-      ::poll(pfds.data(), pfds.size(), dl.ms_left(100));
-      if (pfds[0].revents & POLLIN) {
-        for (;;) {
-          int c = ::accept4(listener.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-          if (c < 0) break;
-          int one = 1;
-          setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-          Peer p;
-          p.fd = Fd(c);
-          pending.push_back(std::move(p));
-        }
-      }
-      for (size_t i = 0; i < pending.size();) {
-        Peer& p = pending[i];
-        bool drop = false;
-        ssize_t k = ::recv(p.fd.fd, p.hello + p.got, sizeof p.hello - p.got, 0);
-        if (k > 0) p.got += static_cast<size_t>(k);
-        else if (k == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) drop = true;
-        if (!drop && p.got == sizeof p.hello) {
-          if (std::memcmp(p.hello, kTcpMagic, sizeof kTcpMagic) != 0) {
-            drop = true;  // not one of ours (a port scanner, another protocol): ignore it
-          } else {
-            const int r = static_cast<int>(get_u32(p.hello + 8));
-            const int s = static_cast<int>(get_u32(p.hello + 12));
-            require(s == size, where,
-                    "rank " + std::to_string(r) + " says the job has " + std::to_string(s) + " ranks, rank 0 says " +
-                        std::to_string(size) + " (two jobs on one MASTER_PORT, or a launcher mismatch?)");
-            require(r >= 1 && r < size, where, "a peer claims rank " + std::to_string(r) + " of " + std::to_string(size));
-            require(!joined.count(r), where, "two processes claim rank " + std::to_string(r));
-            joined.emplace(r, std::move(p.fd));
-            pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(i));
-            continue;
-          }
-        }
-        if (drop) {
-          pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(i));
-          continue;
-        }
-        ++i;
-      }
-    }
+    std::map<int, Fd> joined = tcp_accept_ranks(listener, port, size, dl, timeout_s, where);
     // Everyone is here: send [u64 length][blob], then collect a one-byte acknowledgement each.
     std::string msg(8, '\0');
     for (int i = 0; i < 8; ++i) msg[static_cast<size_t>(i)] = static_cast<char>((uint64_t(blob.size()) >> (56 - 8 * i)) & 0xff);
@@ -855,6 +878,342 @@ std::string rendezvous_file(const std::string& path, int rank, int size, const s
   }
 }
 
+// ---- TCP communicator ---------------------------------------------------------------------------
+
+namespace {
+
+// Host memory over TCP sockets, no MPI: a star through rank 0. Rank 0 listens on the rendezvous
+// port, every other rank connects once and keeps its connection for the whole run.
+//   all_gather:     every rank sends its block to rank 0, rank 0 sends the whole result back.
+//   all_reduce_sum: the same gather (in chunks of at most 64 MiB of gathered data); rank 0 sums
+//                   the contributions in rank order (float accumulates in double), exactly as the
+//                   mpi backend does, and sends the sum back: bit-identical to mpi and to 1 rank.
+//   broadcast:      the root's bytes go to rank 0 (when the root is not 0), then to every rank.
+//   barrier:        an all_gather of the collective's sequence number.
+// Every message is [u64 sequence number][u64 payload bytes][payload]; a message of another
+// collective is an error naming the rank. A peer that exits closes its connection, which is
+// reported at once; one that is stuck is reported at the deadline (timeout_s per collective).
+class TcpCommunicator final : public Communicator {
+ public:
+  TcpCommunicator(int rank, int size, int local_rank, std::vector<Fd> peers, double timeout_s)
+      : rank_(rank), size_(size), local_rank_(local_rank), peers_(std::move(peers)), timeout_s_(timeout_s) {}
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  int local_rank() const { return local_rank_; }
+  std::string backend() const override { return "tcp"; }
+  uint64_t bytes_sent() const override { return bytes_sent_; }
+
+  void all_gather(const void* send, size_t bytes_per_rank, void* recv) override {
+    check_usable("all_gather");
+    const uint64_t seq = seq_++;
+    char* out = static_cast<char*>(recv);
+    char* mine = out + static_cast<size_t>(rank_) * bytes_per_rank;
+    if (send != mine) std::memmove(mine, send, bytes_per_rank);
+    if (size_ == 1) return;
+    const size_t total = static_cast<size_t>(size_) * bytes_per_rank;
+    Deadline dl(timeout_s_);
+    if (rank_ == 0) {
+      std::vector<char*> slots(static_cast<size_t>(size_));
+      for (int p = 1; p < size_; ++p) slots[static_cast<size_t>(p)] = out + static_cast<size_t>(p) * bytes_per_rank;
+      gather_at_root("all_gather", seq, slots, bytes_per_rank, dl);
+      for (int p = 1; p < size_; ++p) send_to("all_gather", seq, p, out, total, dl);
+    } else {
+      send_to("all_gather", seq, 0, mine, bytes_per_rank, dl);
+      recv_from_root("all_gather", seq, out, total, dl);
+    }
+  }
+
+  void all_reduce_sum(float* data, size_t n) override { reduce_impl<float, double>(data, n); }
+  void all_reduce_sum(double* data, size_t n) override { reduce_impl<double, double>(data, n); }
+
+  void broadcast(void* data, size_t bytes, int root) override {
+    check_usable("broadcast");
+    require(root >= 0 && root < size_, "tcp broadcast",
+            "root " + std::to_string(root) + " out of range [0, " + std::to_string(size_) + ")");
+    const uint64_t seq = seq_++;
+    if (size_ == 1 || bytes == 0) return;
+    Deadline dl(timeout_s_);
+    char* buf = static_cast<char*>(data);
+    if (rank_ == 0) {
+      if (root != 0) {
+        std::vector<char*> slots(static_cast<size_t>(size_), nullptr);
+        slots[static_cast<size_t>(root)] = buf;
+        gather_at_root("broadcast", seq, slots, bytes, dl);
+      }
+      for (int p = 1; p < size_; ++p)
+        if (p != root) send_to("broadcast", seq, p, buf, bytes, dl);
+    } else if (rank_ == root) {
+      send_to("broadcast", seq, 0, buf, bytes, dl);
+    } else {
+      recv_from_root("broadcast", seq, buf, bytes, dl);
+    }
+  }
+
+  void barrier() override {
+    check_usable("barrier");
+    const uint64_t seq = seq_;  // all_gather takes the next sequence number: seq
+    std::vector<uint64_t> all(static_cast<size_t>(size_));
+    all_gather(&seq, sizeof seq, all.data());
+    for (int p = 0; p < size_; ++p)
+      if (all[static_cast<size_t>(p)] != seq)
+        fail("barrier: rank " + std::to_string(p) + " is at collective #" + std::to_string(all[static_cast<size_t>(p)]) +
+                 ", rank " + std::to_string(rank_) + " at #" + std::to_string(seq) +
+                 " (the ranks called different sequences of collectives)",
+             {p});
+  }
+
+ private:
+  static constexpr size_t kReduceChunkBytes = size_t(64) << 20;  // gathered bytes per chunk
+  static constexpr size_t kHeader = 16;
+
+  void check_usable(const char* op) const {
+    if (broken_)
+      throw CommTimeout("tcp " + std::string(op) + ": communicator is broken by an earlier failure (" + broken_reason_ +
+                            ")",
+                        broken_missing_);
+  }
+
+  [[noreturn]] void fail(const std::string& what, std::vector<int> missing) {
+    broken_ = true;
+    broken_reason_ = what;
+    broken_missing_ = missing;
+    throw CommTimeout("tcp " + what, std::move(missing));
+  }
+
+  std::string describe(const char* op, uint64_t seq, const std::string& tail) const {
+    return std::string(op) + " (collective #" + std::to_string(seq) + ", rank " + std::to_string(rank_) + " of " +
+           std::to_string(size_) + "): " + tail;
+  }
+
+  [[noreturn]] void lost(const char* op, uint64_t seq, int peer, const std::string& why) {
+    std::string tail;
+    if (why == "timeout")
+      tail = "timed out after " + fmt_seconds(timeout_s_) + ": lost rank " + std::to_string(peer) +
+             ": no data arrived (dead, stuck, or in a different collective)";
+    else if (why == "closed")
+      tail = "lost rank " + std::to_string(peer) + ": it closed its connection (the process exited or was killed)";
+    else
+      tail = "lost rank " + std::to_string(peer) + ": " + why;
+    fail(describe(op, seq, tail), {peer});
+  }
+
+  static void put_u64(unsigned char* p, uint64_t v) {
+    for (int i = 0; i < 8; ++i) p[i] = static_cast<unsigned char>(v >> (56 - 8 * i));
+  }
+  static uint64_t get_u64(const unsigned char* p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v = (v << 8) | p[i];
+    return v;
+  }
+
+  void check_header(const char* op, uint64_t seq, int peer, const unsigned char* h, size_t bytes) {
+    const uint64_t their_seq = get_u64(h), their_bytes = get_u64(h + 8);
+    if (their_seq != seq || their_bytes != bytes)
+      fail(describe(op, seq,
+                    "rank " + std::to_string(peer) + " sent collective #" + std::to_string(their_seq) + " of " +
+                        std::to_string(their_bytes) + " bytes, expected #" + std::to_string(seq) + " of " +
+                        std::to_string(bytes) + " (the ranks called different sequences of collectives)"),
+           {peer});
+  }
+
+  void send_to(const char* op, uint64_t seq, int peer, const void* data, size_t bytes, const Deadline& dl) {
+    unsigned char h[kHeader];
+    put_u64(h, seq);
+    put_u64(h + 8, bytes);
+    const int fd = peers_[static_cast<size_t>(peer)].fd;
+    std::string err = io_all(fd, h, kHeader, dl, true);
+    if (err.empty()) err = io_all(fd, const_cast<void*>(data), bytes, dl, true);
+    if (!err.empty()) lost(op, seq, peer, err);
+    bytes_sent_ += bytes;
+  }
+
+  void recv_from_root(const char* op, uint64_t seq, void* data, size_t bytes, const Deadline& dl) {
+    unsigned char h[kHeader];
+    const int fd = peers_[0].fd;
+    std::string err = io_all(fd, h, kHeader, dl, false);
+    if (err.empty()) check_header(op, seq, 0, h, bytes);
+    if (err.empty()) err = io_all(fd, data, bytes, dl, false);
+    if (!err.empty()) lost(op, seq, 0, err);
+  }
+
+  // Rank 0: receives `bytes` from every rank p with slots[p] != nullptr, from all of them at once
+  // (poll), until all have arrived or the deadline; names the ranks that did not deliver.
+  void gather_at_root(const char* op, uint64_t seq, const std::vector<char*>& slots, size_t bytes, const Deadline& dl) {
+    struct In {
+      int peer;
+      unsigned char h[kHeader];
+      size_t got = 0;  // header + payload bytes received
+    };
+    std::vector<In> in;
+    for (int p = 1; p < size_; ++p)
+      if (slots[static_cast<size_t>(p)]) in.push_back({p, {}, 0});
+    size_t open = in.size();
+    while (open > 0) {
+      std::vector<pollfd> pfds;
+      std::vector<In*> who;
+      for (In& x : in)
+        if (x.got < kHeader + bytes) {
+          pfds.push_back({peers_[static_cast<size_t>(x.peer)].fd, POLLIN, 0});
+          who.push_back(&x);
+        }
+      if (dl.passed()) {
+        std::vector<int> late;
+        for (In* x : who) late.push_back(x->peer);
+        fail(describe(op, seq,
+                      "timed out after " + fmt_seconds(timeout_s_) + ": lost " + ranks_phrase(late) +
+                          ": no data arrived (dead, stuck, or in a different collective)"),
+             late);
+      }
+      ::poll(pfds.data(), pfds.size(), dl.ms_left(100));
+      for (In* x : who) {
+        const int fd = peers_[static_cast<size_t>(x->peer)].fd;
+        for (;;) {
+          if (x->got >= kHeader + bytes) break;
+          ssize_t k;
+          if (x->got < kHeader) {
+            k = ::recv(fd, x->h + x->got, kHeader - x->got, 0);
+          } else {
+            const size_t off = x->got - kHeader;
+            k = ::recv(fd, slots[static_cast<size_t>(x->peer)] + off, bytes - off, 0);
+          }
+          if (k > 0) {
+            const bool had_header = x->got >= kHeader;
+            x->got += static_cast<size_t>(k);
+            if (!had_header && x->got >= kHeader) check_header(op, seq, x->peer, x->h, bytes);
+            if (x->got >= kHeader + bytes) --open;
+            continue;
+          }
+          if (k == 0) lost(op, seq, x->peer, "closed");
+          if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
+          lost(op, seq, x->peer, std::strerror(errno));
+        }
+      }
+    }
+  }
+
+  template <class T, class Acc>
+  void reduce_impl(T* data, size_t n) {
+    check_usable("all_reduce_sum");
+    if (size_ == 1 || n == 0) {
+      ++seq_;
+      return;
+    }
+    const size_t chunk = std::max<size_t>(1, kReduceChunkBytes / (sizeof(T) * static_cast<size_t>(size_)));
+    std::vector<T> gathered(rank_ == 0 ? std::min(n, chunk) * static_cast<size_t>(size_) : 0);
+    for (size_t start = 0; start < n; start += chunk) {
+      const size_t len = std::min(chunk, n - start);
+      const uint64_t seq = seq_++;
+      Deadline dl(timeout_s_);
+      T* out = data + start;
+      if (rank_ != 0) {
+        send_to("all_reduce_sum", seq, 0, out, len * sizeof(T), dl);
+        recv_from_root("all_reduce_sum", seq, out, len * sizeof(T), dl);
+        continue;
+      }
+      std::vector<char*> slots(static_cast<size_t>(size_));
+      for (int p = 1; p < size_; ++p)
+        slots[static_cast<size_t>(p)] = reinterpret_cast<char*>(gathered.data() + static_cast<size_t>(p) * len);
+      gather_at_root("all_reduce_sum", seq, slots, len * sizeof(T), dl);
+      const T* g = gathered.data();
+      for (size_t i = 0; i < len; ++i) {
+        Acc acc = static_cast<Acc>(out[i]);  // rank 0's own contribution first
+        for (int p = 1; p < size_; ++p) acc += static_cast<Acc>(g[static_cast<size_t>(p) * len + i]);
+        out[i] = static_cast<T>(acc);
+      }
+      for (int p = 1; p < size_; ++p) send_to("all_reduce_sum", seq, p, out, len * sizeof(T), dl);
+    }
+  }
+
+  int rank_, size_, local_rank_;
+  std::vector<Fd> peers_;  // rank 0: one connection per rank (index 0 unused); others: [0] = rank 0
+  double timeout_s_;
+  uint64_t bytes_sent_ = 0;
+  uint64_t seq_ = 0;
+  bool broken_ = false;
+  std::string broken_reason_;
+  std::vector<int> broken_missing_;
+};
+
+// Connects to rank 0 and sends the hello, retrying until the deadline (rank 0 may not listen yet).
+Fd tcp_join(const std::string& host, int port, int rank, int size, const Deadline& dl, double timeout_s,
+            const char* where) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* list = nullptr;
+  int gai = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &list);
+  if (gai != 0) throw InputError(std::string(where) + ": cannot resolve '" + host + "': " + gai_strerror(gai));
+  std::unique_ptr<addrinfo, void (*)(addrinfo*)> guard(list, ::freeaddrinfo);
+  while (!dl.passed()) {
+    Fd s = tcp_connect_once(list, dl);
+    if (s.fd < 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(50, dl.ms_left())));
+      continue;
+    }
+    unsigned char hello[16];
+    std::memcpy(hello, kTcpMagic, sizeof kTcpMagic);
+    put_u32(hello + 8, static_cast<uint32_t>(rank));
+    put_u32(hello + 12, static_cast<uint32_t>(size));
+    if (io_all(s.fd, hello, sizeof hello, dl, true).empty()) return s;
+  }
+  throw CommTimeout(std::string(where) + ": rank " + std::to_string(rank) + " could not reach rank 0 at " + host + ":" +
+                        std::to_string(port) + " within " + fmt_seconds(timeout_s) +
+                        " (is rank 0 running, and is the address right?)",
+                    {0});
+}
+
+// "host:port" (the last ':' splits; [v6] brackets are removed) or, when empty, MASTER_ADDR and
+// MASTER_PORT.
+std::pair<std::string, int> tcp_address(const std::string& spec, const char* where) {
+  std::string host = "127.0.0.1";
+  int port = 29500;
+  if (spec.empty()) {
+    if (const char* h = std::getenv("MASTER_ADDR"); h && *h) host = h;
+    env_int("MASTER_PORT", port);
+  } else {
+    const size_t colon = spec.rfind(':');
+    require(colon != std::string::npos && colon > 0 && colon + 1 < spec.size(), where,
+            "rendezvous_path '" + spec + "' is not host:port");
+    host = spec.substr(0, colon);
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    const std::string ps = spec.substr(colon + 1);
+    char* end = nullptr;
+    errno = 0;
+    const long p = std::strtol(ps.c_str(), &end, 10);
+    require(errno == 0 && end && !*end && p >= 1 && p <= 65535, where,
+            "rendezvous_path '" + spec + "': port must be in 1..65535");
+    port = static_cast<int>(p);
+  }
+  require(port >= 1 && port <= 65535, where, "MASTER_PORT must be in 1..65535, got " + std::to_string(port));
+  return {host, port};
+}
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_tcp_communicator(const std::string& host, int port, int rank, int size,
+                                                    int local_rank, double timeout_s) {
+  const char* where = "tcp communicator";
+  check_rendezvous_args(where, rank, size, timeout_s);
+  require(port >= 1 && port <= 65535, where, "port must be in 1..65535, got " + std::to_string(port));
+  std::vector<Fd> peers(static_cast<size_t>(rank == 0 ? size : 1));
+  if (size > 1) {
+    Deadline dl(timeout_s);
+    if (rank == 0) {
+      Fd listener = tcp_listen(port, where);
+      std::map<int, Fd> joined = tcp_accept_ranks(listener, port, size, dl, timeout_s, where);
+      for (auto& [r, fd] : joined) peers[static_cast<size_t>(r)] = std::move(fd);
+    } else {
+      peers[0] = tcp_join(host, port, rank, size, dl, timeout_s, where);
+    }
+    // A first barrier: no rank returns before every rank has joined.
+    auto comm = std::make_unique<TcpCommunicator>(rank, size, local_rank, std::move(peers), timeout_s);
+    comm->barrier();
+    return comm;
+  }
+  return std::make_unique<TcpCommunicator>(rank, size, local_rank, std::move(peers), timeout_s);
+}
+
 // ---- factory -------------------------------------------------------------------------------------
 
 std::unique_ptr<Communicator> make_single_communicator() { return std::make_unique<SingleCommunicator>(); }
@@ -881,7 +1240,7 @@ void register_device_comm(const std::string& name, DeviceCommFactory factory) {
 }
 
 bool comm_backend_available(const std::string& backend) {
-  if (backend == "single") return true;
+  if (backend == "single" || backend == "tcp") return true;
 #ifdef EGGROLL_HAVE_MPI
   if (backend == "mpi") return true;
 #endif
@@ -892,8 +1251,8 @@ std::unique_ptr<Communicator> make_communicator(const CommOptions& options) {
   const char* where = "communicator";
   require_timeout(options.timeout_s, where);
   std::string backend = options.backend;
-  require(backend == "auto" || backend == "single" || backend == "mpi" || backend == "nccl", where,
-          "unknown backend '" + backend + "' (auto, single, mpi or nccl)");
+  require(backend == "auto" || backend == "single" || backend == "mpi" || backend == "tcp" || backend == "nccl", where,
+          "unknown backend '" + backend + "' (auto, single, mpi, tcp or nccl)");
   const LaunchInfo launch = detect_launch();
   if (backend == "auto") {
     if (launch.size <= 1) {
@@ -903,11 +1262,15 @@ std::unique_ptr<Communicator> make_communicator(const CommOptions& options) {
     } else {
       throw InputError(std::string(where) + ": the launcher (" + launch.source + ") reports " +
                        std::to_string(launch.size) +
-                       " tasks but this build has no MPI; rebuild with MPI, or use backend nccl with rendezvous tcp "
-                       "or file");
+                       " tasks but this build has no MPI; rebuild with MPI, or use backend tcp (or nccl with "
+                       "rendezvous tcp or file)");
     }
   }
   if (backend == "single") return make_single_communicator();
+  if (backend == "tcp") {
+    const auto [host, port] = tcp_address(options.rendezvous_path, where);
+    return make_tcp_communicator(host, port, launch.rank, launch.size, launch.local_rank, options.timeout_s);
+  }
   if (!comm_backend_available(backend))
     throw InputError(std::string(where) + ": backend '" + backend + "' is not built in (" +
                      (backend == "mpi" ? "CMake found no MPI" : "needs CUDA and NCCL") + ")");

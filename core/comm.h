@@ -6,6 +6,9 @@
 // Backends:
 //   single  one process; every collective is a copy or a no-op.
 //   mpi     host memory over MPI (core/comm.cpp; built when CMake finds MPI: EGGROLL_HAVE_MPI).
+//   tcp     host memory over TCP sockets, no MPI (core/comm.cpp): a star through rank 0, which
+//           listens on dist.rendezvous_path (host:port) or MASTER_ADDR:MASTER_PORT; ranks from
+//           the launcher's environment (detect_launch). Same semantics and sums as mpi.
 //   nccl    device memory over NCCL (cuda/nccl_comm.cpp; built with CUDA + NCCL:
 //           EGGROLL_HAVE_NCCL). Every pointer passed to it is a device pointer.
 //
@@ -79,12 +82,14 @@ LaunchInfo detect_launch();
 
 // ---- factory -------------------------------------------------------------------------------
 struct CommOptions {
-  std::string backend = "auto";     // auto | single | mpi | nccl
+  std::string backend = "auto";     // auto | single | mpi | tcp | nccl
   std::string rendezvous = "mpi";   // how nccl exchanges its unique id: mpi | tcp | file
   std::string rendezvous_path;      // file rendezvous: a path on a filesystem all ranks share
   double timeout_s = 300.0;         // per collective (and for the rendezvous / NCCL init)
 };
 
+// tcp: the address is rendezvous_path ("host:port") when set, else MASTER_ADDR (default
+// 127.0.0.1) and MASTER_PORT (default 29500).
 // auto: "mpi" when the launcher reports more than one task and MPI is built in, else "single".
 // Throws InputError for an unknown backend, a backend this build lacks, or a launcher/MPI
 // mismatch (e.g. `srun` without PMI: SLURM_NTASKS=2 but MPI sees one process).
@@ -92,10 +97,17 @@ struct CommOptions {
 // rank and size come from detect_launch().
 std::unique_ptr<Communicator> make_communicator(const CommOptions& options);
 
+// The tcp backend for an explicit rank and size: rank 0 listens on `port` (all interfaces), the
+// others connect to host:port (retrying until timeout_s: rank 0 may start later). Returns once
+// every rank has joined; throws CommTimeout naming the ranks that did not, InputError on bad
+// arguments. Every collective then times out after timeout_s, naming the lost rank.
+std::unique_ptr<Communicator> make_tcp_communicator(const std::string& host, int port, int rank, int size,
+                                                    int local_rank, double timeout_s);
+
 // The trivial backend (also used by tests and by make_communicator for "single").
 std::unique_ptr<Communicator> make_single_communicator();
 
-// True when this build has the backend ("single" always; "mpi" with EGGROLL_HAVE_MPI;
+// True when this build has the backend ("single" and "tcp" always; "mpi" with EGGROLL_HAVE_MPI;
 // "nccl" when the CUDA library registered it, built with NCCL).
 bool comm_backend_available(const std::string& backend);
 

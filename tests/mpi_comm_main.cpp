@@ -6,7 +6,10 @@
 //   mpi_comm_main stall <seconds> the same with a rank that hangs (sleeps) instead of dying.
 //   mpi_comm_main mismatch        run WITHOUT mpirun but with SLURM_NTASKS=2: make_communicator
 //                                 must refuse with an InputError that explains srun without PMI.
+//   mpi_comm_main nopmi           the same inside a Slurm job step (SLURM_STEP_ID set, no PMIX_RANK
+//                                 or PMI_FD): refused before MPI_Init, naming the missing PMI.
 // Exit status: 0 ok, 1 failed check, 2 InputError, 3 CommTimeout.
+#include <mpi.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -230,6 +233,29 @@ int run_mismatch() {
   return g_failures ? 1 : 0;
 }
 
+int run_nopmi() {
+  g_rank = 0;
+  CommOptions o;
+  for (const char* backend : {"auto", "mpi"}) {
+    o.backend = backend;
+    try {
+      auto c = make_communicator(o);
+      check(false, std::string(backend) + ": make_communicator accepted a 2-task job step started without PMI");
+    } catch (const InputError& e) {
+      const std::string msg = e.what();
+      std::printf("mpi_comm_main: %s: InputError as expected: %s\n", backend, msg.c_str());
+      check(msg.find("reports 2 tasks") != std::string::npos, "message lacks the task count");
+      check(msg.find("without PMI (SLURM_MPI_TYPE=none)") != std::string::npos, "message lacks the PMI type");
+      check(msg.find("srun --mpi=pmix") != std::string::npos, "message lacks the srun hint");
+      check(msg.find("backend tcp") != std::string::npos, "message lacks the tcp hint");
+    }
+  }
+  int initialized = 1;
+  MPI_Initialized(&initialized);
+  check(!initialized, "MPI_Init ran before the check");
+  return g_failures ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -244,8 +270,10 @@ int main(int argc, char** argv) {
       rc = run_kill(argc > 2 ? std::atof(argv[2]) : 5.0, true);
     else if (mode == "mismatch")
       rc = run_mismatch();
+    else if (mode == "nopmi")
+      rc = run_nopmi();
     else {
-      std::fprintf(stderr, "usage: mpi_comm_main basic | kill <timeout_s> | stall <timeout_s> | mismatch\n");
+      std::fprintf(stderr, "usage: mpi_comm_main basic | kill <timeout_s> | stall <timeout_s> | mismatch | nopmi\n");
       return 1;
     }
     if (g_failures && rc == 0) rc = 1;

@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -364,4 +365,193 @@ TEST_CASE("file rendezvous: timeouts and stale files", "[comm][rendezvous]") {
     CHECK_THROWS_AS(rendezvous_file((dir / "no" / "such" / "id").string(), 0, 2, "id", 1), InputError);
   }
   fs::remove_all(dir);
+}
+
+// ---- tcp communicator (host memory over sockets, no MPI) ------------------------------------------
+
+namespace {
+// Runs fn(rank, comm) on `size` threads, each with its own tcp communicator on `port`.
+template <class F>
+void on_tcp_ranks(int size, int port, double timeout_s, F fn) {
+  std::vector<std::future<void>> ranks;
+  for (int r = 0; r < size; ++r)
+    ranks.push_back(std::async(std::launch::async, [=] {
+      auto comm = make_tcp_communicator("127.0.0.1", port, r, size, r, timeout_s);
+      fn(r, *comm);
+    }));
+  for (auto& f : ranks) f.get();
+}
+}  // namespace
+
+TEST_CASE("tcp communicator: collectives between 3 ranks, sums in rank order", "[comm][tcp]") {
+  const int P = 3;
+  const size_t n = 1000;
+  // float contributions whose sum depends on the order: the result must be the rank-order sum
+  // accumulated in double, bit for bit, on every rank (what the mpi backend computes)
+  auto contribution = [](int r, size_t i) { return static_cast<float>((r + 1) * 1e7 * (i % 2 ? 1 : -1) + 0.1 * r + i * 1e-3); };
+  std::vector<float> expect(n);
+  for (size_t i = 0; i < n; ++i) {
+    double acc = contribution(0, i);
+    for (int r = 1; r < P; ++r) acc += contribution(r, i);
+    expect[i] = static_cast<float>(acc);
+  }
+  std::vector<std::vector<float>> sums(P);
+  std::vector<std::vector<double>> dsums(P);
+  std::vector<std::vector<int>> gathered(P);
+  std::vector<std::string> bcast0(P), bcast2(P);
+  std::vector<uint64_t> sent(P);
+  on_tcp_ranks(P, free_port(), 10, [&](int r, Communicator& c) {
+    CHECK(c.backend() == "tcp");
+    CHECK(c.rank() == r);
+    CHECK(c.size() == P);
+    std::vector<int> g(3 * P);
+    const int mine[3] = {r, 10 * r, -r};
+    c.all_gather(mine, sizeof mine, g.data());
+    gathered[static_cast<size_t>(r)] = g;
+    std::vector<float> x(n);
+    for (size_t i = 0; i < n; ++i) x[i] = contribution(r, i);
+    c.all_reduce_sum(x.data(), n);
+    sums[static_cast<size_t>(r)] = x;
+    std::vector<double> d = {1.0 * r, 0.5, -2.0 * r};
+    c.all_reduce_sum(d.data(), d.size());
+    dsums[static_cast<size_t>(r)] = d;
+    std::string b0 = r == 0 ? binary_blob() : std::string(128, 'x');
+    c.broadcast(b0.data(), b0.size(), 0);
+    bcast0[static_cast<size_t>(r)] = b0;
+    std::string b2 = r == 2 ? std::string("from rank 2") : std::string(11, '?');
+    c.broadcast(b2.data(), b2.size(), 2);
+    bcast2[static_cast<size_t>(r)] = b2;
+    c.barrier();
+    c.all_reduce_sum(static_cast<float*>(nullptr), 0);  // empty: still collective, no traffic
+    c.barrier();
+    sent[static_cast<size_t>(r)] = c.bytes_sent();
+  });
+  for (int r = 0; r < P; ++r) {
+    const auto& g = gathered[static_cast<size_t>(r)];
+    for (int p = 0; p < P; ++p) {
+      CHECK(g[static_cast<size_t>(3 * p)] == p);
+      CHECK(g[static_cast<size_t>(3 * p + 1)] == 10 * p);
+      CHECK(g[static_cast<size_t>(3 * p + 2)] == -p);
+    }
+    CHECK(std::memcmp(sums[static_cast<size_t>(r)].data(), expect.data(), n * sizeof(float)) == 0);
+    CHECK(dsums[static_cast<size_t>(r)] == std::vector<double>{3.0, 1.5, -6.0});
+    CHECK(bcast0[static_cast<size_t>(r)] == binary_blob());
+    CHECK(bcast2[static_cast<size_t>(r)] == "from rank 2");
+    CHECK(sent[static_cast<size_t>(r)] > 0);
+  }
+}
+
+TEST_CASE("tcp communicator: a large all_reduce in several chunks", "[comm][tcp]") {
+  const int P = 2;
+  const size_t n = (size_t(64) << 20) / (sizeof(float) * P) * 2 + 7;  // 2 full chunks and a tail
+  std::vector<int> bad(P, -1);
+  on_tcp_ranks(P, free_port(), 30, [&](int r, Communicator& c) {
+    std::vector<float> x(n);
+    for (size_t i = 0; i < n; ++i) x[i] = static_cast<float>((i % 1000) * (r + 1));
+    c.all_reduce_sum(x.data(), n);
+    int wrong = 0;
+    for (size_t i = 0; i < n; ++i) wrong += x[i] != static_cast<float>((i % 1000) * 3);
+    bad[static_cast<size_t>(r)] = wrong;
+  });
+  CHECK(bad == std::vector<int>{0, 0});
+}
+
+TEST_CASE("tcp communicator: lost and stuck ranks are named, nobody hangs", "[comm][tcp]") {
+  SECTION("a rank that exits: rank 0 names it at once, the others then lose rank 0") {
+    const int port = free_port();
+    std::vector<std::string> err(3);
+    std::vector<std::vector<int>> missing(3);
+    std::vector<double> secs(3, -1);
+    on_tcp_ranks(3, port, 20, [&](int r, Communicator& c) {
+      c.barrier();
+      if (r == 2) return;  // its communicator closes: the process "died"
+      const auto t0 = std::chrono::steady_clock::now();
+      int v = r, all[3];
+      try {
+        c.all_gather(&v, sizeof v, all);
+      } catch (const CommTimeout& e) {
+        err[static_cast<size_t>(r)] = e.what();
+        missing[static_cast<size_t>(r)] = e.missing_ranks;
+      }
+      secs[static_cast<size_t>(r)] = seconds_since(t0);
+      if (r == 0) CHECK_THROWS_WITH(c.barrier(), Catch::Contains("broken by an earlier failure"));
+    });
+    CHECK(missing[0] == std::vector<int>{2});
+    CHECK(err[0].find("lost rank 2") != std::string::npos);
+    CHECK(err[0].find("closed its connection") != std::string::npos);
+    CHECK(missing[1] == std::vector<int>{0});
+    CHECK(err[1].find("lost rank 0") != std::string::npos);
+    CHECK(secs[0] < 5.0);  // well before the 20 s timeout
+    CHECK(secs[1] < 5.0);
+  }
+  SECTION("a stuck rank: the collective times out after timeout_s, naming it") {
+    const int port = free_port();
+    std::string err;
+    std::vector<int> missing;
+    double secs = -1;
+    std::promise<void> done;
+    auto stuck_until = done.get_future().share();
+    on_tcp_ranks(2, port, 1.0, [&](int r, Communicator& c) {
+      if (r == 1) {
+        stuck_until.wait();  // alive, connected, but never calls the collective
+        return;
+      }
+      const auto t0 = std::chrono::steady_clock::now();
+      try {
+        c.barrier();
+      } catch (const CommTimeout& e) {
+        err = e.what();
+        missing = e.missing_ranks;
+      }
+      secs = seconds_since(t0);
+      done.set_value();
+    });
+    CHECK(missing == std::vector<int>{1});
+    CHECK(err.find("timed out after 1 s: lost rank 1") != std::string::npos);
+    CHECK(secs >= 0.9);
+    CHECK(secs < 3.0);
+  }
+  SECTION("joining: missing ranks and an absent rank 0 time out, naming them") {
+    const int port = free_port();
+    try {
+      make_tcp_communicator("127.0.0.1", port, 0, 3, 0, 1.0);
+      FAIL("no exception");
+    } catch (const CommTimeout& e) {
+      CHECK(e.missing_ranks == std::vector<int>{1, 2});
+    }
+    try {
+      make_tcp_communicator("127.0.0.1", free_port(), 1, 2, 1, 1.0);
+      FAIL("no exception");
+    } catch (const CommTimeout& e) {
+      CHECK(e.missing_ranks == std::vector<int>{0});
+      CHECK(std::string(e.what()).find("could not reach rank 0") != std::string::npos);
+    }
+  }
+  SECTION("bad arguments") {
+    CHECK_THROWS_AS(make_tcp_communicator("127.0.0.1", 0, 0, 2, 0, 1), InputError);
+    CHECK_THROWS_AS(make_tcp_communicator("127.0.0.1", 29500, 2, 2, 0, 1), InputError);
+    CHECK_THROWS_AS(make_tcp_communicator("127.0.0.1", 29500, 0, 2, 0, 0), InputError);
+  }
+}
+
+TEST_CASE("make_communicator: backend tcp", "[comm][tcp]") {
+  EnvGuard env;
+  CommOptions o;
+  o.backend = "tcp";
+  CHECK(comm_backend_available("tcp"));
+  auto one = make_communicator(o);  // no launcher: one rank, no socket
+  CHECK(one->backend() == "tcp");
+  CHECK(one->size() == 1);
+  float x = 2.5f;
+  one->all_reduce_sum(&x, 1);
+  CHECK(x == 2.5f);
+  env.set("SLURM_PROCID", "1");
+  env.set("SLURM_NTASKS", "2");
+  o.timeout_s = 0.5;
+  o.rendezvous_path = "127.0.0.1:0";
+  CHECK_THROWS_WITH(make_communicator(o), Catch::Contains("port must be in 1..65535"));
+  o.rendezvous_path = "no-port";
+  CHECK_THROWS_WITH(make_communicator(o), Catch::Contains("is not host:port"));
+  o.rendezvous_path = "127.0.0.1:" + std::to_string(free_port());  // rank 1, nobody listens
+  CHECK_THROWS_AS(make_communicator(o), CommTimeout);
 }
