@@ -32,6 +32,7 @@
 
 #include "cuda/cuda_backend.h"
 #include "rwkv/backend_model.h"
+#include "rwkv/decoder.h"
 #include "cuda/init.h"
 #include "es/eggroll.h"
 #include "app/plan.h"
@@ -219,30 +220,17 @@ void bench_es_cuda(const BenchEsOptions& o, const std::vector<int64_t>& pops) {
   for (int64_t N : pops) {
     fmt::print(stderr, "bench es (cuda): population {}\n", N);
     cuda::CudaBackend be;
-    ModelStep fwd(be, dm.weights(), N);
-    BackendState st(be, cfg, int(N));
-    DevBuf<int32_t> tok0(static_cast<size_t>(N)), tok(static_cast<size_t>(N)), iota(static_cast<size_t>(N));
-    DevBuf<float> logits(size_t(N) * size_t(V));
-    {
-      std::vector<int32_t> h(static_cast<size_t>(N));
-      for (int64_t i = 0; i < N; i++) h[size_t(i)] = int32_t((i * 7919) % V);
-      cuda::copy_to_device(tok0.p, h.data(), h.size() * 4);
-      for (int64_t i = 0; i < N; i++) h[size_t(i)] = int32_t(i);
-      cuda::copy_to_device(iota.p, h.data(), h.size() * 4);
-    }
+    Decoder dec(be, dm.weights(), N);  // the decoder every run uses, in its timed (no-sync) mode
+    std::vector<int32_t> tok0(static_cast<size_t>(N));
+    for (int64_t i = 0; i < N; i++) tok0[size_t(i)] = int32_t((i * 7919) % V);
     // `steps` greedy decode steps of all N members from a fresh state; seconds (begin_step included)
     auto decode = [&](EggrollPerturbation* dp, int steps) {
-      st.reset_all();
-      cuda::copy_device(tok.p, tok0.p, size_t(N) * 4);
-      cuda::synchronize();
+      dec.reset(int(N));
+      dec.set_perturbation(dp ? &dp->step() : nullptr);
+      be.synchronize();
       const double s0 = now_s();
       if (dp) dp->begin_step(0, int(N));
-      const StepPerturbation* sp = dp ? &dp->step() : nullptr;
-      for (int t = 0; t < steps; t++) {
-        fwd.step(tok.p, iota.p, iota.p, N, st.view(), logits.p, nullptr, 0, sp);
-        cuda::argmax_rows(logits.p, N, V, tok.p);
-      }
-      cuda::synchronize();
+      dec.greedy_steps(tok0, steps);
       return now_s() - s0;
     };
     {  // warm-up (cuBLAS heuristics, bf16 scratch): one step plain and regenerated
@@ -258,7 +246,7 @@ void bench_es_cuda(const BenchEsOptions& o, const std::vector<int64_t>& pops) {
       if (rep == 0) {  // the first and last rows of the last step's logits
         std::vector<float> row(static_cast<size_t>(V));
         for (int64_t r : {int64_t(0), N - 1}) {
-          cuda::copy_to_host(row.data(), logits.p + r * V, size_t(V) * 4);
+          cuda::copy_to_host(row.data(), dec.logits() + r * V, size_t(V) * 4);
           for (float x : row) finite = finite && std::isfinite(x);
         }
       }

@@ -11,7 +11,7 @@
 #include "core/error.h"
 #include "app/commands.h"
 #include "rwkv/forward.h"
-#include "rwkv/generate.h"
+#include "rwkv/decoder.h"
 #include "rwkv/model.h"
 #include "rwkv/tokenizer.h"
 

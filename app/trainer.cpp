@@ -21,7 +21,7 @@
 #include "es/ops_engine.h"
 #include "app/plan.h"
 #include "tasks/tasks.h"
-#include "rwkv/generate.h"
+#include "rwkv/decoder.h"
 #include "rwkv/model.h"
 #include "rwkv/tokenizer.h"
 

@@ -48,7 +48,7 @@ OpsEngine::OpsEngine(Backend& be, Model& m, const ParamSelection& sel, const Noi
   pert_ = std::make_unique<EggrollPerturbation>(m, sel, nc, o.noise_cache, &be_);
   prepare_products(be_, w_);  // the CPU backend's packed GEMM panels (refreshed after each update)
   try {
-    stepper_ = std::make_unique<OpsStepper>(be_, w_, o.max_rows);
+    stepper_ = std::make_unique<Decoder>(be_, w_, o.max_rows);
   } catch (...) {
     release_products(be_, w_);
     throw;

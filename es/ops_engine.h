@@ -21,7 +21,7 @@
 #include "es/eggroll.h"
 #include "es/perturbation.h"
 #include "rwkv/backend_model.h"
-#include "rwkv/generate.h"
+#include "rwkv/decoder.h"
 
 namespace eggroll {
 
@@ -72,7 +72,7 @@ class OpsEngine {
   uint64_t t_ = 0;
   BackendBuffers buffers_;  // everything below in backend memory, and the weights' copies
   std::unique_ptr<EggrollPerturbation> pert_;
-  std::unique_ptr<OpsStepper> stepper_;
+  std::unique_ptr<Decoder> stepper_;
   float* grad_ = nullptr;      // the largest updated parameter
   float* A_all_ = nullptr;     // update GEMM operands (sized for the current population)
   float* B_all_ = nullptr;

@@ -50,7 +50,7 @@ class Forward {
             std::span<const int> members = {});
   const Model& model() const { return m_; }
   // The backend and the weights the step reads (for other drivers of the same step, e.g. the
-  // OpsStepper of rwkv/generate.h).
+  // Decoder of rwkv/decoder.h).
   Backend& backend() { return be_; }
   const ModelWeights& weights() const { return w_; }
 

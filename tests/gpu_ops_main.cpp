@@ -49,7 +49,7 @@
 #include "core/ops/ops.h"
 #include "rwkv/step.h"
 #include "rwkv/forward.h"
-#include "rwkv/generate.h"
+#include "rwkv/decoder.h"
 #include "rwkv/model.h"
 #include "core/ops/sample.h"
 
@@ -817,11 +817,11 @@ void gpu_forward() {
       const auto got = opstep_logits(be, dm.weights(), c, 7, nullptr);
       check_err(std::string("device step batch 7") + (subset ? ", logit subset" : ""), norm_err(got, want), 1e-4);
     }
-    // greedy continuation on the device (the decoder: OpsStepper + generate) == the fixture's
+    // greedy continuation on the device (the decoder: Decoder + generate) == the fixture's
     const auto meta = test::read_json(fx("rwkv7/rand-l3-d256-v1024.json"));
     const auto prompt = meta["greedy_prompt"].get<std::vector<int32_t>>();
     const auto cont = meta["greedy_continuation"].get<std::vector<int32_t>>();
-    OpsStepper stepper(be, dm.weights(), 1);
+    Decoder stepper(be, dm.weights(), 1);
     GenOptions gopt;
     gopt.max_tokens = int(cont.size());
     gopt.stop_on_eod = false;

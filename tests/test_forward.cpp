@@ -4,7 +4,7 @@
 
 #include "fixtures.h"
 #include "rwkv/forward.h"
-#include "rwkv/generate.h"
+#include "rwkv/decoder.h"
 #include "rwkv/model.h"
 
 using namespace eggroll;
@@ -144,4 +144,27 @@ TEST_CASE("missing or mis-shaped tensors are named in the error", "[model]") {
   StateDict extra = sd;
   extra.add(Tensor::from_f32("blocks.0.att.nonsense", {1}, std::vector<float>{1.f}.data(), DType::F32));
   REQUIRE_THROWS_WITH(Model::from_state_dict(extra, "z.pth"), Catch::Contains("nonsense"));
+}
+
+TEST_CASE("the decoder's timed greedy mode gives generate()'s greedy tokens", "[forward][generate]") {
+  const Model m = Model::random(ModelConfig::preset("tiny", 300), 5);
+  Forward fwd(m);
+  Decoder dec(fwd.backend(), fwd.weights(), 8);
+  const std::vector<int32_t> first = {1, 7, 42, 299, 3};
+  const int steps = 6;
+  dec.reset(int(first.size()));
+  const std::vector<int32_t> last = dec.greedy_steps(first, steps);
+  GenOptions opt;
+  opt.max_tokens = steps;
+  opt.stop_on_eod = false;
+  std::vector<GenRequest> reqs;
+  for (int32_t t : first) reqs.push_back({{t}, 0, 0});
+  const auto res = generate(fwd, reqs, opt);
+  REQUIRE(res.size() == first.size());
+  for (size_t i = 0; i < first.size(); i++) {
+    REQUIRE(res[i].tokens.size() == size_t(steps));
+    CHECK(last[i] == res[i].tokens.back());
+  }
+  CHECK_THROWS_AS(dec.greedy_steps(std::vector<int32_t>(9, 1), 1), std::invalid_argument);
+  CHECK_THROWS_AS(dec.greedy_steps(std::vector<int32_t>{300}, 1), std::invalid_argument);
 }

@@ -18,7 +18,7 @@
 #include "app/plan.h"
 #include "app/trainer.h"
 #include "fixtures.h"
-#include "rwkv/generate.h"
+#include "rwkv/decoder.h"
 #if EGGROLL_HAVE_CUDA
 #include "cuda/cuda_ops.h"
 #endif
@@ -74,7 +74,7 @@ TEST_CASE("generation through the backend ops equals the CPU forward's", "[ops_e
     const auto want = generate(fwd, reqs, g, nullptr, &s_cpu);
     CpuBackend be;
     const ModelWeights w = host_step_weights(m);
-    OpsStepper stepper(be, w, 7);
+    Decoder stepper(be, w, 7);
     const auto got = generate(stepper, reqs, g, &s_ops);
     same_results(want, got);
     CHECK(s_cpu.generated_tokens == s_ops.generated_tokens);

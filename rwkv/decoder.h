@@ -38,7 +38,7 @@ struct GenStats {
   double seconds = 0;
 };
 
-// The rows of one batched decode step, as generate() hands them to a DecodeStepper.
+// The rows of one batched decode step, as generate() hands them to the Decoder.
 struct DecodeRows {
   std::span<const int32_t> tokens;  // input token of each row
   std::span<const int> slots;       // state slot of each row (= request index)
@@ -48,32 +48,31 @@ struct DecodeRows {
   std::span<const uint64_t> seeds, counters;
 };
 
-// One batched step of a model plus sampling: the part of generation that runs on a backend.
-// generate() below owns everything else (the prompt feed, stop rules, the active batch), so every
-// backend decodes by the same rules.
-class DecodeStepper {
- public:
-  virtual ~DecodeStepper() = default;
-  // Fresh zero states for `slots` requests.
-  virtual void reset(int slots) = 0;
-  // Feeds the rows' tokens; writes the sampled token of the k-th row with need to sampled[k].
-  virtual void step(const DecodeRows& rows, const SamplingParams& sp, std::span<int32_t> sampled) = 0;
-};
-
-// generate()'s stepper on any backend (es/step_ops.h): one upload of the step's rows, the step
+// The decoder: one batched step of a model plus sampling on any backend (core/backend.h), driven by
+// generate() below, which owns everything else (the prompt feed, stop rules, the active batch),
+// so every backend decodes by the same rules. Per step: one upload of the step's rows, the step
 // (ModelStep, with an optional perturbation in the backend's memory), sampling on the backend, one
 // download of the sampled tokens (the only host synchronisation per generated token).
-class OpsStepper final : public DecodeStepper {
+class Decoder {
  public:
   // max_rows: the most rows a step will carry (and the most slots reset() will be asked for).
-  OpsStepper(Backend& be, const ModelWeights& w, int64_t max_rows);
-  OpsStepper(const OpsStepper&) = delete;
-  OpsStepper& operator=(const OpsStepper&) = delete;
+  Decoder(Backend& be, const ModelWeights& w, int64_t max_rows);
+  Decoder(const Decoder&) = delete;
+  Decoder& operator=(const Decoder&) = delete;
   // The perturbation of the following steps (nullptr: none); backend memory.
   void set_perturbation(const StepPerturbation* p) { pert_ = p; }
 
-  void reset(int slots) override;
-  void step(const DecodeRows& rows, const SamplingParams& sp, std::span<int32_t> sampled) override;
+  // Fresh zero states for `slots` requests.
+  void reset(int slots);
+  // Feeds the rows' tokens; writes the sampled token of the k-th row with need to sampled[k].
+  void step(const DecodeRows& rows, const SamplingParams& sp, std::span<int32_t> sampled);
+  // The timed mode of the benchmarks: `steps` greedy steps of rows 0..B-1 (B = first.size(); row
+  // i is slot i and member i; call reset(B) first), starting from the tokens `first`; each step's
+  // argmax, taken on the backend, is the next step's input. The host does not wait for the backend
+  // between steps, only once at the end. Returns the last step's tokens; logits() then holds the
+  // last step's logits [B, V] (backend memory).
+  std::vector<int32_t> greedy_steps(std::span<const int32_t> first, int steps);
+  const float* logits() const { return logits_; }
 
  private:
   Backend& be_;
@@ -90,7 +89,7 @@ class OpsStepper final : public DecodeStepper {
   std::vector<uint8_t> host_;  // the same layout on the host
 };
 
-std::vector<GenResult> generate(DecodeStepper& stepper, std::span<const GenRequest> requests, const GenOptions& opt,
+std::vector<GenResult> generate(Decoder& decoder, std::span<const GenRequest> requests, const GenOptions& opt,
                                 GenStats* stats = nullptr);
 // generate() on the CPU forward's backend and (packed) weights.
 std::vector<GenResult> generate(Forward& fwd, std::span<const GenRequest> requests, const GenOptions& opt,

@@ -1,4 +1,4 @@
-#include "rwkv/generate.h"
+#include "rwkv/decoder.h"
 
 #include <algorithm>
 #include <chrono>
@@ -21,9 +21,9 @@ struct IoLayout {
 };
 }  // namespace
 
-// ---- OpsStepper ---------------------------------------------------------------------------------
+// ---- Decoder ---------------------------------------------------------------------------------
 
-OpsStepper::OpsStepper(Backend& be, const ModelWeights& w, int64_t max_rows)
+Decoder::Decoder(Backend& be, const ModelWeights& w, int64_t max_rows)
     : be_(be), w_(w), max_rows_(max_rows), op_(be, w, max_rows), buffers_(be), states_(be) {
   const IoLayout io{max_rows};
   logits_ = buffers_.array(max_rows * int64_t(w.cfg.vocab));
@@ -31,8 +31,8 @@ OpsStepper::OpsStepper(Backend& be, const ModelWeights& w, int64_t max_rows)
   host_.resize(io.bytes());
 }
 
-void OpsStepper::reset(int slots) {
-  if (slots <= 0) throw std::invalid_argument("OpsStepper::reset: slots must be > 0");
+void Decoder::reset(int slots) {
+  if (slots <= 0) throw std::invalid_argument("Decoder::reset: slots must be > 0");
   const StateLayout lay{w_.cfg.n_layer, w_.cfg.n_embd, w_.cfg.n_head};
   if (slots > slots_cap_) {  // larger state arrays
     states_.release_all();
@@ -48,17 +48,17 @@ void OpsStepper::reset(int slots) {
   be_.zero(st_.wkv, size_t(slots) * size_t(lay.wkv_slot_stride()) * sizeof(float));
 }
 
-void OpsStepper::step(const DecodeRows& rows, const SamplingParams& sp, std::span<int32_t> sampled) {
+void Decoder::step(const DecodeRows& rows, const SamplingParams& sp, std::span<int32_t> sampled) {
   const int64_t B = int64_t(rows.tokens.size()), n = int64_t(sampled.size());
   if (B == 0) return;
-  if (B > max_rows_) throw std::invalid_argument("OpsStepper::step: more rows than max_rows");
+  if (B > max_rows_) throw std::invalid_argument("Decoder::step: more rows than max_rows");
   const IoLayout io{max_rows_};
   auto h32 = [&](int which) { return reinterpret_cast<int32_t*>(host_.data() + io.i32(which)); };
   auto h64 = [&](int which) { return reinterpret_cast<uint64_t*>(host_.data() + io.u64(which)); };
   for (int64_t i = 0; i < B; i++) {
     const int32_t t = rows.tokens[size_t(i)];
     if (t < 0 || t >= w_.cfg.vocab)
-      throw std::invalid_argument(fmt::format("OpsStepper::step: token {} outside the vocabulary of {}", t, w_.cfg.vocab));
+      throw std::invalid_argument(fmt::format("Decoder::step: token {} outside the vocabulary of {}", t, w_.cfg.vocab));
     h32(0)[i] = t;
     h32(1)[i] = rows.slots[size_t(i)];
     h32(2)[i] = rows.members.empty() ? rows.slots[size_t(i)] : rows.members[size_t(i)];
@@ -66,7 +66,7 @@ void OpsStepper::step(const DecodeRows& rows, const SamplingParams& sp, std::spa
   int64_t k = 0;
   for (int64_t i = 0; i < B; i++)
     if (rows.need.empty() || rows.need[size_t(i)]) h32(3)[k++] = int32_t(i);
-  if (k != n) throw std::invalid_argument("OpsStepper::step: sampled[] does not match the rows that need a token");
+  if (k != n) throw std::invalid_argument("Decoder::step: sampled[] does not match the rows that need a token");
   for (int64_t j = 0; j < n; j++) h64(0)[j] = rows.seeds[size_t(j)], h64(1)[j] = rows.counters[size_t(j)];
   // the int32 block, then (when tokens are sampled) the uint64 block
   auto* d = static_cast<uint8_t*>(io_);
@@ -81,7 +81,36 @@ void OpsStepper::step(const DecodeRows& rows, const SamplingParams& sp, std::spa
   be_.synchronize();
 }
 
-std::vector<GenResult> generate(DecodeStepper& stepper, std::span<const GenRequest> requests, const GenOptions& opt,
+std::vector<int32_t> Decoder::greedy_steps(std::span<const int32_t> first, int steps) {
+  const int64_t B = int64_t(first.size());
+  if (B <= 0 || B > max_rows_ || B > slots_cap_)
+    throw std::invalid_argument("Decoder::greedy_steps: rows must be in 1..max_rows and reset() to as many slots");
+  const IoLayout io{max_rows_};
+  auto h32 = [&](int which) { return reinterpret_cast<int32_t*>(host_.data() + io.i32(which)); };
+  for (int64_t i = 0; i < B; i++) {
+    const int32_t t = first[size_t(i)];
+    if (t < 0 || t >= w_.cfg.vocab)
+      throw std::invalid_argument(fmt::format("Decoder::greedy_steps: token {} outside the vocabulary of {}", t,
+                                              w_.cfg.vocab));
+    h32(0)[i] = t;
+    h32(1)[i] = int32_t(i);
+  }
+  auto* d = static_cast<uint8_t*>(io_);
+  auto d32 = [&](int which) { return reinterpret_cast<int32_t*>(d + io.i32(which)); };
+  be_.upload(d32(0), h32(0), size_t(B) * 4);
+  be_.upload(d32(1), h32(1), size_t(B) * 4);
+  const SamplingParams greedy;
+  for (int t = 0; t < steps; t++) {
+    op_.step(d32(0), d32(1), d32(1), B, st_, logits_, nullptr, 0, pert_);
+    be_.sample(logits_, B, w_.cfg.vocab, greedy, nullptr, nullptr, d32(0));
+  }
+  std::vector<int32_t> out(static_cast<size_t>(B));
+  be_.download(out.data(), d32(0), size_t(B) * 4);
+  be_.synchronize();
+  return out;
+}
+
+std::vector<GenResult> generate(Decoder& stepper, std::span<const GenRequest> requests, const GenOptions& opt,
                                 GenStats* stats) {
   const auto t0 = std::chrono::steady_clock::now();
   const int n = int(requests.size());
@@ -169,7 +198,7 @@ std::vector<GenResult> generate(DecodeStepper& stepper, std::span<const GenReque
 
 std::vector<GenResult> generate(Forward& fwd, std::span<const GenRequest> requests, const GenOptions& opt,
                                 const StepPerturbation* pert, GenStats* stats) {
-  OpsStepper stepper(fwd.backend(), fwd.weights(), std::max<int64_t>(int64_t(requests.size()), 1));
+  Decoder stepper(fwd.backend(), fwd.weights(), std::max<int64_t>(int64_t(requests.size()), 1));
   stepper.set_perturbation(pert);
   return generate(stepper, requests, opt, stats);
 }
