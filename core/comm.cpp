@@ -1,6 +1,7 @@
 // Communicators (see comm.h): single-process and MPI backends, launch detection, the TCP and
 // file rendezvous, and the factory (which hands "nccl" to the factory the CUDA library registers).
 #include "core/comm.h"
+#include "core/registry.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -112,6 +113,70 @@ bool env_int(const char* name, int& out) {
   return true;
 }
 
+// ---- what the host-memory communicators (mpi, tcp) share ------------------------------------
+
+// Identity, the collective sequence number, the broken state (a failed collective breaks the
+// communicator for good: every later call throws the first failure), barrier, and the sum of the
+// ranks' contributions in rank order (the same bits on every rank and for every backend).
+class HostCommunicator : public Communicator {
+ public:
+  HostCommunicator(const char* name, double timeout_s) : name_(name), timeout_s_(timeout_s) {}
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  int local_rank() const { return local_rank_; }
+  std::string backend() const override { return name_; }
+  uint64_t bytes_sent() const override { return bytes_sent_; }
+
+  void barrier() override {
+    check_usable("barrier");
+    const uint64_t seq = seq_;  // all_gather takes the next sequence number: seq
+    std::vector<uint64_t> all(static_cast<size_t>(size_));
+    all_gather(&seq, sizeof seq, all.data());
+    for (int p = 0; p < size_; ++p)
+      if (all[static_cast<size_t>(p)] != seq)
+        fail("barrier: rank " + std::to_string(p) + " is at collective #" + std::to_string(all[static_cast<size_t>(p)]) +
+                 ", rank " + std::to_string(rank_) + " at #" + std::to_string(seq) +
+                 " (the ranks called different sequences of collectives)",
+             {p});
+  }
+
+ protected:
+  static constexpr size_t kReduceChunkBytes = size_t(64) << 20;  // gathered bytes per chunk
+
+  void check_usable(const char* op) const {
+    if (broken_)
+      throw CommTimeout(name_ + " " + std::string(op) + ": communicator is broken by an earlier failure (" +
+                            broken_reason_ + ")",
+                        broken_missing_);
+  }
+  [[noreturn]] void fail(const std::string& what, std::vector<int> missing) {
+    broken_ = true;
+    on_broken();
+    broken_reason_ = what;
+    broken_missing_ = missing;
+    throw CommTimeout(name_ + " " + what, std::move(missing));
+  }
+  virtual void on_broken() {}
+  // out[i] = rank0[i] + others[1 * len + i] + ... + others[(size - 1) * len + i], accumulated in Acc.
+  template <class T, class Acc>
+  static void sum_in_rank_order(T* out, const T* rank0, const T* others, size_t len, int size) {
+    for (size_t i = 0; i < len; ++i) {
+      Acc acc = static_cast<Acc>(rank0[i]);
+      for (int p = 1; p < size; ++p) acc += static_cast<Acc>(others[static_cast<size_t>(p) * len + i]);
+      out[i] = static_cast<T>(acc);
+    }
+  }
+
+  std::string name_;
+  int rank_ = 0, size_ = 1, local_rank_ = 0;
+  double timeout_s_;
+  uint64_t bytes_sent_ = 0;
+  uint64_t seq_ = 0;
+  bool broken_ = false;
+  std::string broken_reason_;
+  std::vector<int> broken_missing_;
+};
+
 #ifdef EGGROLL_HAVE_MPI
 // ---- MPI ----------------------------------------------------------------------------------------
 
@@ -169,9 +234,9 @@ void mpi_ensure_initialized() {
 //   barrier:    an all_gather of the collective's sequence number.
 // Every collective has a sequence number; its messages use the tag seq mod (MPI_TAG_UB+1), so
 // messages of different collectives never match one another. Messages over 1 GiB are split.
-class MpiCommunicator final : public Communicator {
+class MpiCommunicator final : public HostCommunicator {
  public:
-  explicit MpiCommunicator(double timeout_s) : timeout_s_(timeout_s) {
+  explicit MpiCommunicator(double timeout_s) : HostCommunicator("mpi", timeout_s) {
     mpi_ensure_initialized();
     mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), "MPI_Comm_dup");
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
@@ -193,11 +258,6 @@ class MpiCommunicator final : public Communicator {
     if (!broken_ && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
   }
 
-  int rank() const override { return rank_; }
-  int size() const override { return size_; }
-  int local_rank() const { return local_rank_; }
-  std::string backend() const override { return "mpi"; }
-  uint64_t bytes_sent() const override { return bytes_sent_; }
 
   void all_gather(const void* send, size_t bytes_per_rank, void* recv) override {
     check_usable("all_gather");
@@ -234,19 +294,6 @@ class MpiCommunicator final : public Communicator {
     exchange("broadcast", seq, ts);
   }
 
-  void barrier() override {
-    check_usable("barrier");
-    const uint64_t seq = seq_;  // all_gather takes the next sequence number: seq
-    std::vector<uint64_t> all(static_cast<size_t>(size_));
-    all_gather(&seq, sizeof seq, all.data());
-    for (int p = 0; p < size_; ++p)
-      if (all[static_cast<size_t>(p)] != seq)
-        fail("barrier: rank " + std::to_string(p) + " is at collective #" + std::to_string(all[static_cast<size_t>(p)]) +
-                 ", rank " + std::to_string(rank_) + " at #" + std::to_string(seq) +
-                 " (the ranks called different sequences of collectives)",
-             {p});
-  }
-
  private:
   struct Transfer {
     int peer;
@@ -255,22 +302,7 @@ class MpiCommunicator final : public Communicator {
     size_t bytes;
   };
   static constexpr size_t kMaxMessage = size_t(1) << 30;
-  static constexpr size_t kReduceChunkBytes = size_t(64) << 20;  // gathered bytes per chunk
-
-  void check_usable(const char* op) const {
-    if (broken_)
-      throw CommTimeout("mpi " + std::string(op) + ": communicator is broken by an earlier failure (" + broken_reason_ +
-                            ")",
-                        broken_missing_);
-  }
-
-  [[noreturn]] void fail(const std::string& what, std::vector<int> missing) {
-    broken_ = true;
-    mpi_state().broken = true;
-    broken_reason_ = what;
-    broken_missing_ = missing;
-    throw CommTimeout("mpi " + what, std::move(missing));
-  }
+  void on_broken() override { mpi_state().broken = true; }
 
   template <class T, class Acc>
   void reduce_impl(T* data, size_t n) {
@@ -292,13 +324,7 @@ class MpiCommunicator final : public Communicator {
       }
       exchange("all_reduce_sum", seq, ts);
       std::memcpy(gathered.data() + static_cast<size_t>(rank_) * len, data + start, len * sizeof(T));
-      T* out = data + start;
-      const T* g = gathered.data();
-      for (size_t i = 0; i < len; ++i) {
-        Acc acc = static_cast<Acc>(g[i]);
-        for (int p = 1; p < size_; ++p) acc += static_cast<Acc>(g[static_cast<size_t>(p) * len + i]);
-        out[i] = static_cast<T>(acc);
-      }
+      sum_in_rank_order<T, Acc>(data + start, gathered.data(), gathered.data(), len, size_);
     }
   }
 
@@ -395,13 +421,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   MPI_Comm comm_ = MPI_COMM_NULL;
-  int rank_ = 0, size_ = 1, local_rank_ = 0, tag_ub_ = 32767;
-  double timeout_s_;
-  uint64_t bytes_sent_ = 0;
-  uint64_t seq_ = 0;
-  bool broken_ = false;
-  std::string broken_reason_;
-  std::vector<int> broken_missing_;
+  int tag_ub_ = 32767;
 };
 
 // MPI communicator + the launcher/MPI consistency check.
@@ -893,16 +913,13 @@ namespace {
 // Every message is [u64 sequence number][u64 payload bytes][payload]; a message of another
 // collective is an error naming the rank. A peer that exits closes its connection, which is
 // reported at once; one that is stuck is reported at the deadline (timeout_s per collective).
-class TcpCommunicator final : public Communicator {
+class TcpCommunicator final : public HostCommunicator {
  public:
   TcpCommunicator(int rank, int size, int local_rank, std::vector<Fd> peers, double timeout_s)
-      : rank_(rank), size_(size), local_rank_(local_rank), peers_(std::move(peers)), timeout_s_(timeout_s) {}
+      : HostCommunicator("tcp", timeout_s), peers_(std::move(peers)) {
+    rank_ = rank, size_ = size, local_rank_ = local_rank;
+  }
 
-  int rank() const override { return rank_; }
-  int size() const override { return size_; }
-  int local_rank() const { return local_rank_; }
-  std::string backend() const override { return "tcp"; }
-  uint64_t bytes_sent() const override { return bytes_sent_; }
 
   void all_gather(const void* send, size_t bytes_per_rank, void* recv) override {
     check_usable("all_gather");
@@ -950,36 +967,8 @@ class TcpCommunicator final : public Communicator {
     }
   }
 
-  void barrier() override {
-    check_usable("barrier");
-    const uint64_t seq = seq_;  // all_gather takes the next sequence number: seq
-    std::vector<uint64_t> all(static_cast<size_t>(size_));
-    all_gather(&seq, sizeof seq, all.data());
-    for (int p = 0; p < size_; ++p)
-      if (all[static_cast<size_t>(p)] != seq)
-        fail("barrier: rank " + std::to_string(p) + " is at collective #" + std::to_string(all[static_cast<size_t>(p)]) +
-                 ", rank " + std::to_string(rank_) + " at #" + std::to_string(seq) +
-                 " (the ranks called different sequences of collectives)",
-             {p});
-  }
-
  private:
-  static constexpr size_t kReduceChunkBytes = size_t(64) << 20;  // gathered bytes per chunk
   static constexpr size_t kHeader = 16;
-
-  void check_usable(const char* op) const {
-    if (broken_)
-      throw CommTimeout("tcp " + std::string(op) + ": communicator is broken by an earlier failure (" + broken_reason_ +
-                            ")",
-                        broken_missing_);
-  }
-
-  [[noreturn]] void fail(const std::string& what, std::vector<int> missing) {
-    broken_ = true;
-    broken_reason_ = what;
-    broken_missing_ = missing;
-    throw CommTimeout("tcp " + what, std::move(missing));
-  }
 
   std::string describe(const char* op, uint64_t seq, const std::string& tail) const {
     return std::string(op) + " (collective #" + std::to_string(seq) + ", rank " + std::to_string(rank_) + " of " +
@@ -1115,24 +1104,12 @@ class TcpCommunicator final : public Communicator {
       for (int p = 1; p < size_; ++p)
         slots[static_cast<size_t>(p)] = reinterpret_cast<char*>(gathered.data() + static_cast<size_t>(p) * len);
       gather_at_root("all_reduce_sum", seq, slots, len * sizeof(T), dl);
-      const T* g = gathered.data();
-      for (size_t i = 0; i < len; ++i) {
-        Acc acc = static_cast<Acc>(out[i]);  // rank 0's own contribution first
-        for (int p = 1; p < size_; ++p) acc += static_cast<Acc>(g[static_cast<size_t>(p) * len + i]);
-        out[i] = static_cast<T>(acc);
-      }
+      sum_in_rank_order<T, Acc>(out, out, gathered.data(), len, size_);  // rank 0's own contribution first
       for (int p = 1; p < size_; ++p) send_to("all_reduce_sum", seq, p, out, len * sizeof(T), dl);
     }
   }
 
-  int rank_, size_, local_rank_;
   std::vector<Fd> peers_;  // rank 0: one connection per rank (index 0 unused); others: [0] = rank 0
-  double timeout_s_;
-  uint64_t bytes_sent_ = 0;
-  uint64_t seq_ = 0;
-  bool broken_ = false;
-  std::string broken_reason_;
-  std::vector<int> broken_missing_;
 };
 
 // Connects to rank 0 and sends the hello, retrying until the deadline (rank 0 may not listen yet).
@@ -1219,24 +1196,15 @@ std::unique_ptr<Communicator> make_tcp_communicator(const std::string& host, int
 std::unique_ptr<Communicator> make_single_communicator() { return std::make_unique<SingleCommunicator>(); }
 
 namespace {
-std::vector<std::pair<std::string, DeviceCommFactory>>& device_comms() {
-  static std::vector<std::pair<std::string, DeviceCommFactory>> r;
+Registry<DeviceCommFactory>& device_comms() {
+  static Registry<DeviceCommFactory> r;
   return r;
 }
-const DeviceCommFactory* device_comm(const std::string& name) {
-  for (const auto& [n, f] : device_comms())
-    if (n == name) return &f;
-  return nullptr;
-}
+const DeviceCommFactory* device_comm(const std::string& name) { return device_comms().find(name); }
 }  // namespace
 
 void register_device_comm(const std::string& name, DeviceCommFactory factory) {
-  for (auto& [n, f] : device_comms())
-    if (n == name) {
-      f = std::move(factory);
-      return;
-    }
-  device_comms().emplace_back(name, std::move(factory));
+  device_comms().add(name, std::move(factory));
 }
 
 bool comm_backend_available(const std::string& backend) {

@@ -8,6 +8,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "core/registry.h"
 #include "core/gemm.h"
 #include "core/ops/init.h"
 #include "core/ops/layer.h"
@@ -175,37 +176,22 @@ void CpuBackend::adam_update(float* w, const float* g, float* m1, float* m2, int
 // ---- registry ------------------------------------------------------------------------------------
 
 namespace {
-std::vector<std::pair<std::string, BackendFactory>>& registry() {
-  static std::vector<std::pair<std::string, BackendFactory>> r{
-      {"cpu", [] { return std::unique_ptr<Backend>(new CpuBackend()); }}};
+Registry<BackendFactory>& registry() {
+  static Registry<BackendFactory> r = [] {
+    Registry<BackendFactory> cpu;
+    cpu.add("cpu", [] { return std::unique_ptr<Backend>(new CpuBackend()); });
+    return cpu;
+  }();
   return r;
 }
 }  // namespace
 
-void register_backend(const std::string& name, BackendFactory factory) {
-  for (auto& [n, f] : registry())
-    if (n == name) {
-      f = std::move(factory);
-      return;
-    }
-  registry().emplace_back(name, std::move(factory));
-}
-
-bool backend_available(const std::string& name) {
-  for (auto& [n, f] : registry())
-    if (n == name) return true;
-  return false;
-}
-
-std::vector<std::string> backend_names() {
-  std::vector<std::string> names;
-  for (auto& [n, f] : registry()) names.push_back(n);
-  return names;
-}
+void register_backend(const std::string& name, BackendFactory factory) { registry().add(name, std::move(factory)); }
+bool backend_available(const std::string& name) { return registry().find(name) != nullptr; }
+std::vector<std::string> backend_names() { return registry().names(); }
 
 std::unique_ptr<Backend> make_backend(const std::string& name) {
-  for (auto& [n, f] : registry())
-    if (n == name) return f();
+  if (const BackendFactory* f = registry().find(name)) return (*f)();
   std::string known;
   for (const std::string& n : backend_names()) known += (known.empty() ? "" : ", ") + n;
   throw InputError("backend '" + name + "' is not built in (available: " + known + ")");
