@@ -157,6 +157,13 @@ class HostCommunicator : public Communicator {
     throw CommTimeout(name_ + " " + what, std::move(missing));
   }
   virtual void on_broken() {}
+  // The checks every broadcast starts with; returns its collective sequence number.
+  uint64_t start_broadcast(int root) {
+    check_usable("broadcast");
+    require(root >= 0 && root < size_, name_ + " broadcast",
+            "root " + std::to_string(root) + " out of range [0, " + std::to_string(size_) + ")");
+    return seq_++;
+  }
   // out[i] = rank0[i] + others[1 * len + i] + ... + others[(size - 1) * len + i], accumulated in Acc.
   template <class T, class Acc>
   static void sum_in_rank_order(T* out, const T* rank0, const T* others, size_t len, int size) {
@@ -279,10 +286,7 @@ class MpiCommunicator final : public HostCommunicator {
   void all_reduce_sum(double* data, size_t n) override { reduce_impl<double, double>(data, n); }
 
   void broadcast(void* data, size_t bytes, int root) override {
-    check_usable("broadcast");
-    require(root >= 0 && root < size_, "mpi broadcast",
-            "root " + std::to_string(root) + " out of range [0, " + std::to_string(size_) + ")");
-    const uint64_t seq = seq_++;
+    const uint64_t seq = start_broadcast(root);
     if (bytes == 0) return;
     std::vector<Transfer> ts;
     if (rank_ == root) {
@@ -945,10 +949,7 @@ class TcpCommunicator final : public HostCommunicator {
   void all_reduce_sum(double* data, size_t n) override { reduce_impl<double, double>(data, n); }
 
   void broadcast(void* data, size_t bytes, int root) override {
-    check_usable("broadcast");
-    require(root >= 0 && root < size_, "tcp broadcast",
-            "root " + std::to_string(root) + " out of range [0, " + std::to_string(size_) + ")");
-    const uint64_t seq = seq_++;
+    const uint64_t seq = start_broadcast(root);
     if (size_ == 1 || bytes == 0) return;
     Deadline dl(timeout_s_);
     char* buf = static_cast<char*>(data);
