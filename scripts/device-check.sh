@@ -27,8 +27,9 @@
 #              then bf16 weights, reported only).
 #              Exit status 0 only if every check passed (a SKIPPED program, status 77, counts as
 #              a failure there: that machine has a GPU).
-#              `run sanitize` also runs gpu_ops_main under compute-sanitizer memcheck (works on
-#              Firecracker machines, not on gVisor ones: KINDS.md).
+#              `run sanitize` also runs gpu_ops_main and test_backend_ops --backend cuda under
+#              compute-sanitizer memcheck (works on Firecracker machines, not on gVisor ones:
+#              KINDS.md).
 #              `run bench-es 7.2b` (after the others if several) also runs the issue's benchmark,
 #              `eggroll bench es --backend cuda --preset 7.2b --population 256,1024,2048 --tokens 16`
 #              (random weights made on the device, ceilings measured in the same run; a few
@@ -187,6 +188,11 @@ run_checks() {
       timeout 400 "$cs" --tool memcheck --error-exitcode 3 "$BUNDLE/bin/gpu_ops_main"
       rc=$?
       echo "== memcheck: exit $rc"
+      [ "$rc" -ne 0 ] && failed=$((failed + 1))
+      echo "== compute-sanitizer --tool memcheck test_backend_ops --backend cuda"
+      timeout 400 "$cs" --tool memcheck --error-exitcode 3 "$BUNDLE/bin/test_backend_ops" --backend cuda | tail -8
+      rc=${PIPESTATUS[0]}
+      echo "== memcheck (op table): exit $rc"
       [ "$rc" -ne 0 ] && failed=$((failed + 1))
     else
       echo "device-check: compute-sanitizer not on PATH"

@@ -18,14 +18,19 @@
 //
 //   test_backend_ops                 the table (ctest test_backend_ops); exit 1 if a row fails
 //   test_backend_ops --filter TEXT   only rows whose op or case contains TEXT
-//   test_backend_ops --perf          per-op time (median of 7), GB/s and GFLOP/s for each backend,
-//                                    JSON lines; --large adds rows with 7.2B-model shapes
+//   test_backend_ops --backend NAME  one column only (cpu, checked, cuda; cuda without a GPU: exit 77)
+//   test_backend_ops --perf          per-op time (median of 7 runs after a warm-up), GB/s (the row's
+//                                    array bytes, each counted once) and GFLOP/s (null where not
+//                                    counted) for each backend, JSON lines on stdout; --large uses
+//                                    rows with 7.2B-model shapes (C = 4096, FFN 14336, B = 1024)
+//                                    instead of the test's. "prepared" linear rows time the packing too.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <random>
@@ -37,6 +42,7 @@
 #include "core/backend.h"
 #include "core/cpu_backend.h"
 #include "core/dtype.h"
+#include "core/hash.h"
 #include "core/noise.h"
 #include "core/ops/init.h"
 #include "core/ops/ops.h"
@@ -57,10 +63,13 @@ namespace {
 enum class T { F32, BF16, I32, U32, U64, F64 };
 size_t tsize(T t) {
   switch (t) {
-    case T::BF16: return 2;
+    case T::BF16:
+      return 2;
     case T::U64:
-    case T::F64: return 8;
-    default: return 4;
+    case T::F64:
+      return 8;
+    default:
+      return 4;
   }
 }
 
@@ -100,13 +109,15 @@ struct Row {
   std::string op, shape;
   std::vector<Buf> bufs;
   std::vector<Out> outs;
-  std::function<void(Backend&, const Ptrs&)> run;  // the op through a backend (pointers in its memory)
-  std::function<void(const Ptrs&)> ref;            // the same through ref:: (host pointers)
+  std::function<void(Backend&, const Ptrs&)> run;   // the op through a backend (pointers in its memory)
+  std::function<void(const Ptrs&)> ref;             // the same through ref:: (host pointers)
   std::function<F64(const std::vector<Buf>&)> f64;  // float64 values from the inputs (empty: none)
   double tol64 = 0;
   std::string why64;  // reason for tol64, or why there is no float64 column
   bool cuda_only = false;
   double flops = 0;  // per run, for --perf (0: not counted)
+  // a check of a backend's outputs among themselves (every column): "" or what is wrong
+  std::function<std::string(const std::vector<Buf>& got)> self_check;
 
   template <class X = float>
   int add(const std::string& name, T t, const std::vector<X>& v) {
@@ -138,10 +149,11 @@ const X* IN(const std::vector<Buf>& b, int i) {
 }
 
 std::mt19937_64 g_rng(20261204);
+// uniform in [lo, hi): a counter hash (fast enough for the --large rows' arrays)
 std::vector<float> rnd(size_t n, float lo = -1.f, float hi = 1.f) {
-  std::uniform_real_distribution<float> d(lo, hi);
+  const uint64_t base = g_rng();
   std::vector<float> v(n);
-  for (auto& x : v) x = d(g_rng);
+  for (size_t j = 0; j < n; j++) v[j] = lo + (hi - lo) * (float(splitmix64(base + j) >> 40) * (1.0f / 16777216.0f));
   return v;
 }
 std::vector<int32_t> rnd_int(size_t n, int32_t lo, int32_t hi) {
@@ -179,7 +191,7 @@ const char* kSums = "fp32 sums in a different order (and FMA contraction): a few
 
 // ---- the table -------------------------------------------------------------------------------------
 
-std::vector<Row> g_rows;
+std::deque<Row> g_rows;  // a deque: a row's reference stays valid while later rows are added
 Row& row(const std::string& op, const std::string& shape) {
   g_rows.push_back(Row{});
   g_rows.back().op = op;
@@ -234,7 +246,8 @@ void layer_rows() {
       r.f64 = [=](const std::vector<Buf>& in) {
         std::vector<double> o(static_cast<size_t>(B * C));
         for (int64_t i = 0; i < B; i++)
-          for (int64_t j = 0; j < C; j++) o[size_t(i * C + j)] = in[size_t(emb)].at(size_t(IN<int32_t>(in, tk)[i] * C + j));
+          for (int64_t j = 0; j < C; j++)
+            o[size_t(i * C + j)] = in[size_t(emb)].at(size_t(IN<int32_t>(in, tk)[i] * C + j));
         return F64{o};
       };
       r.tol64 = 0, r.why64 = "a row copy (bf16 widened exactly)";
@@ -242,8 +255,10 @@ void layer_rows() {
       r.flops = 0;
     }
   // layer norm: shared and per-row w/b, n not a multiple of 16, B = 1
-  for (auto [B, n, wrow, brow] : {std::tuple<int64_t, int64_t, bool, bool>{1, 64, false, false}, {13, 1000, false, false},
-                                   {13, 1000, true, true}, {7, 768, true, false}}) {
+  for (auto [B, n, wrow, brow] : {std::tuple<int64_t, int64_t, bool, bool>{1, 64, false, false},
+                                  {13, 1000, false, false},
+                                  {13, 1000, true, true},
+                                  {7, 768, true, false}}) {
     Row& r = row("layer_norm", "B=" + S(B) + " n=" + S(n) + (wrow ? " w per-row" : " w shared") +
                                    (brow ? " b per-row" : " b shared"));
     const int64_t ws = wrow ? n : 0, bs = brow ? n : 0;
@@ -277,7 +292,8 @@ void layer_rows() {
     auto slots = permutation(int32_t(Sl));
     slots.resize(size_t(B));
     {
-      Row& r = row("time_shift6", "B=" + S(B) + " C=" + S(C) + " slots permuted of 17, mixes r,k,a shared, w,v,g per-row");
+      Row& r =
+          row("time_shift6", "B=" + S(B) + " C=" + S(C) + " slots permuted of 17, mixes r,k,a shared, w,v,g per-row");
       const int xa = r.f32("xa", rnd(size_t(B * C))), st = r.f32("state", rnd(size_t(Sl * L * C))),
                 sl = r.i32("slots", slots), out = r.out("out", T::F32, size_t(6 * B * C));
       int mu[6];
@@ -302,13 +318,15 @@ void layer_rows() {
           for (int64_t j = 0; j < C; j++) {
             const int64_t si = int64_t(IN<int32_t>(in, sl)[i]) * L * C + C + j;
             const double x = IN(in, xa)[i * C + j], prev = IN(in, st)[si];
-            for (int q = 0; q < 6; q++) o[size_t(q * B * C + i * C + j)] = x + (prev - x) * IN(in, mu[q])[i * ms[q] + j];
+            for (int q = 0; q < 6; q++)
+              o[size_t(q * B * C + i * C + j)] = x + (prev - x) * IN(in, mu[q])[i * ms[q] + j];
             s[size_t(si)] = x;
           }
         return F64{o, s};
       };
       r.tol64 = 1e-6, r.why64 = "3 fp32 operations per element; the state is a copy";
-      r.outs = {{out, 1e-6, "FMA contraction of x + (prev - x) mu: one ulp"}, {st, 0, "the state rows are copies: identical"}};
+      r.outs = {{out, 1e-6, "FMA contraction of x + (prev - x) mu: one ulp"},
+                {st, 0, "the state rows are copies: identical"}};
     }
     {
       Row& r = row("channel_shift", "B=" + S(B) + " C=" + S(C) + " slots permuted of 17, layer offset 2C, mu per-row");
@@ -350,20 +368,28 @@ void layer_rows() {
       const int x = r.f32("x", rnd(size_t(n), pw.lo, pw.hi));
       const std::string op = pw.op;
       r.run = [=](Backend& be, const Ptrs& p) {
-        if (op == "tanh_") be.tanh_(P(p, x), n);
-        else if (op == "sigmoid_") be.sigmoid_(P(p, x), n);
-        else be.relu_sq(P(p, x), n);
+        if (op == "tanh_")
+          be.tanh_(P(p, x), n);
+        else if (op == "sigmoid_")
+          be.sigmoid_(P(p, x), n);
+        else
+          be.relu_sq(P(p, x), n);
       };
       r.ref = [=](const Ptrs& p) {
-        if (op == "tanh_") ref::tanh_inplace(P(p, x), n);
-        else if (op == "sigmoid_") ref::sigmoid_inplace(P(p, x), n);
-        else ref::relu_sq_inplace(P(p, x), n);
+        if (op == "tanh_")
+          ref::tanh_inplace(P(p, x), n);
+        else if (op == "sigmoid_")
+          ref::sigmoid_inplace(P(p, x), n);
+        else
+          ref::relu_sq_inplace(P(p, x), n);
       };
       r.f64 = [=](const std::vector<Buf>& in) {
         std::vector<double> o(static_cast<size_t>(n));
         for (int64_t j = 0; j < n; j++) {
           const double v = IN(in, x)[j];
-          o[size_t(j)] = op == "tanh_" ? std::tanh(v) : op == "sigmoid_" ? sigm(v) : std::max(v, 0.0) * std::max(v, 0.0);
+          o[size_t(j)] = op == "tanh_"      ? std::tanh(v)
+                         : op == "sigmoid_" ? sigm(v)
+                                            : std::max(v, 0.0) * std::max(v, 0.0);
         }
         return F64{o};
       };
@@ -379,12 +405,16 @@ void layer_rows() {
       Row& r = row(which ? "sigmoid_bias" : "decay", shape);
       const int x = r.f32("x", rnd(size_t(B * C), -3, 3)), v0 = r.f32("v0", rnd(size_t(per_row ? B * C : C), -3, 1));
       r.run = [=](Backend& be, const Ptrs& p) {
-        if (which) be.sigmoid_bias(P(p, x), {P(p, v0), vs}, B, C);
-        else be.decay(P(p, x), {P(p, v0), vs}, B, C);
+        if (which)
+          be.sigmoid_bias(P(p, x), {P(p, v0), vs}, B, C);
+        else
+          be.decay(P(p, x), {P(p, v0), vs}, B, C);
       };
       r.ref = [=](const Ptrs& p) {
-        if (which) ref::sigmoid_bias_rows(P(p, x), P(p, v0), vs, B, C);
-        else ref::decay_rows(P(p, x), P(p, v0), vs, B, C);
+        if (which)
+          ref::sigmoid_bias_rows(P(p, x), P(p, v0), vs, B, C);
+        else
+          ref::decay_rows(P(p, x), P(p, v0), vs, B, C);
       };
       r.f64 = [=](const std::vector<Buf>& in) {
         std::vector<double> o(static_cast<size_t>(B * C));
@@ -435,14 +465,18 @@ void layer_rows() {
     const int64_t C = Cc;
     auto rows = rnd_int(size_t(n), 0, int32_t(Bsrc - 1));
     Row& r = row("gather_rows", "n=" + S(n) + " of " + S(Bsrc) + " rows, C=" + S(C) + " (logit-row subset)");
-    const int src = r.f32("src", rnd(size_t(Bsrc * C))), ix = r.i32("rows", rows), dst = r.out("dst", T::F32, size_t(n * C));
+    const int src = r.f32("src", rnd(size_t(Bsrc * C))), ix = r.i32("rows", rows),
+              dst = r.out("dst", T::F32, size_t(n * C));
     r.run = [=](Backend& be, const Ptrs& p) { be.gather_rows(P(p, src), P<int32_t>(p, ix), n, C, P(p, dst)); };
     r.ref = [=](const Ptrs& p) { ref::gather_rows(P(p, src), P<int32_t>(p, ix), n, C, P(p, dst)); };
     r.why64 = "a copy: nothing to compute in float64";
     r.outs = {{dst, 0, kExact}};
     Row& q = row("gather_i32", "n=" + S(n) + " of " + S(Bsrc));
-    const int s2 = q.i32("src", rnd_int(size_t(Bsrc), -50, 50)), i2 = q.i32("idx", rows), d2 = q.out("dst", T::I32, size_t(n));
-    q.run = [=](Backend& be, const Ptrs& p) { be.gather_i32(P<int32_t>(p, s2), P<int32_t>(p, i2), n, P<int32_t>(p, d2)); };
+    const int s2 = q.i32("src", rnd_int(size_t(Bsrc), -50, 50)), i2 = q.i32("idx", rows),
+              d2 = q.out("dst", T::I32, size_t(n));
+    q.run = [=](Backend& be, const Ptrs& p) {
+      be.gather_i32(P<int32_t>(p, s2), P<int32_t>(p, i2), n, P<int32_t>(p, d2));
+    };
     q.ref = [=](const Ptrs& p) { ref::gather_i32(P<int32_t>(p, s2), P<int32_t>(p, i2), n, P<int32_t>(p, d2)); };
     q.why64 = "a copy: nothing to compute in float64";
     q.outs = {{d2, 0, kExact}};
@@ -599,12 +633,12 @@ void linear_rows(bool large) {
     int64_t B, in, out;
     bool xp;
   };
-  std::vector<Sh> shapes = {{1, 256, 320, false}, {5, 100, 70, false}, {13, 256, 64, true}, {37, 256, 320, false},
-                            {64, 96, 2048, true}, {7, 1024, 33, false}, {16, 64, 64, true},
-                            {5, 1024, 4096, false}, {37, 256, 64, true}};
+  std::vector<Sh> shapes = {{1, 256, 320, false},  {5, 100, 70, false},    {13, 256, 64, true},
+                            {37, 256, 320, false}, {64, 96, 2048, true},   {7, 1024, 33, false},
+                            {16, 64, 64, true},    {5, 1024, 4096, false}, {37, 256, 64, true}};
   if (large) shapes = {{1024, 4096, 4096, false}, {1024, 4096, 14336, false}, {1024, 4096, 64, true}};
   for (const Sh& s : shapes)
-    for (int mode = 0; mode < 4; mode++) {  // 0 f32, 1 f32 prepared, 2 f32 prepared then refreshed, 3 bf16
+    for (int mode = 0; mode < 4; mode++) {             // 0 f32, 1 f32 prepared, 2 f32 prepared then refreshed, 3 bf16
       if (s.xp && (mode == 1 || mode == 2)) continue;  // panels are for y = W x only
       if (large && (mode == 1 || mode == 2)) continue;
       const bool bf = mode == 3;
@@ -627,15 +661,21 @@ void linear_rows(bool large) {
         be.release_prepared(w.prepared);
       };
       r.ref = [=](const Ptrs& p) {
-        if (bf) ref::linear_bf16(P<uint16_t>(p, W), sh.xp, P(p, X), P(p, Y), sh.B, sh.in, sh.out);
-        else ref::linear_f32(mode == 2 ? P(p, W2) : P(p, W), sh.xp, P(p, X), P(p, Y), sh.B, sh.in, sh.out);
+        if (bf)
+          ref::linear_bf16(P<uint16_t>(p, W), sh.xp, P(p, X), P(p, Y), sh.B, sh.in, sh.out);
+        else
+          ref::linear_f32(mode == 2 ? P(p, W2) : P(p, W), sh.xp, P(p, X), P(p, Y), sh.B, sh.in, sh.out);
       };
-      r.f64 = [=](const std::vector<Buf>& in) { return linear64(in, mode == 2 ? W2 : W, X, sh.xp, bf, sh.B, sh.in, sh.out); };
-      r.tol64 = 2e-5, r.why64 = "fp32 accumulation over <= 1024 terms (bf16: X rounded to bf16 as the reference "
-                                "defines, then exact bf16 products)";
-      r.outs = {{Y, 1e-5, bf ? "cuBLAS bf16 x bf16 products are exact in fp32; only the fp32 accumulation order "
-                               "differs (the reference rounds X to bf16 as the device does)"
-                             : "cuBLAS fp32 (no TF32): a different accumulation order"}};
+      r.f64 = [=](const std::vector<Buf>& in) {
+        return linear64(in, mode == 2 ? W2 : W, X, sh.xp, bf, sh.B, sh.in, sh.out);
+      };
+      r.tol64 = 2e-5, r.why64 =
+                          "fp32 accumulation over <= 1024 terms (bf16: X rounded to bf16 as the reference "
+                          "defines, then exact bf16 products)";
+      r.outs = {{Y, 1e-5,
+                 bf ? "cuBLAS bf16 x bf16 products are exact in fp32; only the fp32 accumulation order "
+                      "differs (the reference rounds X to bf16 as the device does)"
+                    : "cuBLAS fp32 (no TF32): a different accumulation order"}};
       r.flops = 2.0 * double(s.B * s.in * s.out);
     }
 }
@@ -659,8 +699,10 @@ void noise_rows(bool large) {
     int rank;
     NoiseDist dist;
   };
-  std::vector<Sh> shapes = {{130, 77, 9, 1, NoiseDist::Gaussian}, {130, 77, 9, 3, NoiseDist::Rademacher},
-                            {64, 64, 1, 1, NoiseDist::Gaussian},  {33, 200, 7, 16, NoiseDist::Gaussian},
+  std::vector<Sh> shapes = {{130, 77, 9, 1, NoiseDist::Gaussian},
+                            {130, 77, 9, 3, NoiseDist::Rademacher},
+                            {64, 64, 1, 1, NoiseDist::Gaussian},
+                            {33, 200, 7, 16, NoiseDist::Gaussian},
                             {256, 96, 16, 2, NoiseDist::Gaussian}};
   if (large) shapes = {{4096, 4096, 1024, 1, NoiseDist::Gaussian}, {14336, 4096, 1024, 1, NoiseDist::Gaussian}};
   for (const Sh& s : shapes) {
@@ -685,8 +727,8 @@ void noise_rows(bool large) {
       for (bool cached : {false, true}) {
         if (large && cached) continue;
         const int64_t in = xp ? m : n, out = xp ? n : m;
-        Row& r = row("lowrank_add", std::string(xp ? "x P" : "W x") + (cached ? " cached" : " regenerated") + " m=" +
-                                        S(m) + " n=" + S(n) + " B=" + S(B) + tag);
+        Row& r = row("lowrank_add", std::string(xp ? "x P" : "W x") + (cached ? " cached" : " regenerated") +
+                                        " m=" + S(m) + " n=" + S(n) + " B=" + S(B) + tag);
         const int X = r.f32("X", rnd(size_t(B * in))), Y = r.f32("Y", rnd(size_t(B * out))),
                   mem = r.i32("members", members), ca = r.f32("cache", cached ? cache : std::vector<float>{0.f});
         r.run = [=](Backend& be, const Ptrs& p) {
@@ -718,8 +760,8 @@ void noise_rows(bool large) {
     if (large) continue;
     {
       const bool cached = s.rank != 1;
-      Row& r = row("embedding_lowrank_add", std::string(cached ? "cached" : "regenerated") + " V=" + S(m) + " C=" +
-                                                S(n) + " B=" + S(B) + tag);
+      Row& r = row("embedding_lowrank_add",
+                   std::string(cached ? "cached" : "regenerated") + " V=" + S(m) + " C=" + S(n) + " B=" + S(B) + tag);
       auto tok = rnd_int(size_t(B), 0, int32_t(m - 1));
       tok[0] = int32_t(m - 1);
       const int X = r.f32("X", rnd(size_t(B * n))), tk = r.i32("tokens", tok), mem = r.i32("members", members),
@@ -755,7 +797,8 @@ void noise_rows(bool large) {
       ref::fill_noise_cache(ns, pid, vn, pairs, vcache.data());
       Row& r = row("vector_noise", std::string(cached ? "cached" : "regenerated") + " n=" + S(vn) + " B=" + S(B) + tag);
       const int base = r.f32("base", rnd(size_t(vn))), mem = r.i32("members", members),
-                ca = r.f32("cache", cached ? vcache : std::vector<float>{0.f}), out = r.out("out", T::F32, size_t(B * vn));
+                ca = r.f32("cache", cached ? vcache : std::vector<float>{0.f}),
+                out = r.out("out", T::F32, size_t(B * vn));
       r.run = [=](Backend& be, const Ptrs& p) {
         be.vector_noise(ns, pid, P(p, base), vn, P<int32_t>(p, mem), B, cached ? P(p, ca) : nullptr, P(p, out));
       };
@@ -787,19 +830,22 @@ void update_rows(bool large) {
   auto coefs = [=](const NoiseSpec& ns, int64_t p0, int64_t np) {
     std::vector<double> c(static_cast<size_t>(np));
     for (int64_t k = 0; k < np; k++)
-      c[size_t(k)] = (double(fit[size_t(2 * (p0 + k))]) - fit[size_t(2 * (p0 + k) + 1)]) * ns.sigma / std::sqrt(double(N));
+      c[size_t(k)] =
+          (double(fit[size_t(2 * (p0 + k))]) - fit[size_t(2 * (p0 + k) + 1)]) * ns.sigma / std::sqrt(double(N));
     return c;
   };
   if (!large)
     for (auto [m, n, rank, p0, np, cached] :
-         {std::tuple<int64_t, int64_t, int, int64_t, int64_t, bool>{130, 77, 1, 0, 6, false}, {130, 77, 3, 0, 6, true},
-          {33, 200, 2, 1, 3, false}, {1, 64, 1, 5, 1, true}}) {
-      const NoiseSpec ns = spec(rank, NoiseDist::Gaussian);
+         {std::tuple<int64_t, int64_t, int, int64_t, int64_t, bool>{130, 77, 1, 0, 6, false},
+          {130, 77, 3, 0, 6, true},
+          {33, 200, 2, 1, 3, false},
+          {1, 64, 1, 5, 1, true}}) {
+      const NoiseSpec ns = spec(rank, rank == 3 ? NoiseDist::Rademacher : NoiseDist::Gaussian);
       const int64_t len = (m + n) * rank, K = np * rank, pairs = N / 2;
       std::vector<float> cache(size_t(pairs * len));
       ref::fill_noise_cache(ns, pid, len, pairs, cache.data());
       const std::string shape = "m=" + S(m) + " n=" + S(n) + " r=" + S(rank) + " pairs [" + S(p0) + ", " + S(p0 + np) +
-                                ") of " + S(pairs) + (cached ? " cached" : " regenerated");
+                                ") of " + S(pairs) + (cached ? " cached " : " regenerated ") + dname(ns.dist);
       {
         Row& r = row("update_factors", shape);
         const int f = r.f32("fitness", fit), ca = r.f32("cache", cache), A = r.out("A_all", T::F32, size_t(m * K)),
@@ -832,7 +878,7 @@ void update_rows(bool large) {
         std::vector<float> vcache(size_t(pairs * vn));
         ref::fill_noise_cache(ns, pid, vn, pairs, vcache.data());
         Row& r = row("vector_gradient", "n=" + S(vn) + " pairs [" + S(p0) + ", " + S(p0 + np) + ") of " + S(pairs) +
-                                            (cached ? " cached" : " regenerated"));
+                                            (cached ? " cached " : " regenerated ") + dname(ns.dist));
         const int f = r.f32("fitness", fit), ca = r.f32("cache", vcache), g = r.out("g", T::F32, size_t(vn));
         r.run = [=](Backend& be, const Ptrs& p) {
           be.vector_gradient(ns, pid, vn, P(p, f), N, p0, np, cached ? P(p, ca) : nullptr, P(p, g));
@@ -893,8 +939,8 @@ void update_rows(bool large) {
     ns.sigma = nc.sigma;
     const int64_t M = Pm.rows, Nn = Pm.cols, K = 4 * nc.rank;
     Row& r = row("update_factors+update_gemm", "ffn.key of layer 1 (" + S(M) + "x" + S(Nn) + ") r=2, 8 members");
-    const int f = r.f32("fitness", f8), A = r.out("A_all", T::F32, size_t(M * K)), Bm = r.out("B_all", T::F32, size_t(Nn * K)),
-              G = r.out("G", T::F32, size_t(M * Nn));
+    const int f = r.f32("fitness", f8), A = r.out("A_all", T::F32, size_t(M * K)),
+              Bm = r.out("B_all", T::F32, size_t(Nn * K)), G = r.out("G", T::F32, size_t(M * Nn));
     r.run = [=](Backend& be, const Ptrs& q) {
       be.update_factors(ns, uint32_t(p), M, Nn, P(q, f), 8, 0, 4, nullptr, P(q, A), P(q, Bm));
       be.update_gemm(P(q, A), P(q, Bm), P(q, G), M, Nn, K);
@@ -910,9 +956,20 @@ void update_rows(bool large) {
       ref::update_factors(ns, uint32_t(p), M, Nn, f8.data(), 8, 0, 4, nullptr, P(q, A), P(q, Bm));
     };
     r.why64 = "the float64 columns of update_factors and update_gemm cover both ops";
-    r.outs = {{G, 1e-5, "regenerated factors (ulps) and cuBLAS accumulation order"}, {A, 1e-5, "as update_factors"},
+    r.outs = {{G, 1e-5, "regenerated factors (ulps) and cuBLAS accumulation order"},
+              {A, 1e-5, "as update_factors"},
               {Bm, 1e-5, "as update_factors"}};
   }
+}
+
+// The bf16 copy an optimizer writes must be round(w) of the w it wrote, bit for bit.
+std::string bf16_copy_check(const std::vector<Buf>& got, int w, int b16) {
+  const float* x = IN(got, w);
+  const uint16_t* b = IN<uint16_t>(got, b16);
+  for (size_t j = 0; j < got[size_t(w)].n(); j++)
+    if (b[j] != f32_to_bf16(x[j]))
+      return "w_bf16[" + S(int64_t(j)) + "] = " + S(b[j]) + " is not round(w) = " + S(f32_to_bf16(x[j]));
+  return "";
 }
 
 // sum_squares, sgd_update, adam_update (reductions: out[0] of reduce_doubles() doubles)
@@ -935,8 +992,8 @@ void optimizer_rows(bool large) {
     for (bool bf : {false, true}) {
       Row& r = row("sgd_update", "n=" + S(n) + (bf ? " with bf16 copy" : ""));
       const double lr = 0.125, sc = 0.7;
-      const int w = r.f32("w", rnd(size_t(n))), g = r.f32("g", rnd_away(size_t(n))), out = r.out("out", T::F64, 1 + 1024 + 8),
-                b16 = r.out("w_bf16", T::BF16, size_t(n));
+      const int w = r.f32("w", rnd(size_t(n))), g = r.f32("g", rnd_away(size_t(n))),
+                out = r.out("out", T::F64, 1 + 1024 + 8), b16 = r.out("w_bf16", T::BF16, size_t(n));
       r.run = [=](Backend& be, const Ptrs& p) {
         be.sgd_update(P(p, w), P(p, g), n, lr, sc, P<double>(p, out), bf ? P<uint16_t>(p, b16) : nullptr);
       };
@@ -956,11 +1013,16 @@ void optimizer_rows(bool large) {
         }
         return bf ? F64{wn, {sq}, bb} : F64{wn, {sq}};
       };
-      r.tol64 = 2e-6, r.why64 = "w rounded to fp32 once: half an ulp of |w| <= 1 (3e-8) against changes of 0.04-0.09 "
-                                "(bf16 copy: half a bf16 ulp, at most 2^-8 relative)";
+      r.tol64 = 2e-6, r.why64 =
+                          "w rounded to fp32 once: half an ulp of |w| <= 1 (3e-8) against changes of 0.04-0.09 "
+                          "(bf16 copy: half a bf16 ulp, at most 2^-8 relative)";
       r.outs = {{w, 2e-6, "FMA contraction may move w by an ulp (6e-8) against changes of 0.04-0.09", w},
                 {out, 1e-5, "|dW|^2 over changes that may differ by an ulp", -1, 1}};
-      if (bf) r.outs.push_back({b16, 8e-3, "round(w): w may differ by an ulp and round to the neighbouring bf16 (2^-7 relative)", -1, 0, 4e-3});
+      if (bf)
+        r.outs.push_back({b16, 8e-3,
+                          "round(w): w may differ by an ulp and round to the neighbouring bf16 (2^-7 relative)", -1, 0,
+                          4e-3});
+      if (bf) r.self_check = [=](const std::vector<Buf>& got) { return bf16_copy_check(got, w, b16); };
       r.flops = 3.0 * double(n);
     }
     for (bool adamw : {false, true}) {
@@ -998,13 +1060,18 @@ void optimizer_rows(bool large) {
         return adamw ? F64{wn, mm, vv, {sq}, wn} : F64{wn, mm, vv, {sq}};
       };
       r.tol64 = 2e-5;
-      r.why64 = "w rounded to fp32 once: half an ulp of |w| <= 1 (6e-8) against changes up to lr = 0.01; moments "
-                "rounded to fp32 (bf16 copy: half a bf16 ulp, at most 2^-8 relative)";
+      r.why64 =
+          "w rounded to fp32 once: half an ulp of |w| <= 1 (6e-8) against changes up to lr = 0.01; moments "
+          "rounded to fp32 (bf16 copy: half a bf16 ulp, at most 2^-8 relative)";
       r.outs = {{w, 2e-5, "FMA contraction may move w by an ulp (6e-8) against changes up to lr = 0.01", w},
                 {m1, 1e-6, "one fp32 rounding of a double expression: an ulp"},
                 {m2, 1e-6, "one fp32 rounding of a double expression: an ulp"},
                 {out, 1e-5, "|dW|^2 over changes that may differ by an ulp", -1, 1}};
-      if (adamw) r.outs.push_back({b16, 8e-3, "round(w): w may differ by an ulp and round to the neighbouring bf16 (2^-7 relative)", -1, 0, 4e-3});
+      if (adamw)
+        r.outs.push_back({b16, 8e-3,
+                          "round(w): w may differ by an ulp and round to the neighbouring bf16 (2^-7 relative)", -1, 0,
+                          4e-3});
+      if (adamw) r.self_check = [=](const std::vector<Buf>& got) { return bf16_copy_check(got, w, b16); };
       r.flops = 12.0 * double(n);
     }
   }
@@ -1048,7 +1115,8 @@ void sample_rows(bool large) {
                   greedy ? nullptr : P<uint64_t>(p, ct), P<int32_t>(p, out));
       };
       r.ref = [=](const Ptrs& p) {
-        if (greedy) ref::argmax_rows(P(p, l) + skip * V, rows, V, P<int32_t>(p, out));
+        if (greedy)
+          ref::argmax_rows(P(p, l) + skip * V, rows, V, P<int32_t>(p, out));
         else
           ref::sample_rows(P(p, l) + skip * V, rows, V, sp.temperature, sp.top_k, sp.top_p, P<uint64_t>(p, sd),
                            P<uint64_t>(p, ct), P<int32_t>(p, out));
@@ -1088,7 +1156,8 @@ void init_rows(bool large) {
       };
       r.ref = [=](const Ptrs& p) {
         if (!bf) return ref::init_uniform(P(p, out), n, base, -0.3f, 0.7f);
-        for (int64_t j = 0; j < n; j++) P<uint16_t>(p, out)[j] = f32_to_bf16(init_value(base, uint64_t(j), -0.3f, 0.7f));
+        for (int64_t j = 0; j < n; j++)
+          P<uint16_t>(p, out)[j] = f32_to_bf16(init_value(base, uint64_t(j), -0.3f, 0.7f));
       };
       r.f64 = [=](const std::vector<Buf>&) {
         std::vector<double> o(static_cast<size_t>(n));
@@ -1098,7 +1167,8 @@ void init_rows(bool large) {
         }
         return F64{o};
       };
-      r.tol64 = bf ? 4e-3 : 1e-7, r.why64 = bf ? "bf16 rounding: half a bf16 ulp, at most 2^-8 relative" : "one fused multiply-add rounding";
+      r.tol64 = bf ? 4e-3 : 1e-7,
+      r.why64 = bf ? "bf16 rounding: half a bf16 ulp, at most 2^-8 relative" : "one fused multiply-add rounding";
       r.outs = {{out, 0, "fmaf: one rounding on both sides: identical"}};
     }
     for (int variant = 0; variant < 4; variant++) {  // f32 gauss, f32 rad in place, bf16 gauss, bf16 rad in place
@@ -1107,8 +1177,8 @@ void init_rows(bool large) {
       NoiseKey key;
       key.seed = 0x1234567890abcdefull, key.param_id = 17, key.epoch_bucket = 3, key.pair = 9;
       const float scale = 0.01f;
-      Row& r = row("perturb_full", std::string(bf ? "bf16 " : "f32 ") + dname(dist) + " n=" + S(n) +
-                                       (inplace ? " in place" : ""));
+      Row& r = row("perturb_full",
+                   std::string(bf ? "bf16 " : "f32 ") + dname(dist) + " n=" + S(n) + (inplace ? " in place" : ""));
       const auto bv = rnd(size_t(n));
       const int base = bf ? r.add("base", T::BF16, to_bf16(bv)) : r.f32("base", bv);
       const int out = inplace ? base : r.out("out", bf ? T::BF16 : T::F32, size_t(n));
@@ -1116,8 +1186,10 @@ void init_rows(bool large) {
         be.perturb_full(key, dist, scale, p[size_t(base)], p[size_t(out)], bf ? DType::BF16 : DType::F32, n);
       };
       r.ref = [=](const Ptrs& p) {
-        if (bf) ref::perturb_full_bf16(key, dist, scale, P<uint16_t>(p, base), P<uint16_t>(p, out), n);
-        else ref::perturb_full(key, dist, scale, P(p, base), P(p, out), n);
+        if (bf)
+          ref::perturb_full_bf16(key, dist, scale, P<uint16_t>(p, base), P<uint16_t>(p, out), n);
+        else
+          ref::perturb_full(key, dist, scale, P(p, base), P(p, out), n);
       };
       r.f64 = [=](const std::vector<Buf>& in) {
         std::vector<double> o(static_cast<size_t>(n));
@@ -1126,10 +1198,20 @@ void init_rows(bool large) {
         return F64{o};
       };
       r.tol64 = bf ? 4e-3 : 4e-6;
-      r.why64 = bf ? "bf16 rounding: half a bf16 ulp, at most 2^-8 relative" : "one fp32 rounding: half an ulp of |w| <= 1 against changes up to 0.05";
+      r.why64 = bf ? "bf16 rounding: half a bf16 ulp, at most 2^-8 relative"
+                   : "one fp32 rounding: half an ulp of |w| <= 1 against changes up to 0.05";
       const bool exact = dist == NoiseDist::Rademacher;
-      if (bf) r.outs = {{out, exact ? 0.0 : 8e-3, exact ? "identical signs, one fmaf: identical" : "Gaussian elements differ by ulps; the result may round to the neighbouring bf16 (2^-7 relative)"}};
-      else r.outs = {{out, exact ? 0.0 : 1e-5, exact ? "identical signs, one fmaf: identical" : "Gaussian elements differ by ulps (device logf/sinf)", exact ? -1 : base}};
+      if (bf)
+        r.outs = {
+            {out, exact ? 0.0 : 8e-3,
+             exact
+                 ? "identical signs, one fmaf: identical"
+                 : "Gaussian elements differ by ulps; the result may round to the neighbouring bf16 (2^-7 relative)"}};
+      else
+        r.outs = {
+            {out, exact ? 0.0 : 1e-5,
+             exact ? "identical signs, one fmaf: identical" : "Gaussian elements differ by ulps (device logf/sinf)",
+             exact ? -1 : base}};
       r.flops = 2.0 * double(n);
     }
   }
@@ -1140,16 +1222,19 @@ void init_rows(bool large) {
 void cuda_kernel_rows() {
   {
     Row& r = row("cuda::philox_blocks", "4099 blocks: the Random123 known answers, then random counters and keys");
-    std::vector<uint32_t> ctr = {0, 0, 0, 0, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu,
-                                 0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u};
+    std::vector<uint32_t> ctr = {0,           0,           0,           0,           0xffffffffu, 0xffffffffu,
+                                 0xffffffffu, 0xffffffffu, 0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u};
     std::vector<uint32_t> key = {0, 0, 0xffffffffu, 0xffffffffu, 0xa4093822u, 0x299f31d0u};
     std::uniform_int_distribution<uint32_t> u32;
     const int64_t n = 4099;
     while (key.size() < size_t(2 * n)) key.push_back(u32(g_rng));
     while (ctr.size() < size_t(4 * n)) ctr.push_back(u32(g_rng));
-    const int c = r.add("counters", T::U32, ctr), k = r.add("keys", T::U32, key), out = r.out("words", T::U32, size_t(4 * n));
+    const int c = r.add("counters", T::U32, ctr), k = r.add("keys", T::U32, key),
+              out = r.out("words", T::U32, size_t(4 * n));
     r.cuda_only = true;
-    r.run = [=](Backend&, const Ptrs& p) { cuda::philox_blocks(P<uint32_t>(p, c), P<uint32_t>(p, k), n, P<uint32_t>(p, out)); };
+    r.run = [=](Backend&, const Ptrs& p) {
+      cuda::philox_blocks(P<uint32_t>(p, c), P<uint32_t>(p, k), n, P<uint32_t>(p, out));
+    };
     r.ref = [=](const Ptrs& p) {
       ref::philox_blocks(P<uint32_t>(p, c), P<uint32_t>(p, k), n, P<uint32_t>(p, out));
       const uint32_t known[12] = {0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u, 0x408f276du, 0x41c83b0eu,
@@ -1185,7 +1270,8 @@ void cuda_kernel_rows() {
       cuda::bf16_to_f32(P<uint16_t>(p, b), P(p, y), n);
     };
     r.ref = [=](const Ptrs& p) {
-      for (int64_t j = 0; j < n; j++) P<uint16_t>(p, b)[j] = f32_to_bf16(P(p, x)[j]), P(p, y)[j] = bf16_to_f32(P<uint16_t>(p, b)[j]);
+      for (int64_t j = 0; j < n; j++)
+        P<uint16_t>(p, b)[j] = f32_to_bf16(P(p, x)[j]), P(p, y)[j] = bf16_to_f32(P<uint16_t>(p, b)[j]);
     };
     r.why64 = "bit conversions";
     r.outs = {{b, 0, "round to nearest even: identical"}, {y, 0, "exact widening: identical"}};
@@ -1195,9 +1281,10 @@ void cuda_kernel_rows() {
     auto rw = rnd(size_t(G * Pp), 0, 1);
     for (size_t j = 0; j < rw.size(); j += 7) rw[j] = std::round(rw[j] * 2.f) / 2.f;  // ties
     rw[5] = NAN, rw[9] = INFINITY, rw[20] = -INFINITY;
-    Row& r = row("cuda::shape_fitness", std::string(rank ? "centered ranks" : "z-score") +
-                                            " G=64 P=3, ties, NaN and +-inf rewards");
-    const int rr = r.f32("rewards", rw), fit = r.out("fitness", T::F32, size_t(G)), sc = r.out("score", T::F64, size_t(G));
+    Row& r = row("cuda::shape_fitness",
+                 std::string(rank ? "centered ranks" : "z-score") + " G=64 P=3, ties, NaN and +-inf rewards");
+    const int rr = r.f32("rewards", rw), fit = r.out("fitness", T::F32, size_t(G)),
+              sc = r.out("score", T::F64, size_t(G));
     r.cuda_only = true;
     r.run = [=](Backend&, const Ptrs& p) { cuda::shape_fitness(P(p, rr), G, Pp, rank, P(p, fit), P<double>(p, sc)); };
     r.ref = [=](const Ptrs& p) {  // es/fitness.h shape_fitness
@@ -1221,9 +1308,14 @@ struct Verdict {
   std::string detail;  // worst element
 };
 
-std::string fmt(double v) {
+std::string fmt(double v) {  // errors and tolerances
   char b[32];
   std::snprintf(b, sizeof b, "%.3g", v);
+  return b;
+}
+std::string val(double v) {  // values
+  char b[32];
+  std::snprintf(b, sizeof b, "%.9g", v);
   return b;
 }
 
@@ -1239,8 +1331,9 @@ Verdict compare(const Buf& got, const Buf& want, const Buf* init, size_t count, 
       if (got.bits(i) != want.bits(i)) diff += diff == 0 ? (first = i, 1) : 1;
     v.ok = diff == 0, v.err = double(diff);
     if (diff) {
-      v.detail = S(int64_t(diff)) + " of " + S(int64_t(n)) + " elements differ, first [" + S(int64_t(first)) + "]: got ";
-      v.detail += fl ? fmt(got.at(first)) + " want " + fmt(want.at(first))
+      v.detail =
+          S(int64_t(diff)) + " of " + S(int64_t(n)) + " elements differ, first [" + S(int64_t(first)) + "]: got ";
+      v.detail += fl ? val(got.at(first)) + " want " + val(want.at(first))
                      : S(int64_t(got.bits(first))) + " want " + S(int64_t(want.bits(first)));
     }
     return v;
@@ -1258,7 +1351,7 @@ Verdict compare(const Buf& got, const Buf& want, const Buf* init, size_t count, 
   }
   v.err = den > 0 ? num / den : num;
   v.ok = v.err <= tol;
-  v.detail = "worst [" + S(int64_t(worst)) + "]: got " + fmt(got.at(worst)) + " want " + fmt(want.at(worst));
+  v.detail = "worst [" + S(int64_t(worst)) + "]: got " + val(got.at(worst)) + " want " + val(want.at(worst));
   return v;
 }
 
@@ -1280,7 +1373,9 @@ Verdict compare64(const std::vector<double>& x, const Buf& want, const Buf* init
   }
   if (tol == 0 && want.t != T::I32) {  // exact: compare the float64 value rounded to the output's type
     for (size_t i = 0; i < w.n(); i++) {
-      const double r = want.t == T::BF16 ? bf16_to_f32(f32_to_bf16(float(x[i]))) : want.t == T::F32 ? double(float(x[i])) : x[i];
+      const double r = want.t == T::BF16  ? bf16_to_f32(f32_to_bf16(float(x[i])))
+                       : want.t == T::F32 ? double(float(x[i]))
+                                          : x[i];
       std::memcpy(b.b.data() + 8 * i, &r, 8);
     }
   }
@@ -1394,6 +1489,11 @@ int check_table(std::vector<Column>& cols, const std::string& cuda_skip) {
                     r.shape.c_str(), cols[c].name.c_str(), e.what());
         continue;
       }
+      if (r.self_check) {
+        const std::string bad = r.self_check(got);
+        Verdict v{bad.empty(), bad.empty() ? 0.0 : 1.0, bad};
+        report(tally[c + 1], v.ok, cols[c].name, r, "self-consistency", v, 0, "outputs consistent with each other");
+      }
       for (const Out& o : r.outs) {
         const double tol = cols[c].exact ? 0.0 : o.tol;
         const Verdict v = compare(got[size_t(o.buf)], want[size_t(o.buf)], init_of(o), o.count, tol);
@@ -1457,10 +1557,14 @@ int main(int argc, char** argv) {
   std::string filter, only;
   for (int i = 1; i < argc; i++) {
     const std::string a = argv[i];
-    if (a == "--perf") do_perf = true;
-    else if (a == "--large") large = true;
-    else if (a == "--filter" && i + 1 < argc) filter = argv[++i];
-    else if (a == "--backend" && i + 1 < argc) only = argv[++i];
+    if (a == "--perf")
+      do_perf = true;
+    else if (a == "--large")
+      large = true;
+    else if (a == "--filter" && i + 1 < argc)
+      filter = argv[++i];
+    else if (a == "--backend" && i + 1 < argc)
+      only = argv[++i];
     else {
       std::fprintf(stderr, "usage: test_backend_ops [--filter TEXT] [--backend cpu|checked|cuda] [--perf [--large]]\n");
       return 2;
@@ -1493,7 +1597,8 @@ int main(int argc, char** argv) {
     if (only.empty() || only == "cpu") cols.push_back({"cpu", &cpu, true});
     if (only.empty() || only == "checked") cols.push_back({"checked", &checked, true});
     if (cuda_be && (only.empty() || only == "cuda")) cols.push_back({"cuda", cuda_be.get(), false});
-    if (!cuda_be) std::printf("SKIPPED cuda column: %s\n", cuda_skip.c_str());
+    if (!cuda_be) std::fprintf(do_perf ? stderr : stdout, "SKIPPED cuda column: %s\n", cuda_skip.c_str());
+    if (!cuda_be && only == "cuda") return 77;  // nothing to run
     if (do_perf) {
       perf(cols);
       return 0;
