@@ -8,8 +8,8 @@
 // Each op has a CPU reference of the same name in core/ops/<group>.h (namespace eggroll::ref),
 // and its kernel lives in cuda/<group>.cu (groups: layer, wkv7, linear, noise, update, sample,
 // init; device and memory management in cuda/device.cu). shape_fitness's reference is
-// es/fitness.h (not a backend op: the trainer shapes fitness on the host); the GPU test program
-// tests/gpu_ops_main.cpp compares every op with its reference.
+// es/fitness.h (not a backend op: the trainer shapes fitness on the host). The op table
+// (tests/test_backend_ops.cpp) runs every op against its reference.
 //
 // Shapes: B rows (generations), C = n_embd, H = C / 64 heads; row-major. A vector argument
 // (p, stride) reads row i at p + i * stride (stride 0 = one shared vector). bf16 arrays are raw

@@ -16,17 +16,20 @@
 #                carry:   ["build-cuda/device-bundle"]
 #                timeout_s: 420
 #              runs nvidia-smi, then every test program in the bundle with a timeout, all output
-#              into $OUT/device-check.log (also on stdout): gpu_ops_main (each CUDA op against
-#              its CPU reference, then the device forward against the CPU forward and the
-#              float64 fixtures), gpu_init_main (device-side random init and the OpenES kernel
+#              into $OUT/device-check.log (also on stdout): test_backend_ops (the op table: every
+#              Backend op on the CUDA backend against its CPU reference; then --perf and
+#              --perf --large on the CUDA backend into $OUT/backend-ops-perf.jsonl), gpu_ops_main (the
+#              device step against the CPU step and the float64 fixtures, whole ES steps against
+#              the CPU backend), gpu_init_main (device-side random init and the OpenES kernel
 #              against their CPU references), nccl_comm_main (NCCL backend on one GPU),
 #              gpu_bench* if any; then the embedded quickstart training run with run.device=cuda
 #              (fp32: its final validation score must reach 20 of 24, as the CPU run's 24 does;
 #              then bf16 weights, reported only).
 #              Exit status 0 only if every check passed (a SKIPPED program, status 77, counts as
 #              a failure there: that machine has a GPU).
-#              `run sanitize` also runs gpu_ops_main under compute-sanitizer memcheck (works on
-#              Firecracker machines, not on gVisor ones: KINDS.md).
+#              `run sanitize` also runs gpu_ops_main and test_backend_ops --backend cuda under
+#              compute-sanitizer memcheck (works on Firecracker machines, not on gVisor ones:
+#              KINDS.md).
 #              `run bench-es 7.2b` (after the others if several) also runs the issue's benchmark,
 #              `eggroll bench es --backend cuda --preset 7.2b --population 256,1024,2048 --tokens 16`
 #              (random weights made on the device, ceilings measured in the same run; a few
@@ -74,7 +77,7 @@ pack() {
     echo "device-check: $BUILD has no CUDA backend (no nvcc found at configure time)" >&2
     exit 1
   fi
-  local targets="gpu_ops_main gpu_init_main eggroll"
+  local targets="test_backend_ops gpu_ops_main gpu_init_main eggroll"
   if grep -q ' nccl_comm_main$' <<<"$help"; then targets="$targets nccl_comm_main"; fi
   for t in $(awk '/ gpu_bench/ {print $2}' <<<"$help"); do targets="$targets $t"; done
   cmake --build "$BUILD" -j"${EGGROLL_BUILD_JOBS:-2}" --target $targets
@@ -157,6 +160,18 @@ run_checks() {
     fi
     local limit=300
     [ "$name" = nccl_comm_main ] && limit=120
+    if [ "$name" = test_backend_ops ]; then
+      # the op table: its cuda column must run here (SKIPPED counts as a failure on a GPU machine)
+      timeout "$limit" "$b" | tee "${OUT:-.}/backend-ops.log"
+      rc=${PIPESTATUS[0]}
+      if grep -q "SKIPPED cuda column" "${OUT:-.}/backend-ops.log"; then rc=77; fi
+      echo "== $name: exit $rc"
+      [ "$rc" -ne 0 ] && failed=$((failed + 1))
+      echo "== $name --perf (JSON lines, also in \$OUT/backend-ops-perf.jsonl)"
+      timeout 120 "$b" --perf --backend cuda | tee "${OUT:-.}/backend-ops-perf.jsonl"
+      timeout 180 "$b" --perf --large --backend cuda | tee -a "${OUT:-.}/backend-ops-perf.jsonl"
+      continue
+    fi
     timeout "$limit" "$b"
     rc=$?
     echo "== $name: exit $rc"
@@ -173,6 +188,11 @@ run_checks() {
       timeout 400 "$cs" --tool memcheck --error-exitcode 3 "$BUNDLE/bin/gpu_ops_main"
       rc=$?
       echo "== memcheck: exit $rc"
+      [ "$rc" -ne 0 ] && failed=$((failed + 1))
+      echo "== compute-sanitizer --tool memcheck test_backend_ops --backend cuda"
+      timeout 400 "$cs" --tool memcheck --error-exitcode 3 "$BUNDLE/bin/test_backend_ops" --backend cuda | tail -8
+      rc=${PIPESTATUS[0]}
+      echo "== memcheck (op table): exit $rc"
       [ "$rc" -ne 0 ] && failed=$((failed + 1))
     else
       echo "device-check: compute-sanitizer not on PATH"
