@@ -70,13 +70,6 @@ std::string emit(const YAML::Node& n) {
   return std::string(e.c_str()) + "\n";
 }
 
-std::string key_message(const config::Schema& s, const std::string& key) {
-  std::string msg = "unknown key '" + key + "'";
-  const std::string sug = s.suggest(key);
-  if (!sug.empty()) msg += " (did you mean '" + sug + "'?)";
-  return msg;
-}
-
 std::string suggest_sweep_key(const std::string& k) {
   std::string best;
   size_t best_d = 3;
@@ -85,14 +78,6 @@ std::string suggest_sweep_key(const std::string& k) {
     if (d < best_d) best_d = d, best = c;
   }
   return best;
-}
-
-std::string override_key(const std::string& ov) {
-  const size_t eq = ov.find('=');
-  std::string key = ov.substr(0, eq);
-  while (!key.empty() && key.back() == ' ') key.pop_back();
-  while (!key.empty() && key.front() == ' ') key.erase(key.begin());
-  return key;
 }
 
 struct GridEntry {
@@ -120,12 +105,12 @@ void flatten_grid(const YAML::Node& map, const std::string& prefix, const std::s
 void check_override(const std::string& ov, const std::string& where, const SweepSpec& spec) {
   const auto& schema = train_config_schema();
   if (ov.find('=') == std::string::npos) throw InputError(where + ": '" + ov + "': expected key.path=value");
-  const std::string key = override_key(ov);
+  const std::string key = config::override_key(ov);
   if (key.empty()) throw InputError(where + ": '" + ov + "': expected key.path=value (the key is empty)");
   if (!schema.index_of(key)) {
     if (schema.is_section(key))
       throw InputError(where + ": '" + ov + "': '" + key + "' is a section, not a key");
-    throw InputError(where + ": '" + ov + "': " + key_message(schema, key));
+    throw InputError(where + ": '" + ov + "': " + config::unknown_key_message(schema, key));
   }
   if (key == "run.name")
     throw InputError(where + ": '" + ov + "': run.name is set by the sweep (runs/<sweep name>/<point>); set the "
@@ -256,7 +241,7 @@ SweepSpec load_sweep_spec(const std::string& path, const std::vector<std::string
   size_t total = 1;
   for (const auto& [key, v, where] : flat) {
     const std::string gw = where + ": grid: " + key;
-    if (!schema.index_of(key)) throw InputError(where + ": grid: " + key_message(schema, key));
+    if (!schema.index_of(key)) throw InputError(where + ": grid: " + config::unknown_key_message(schema, key));
     if (key == "run.name" || key == "run.dir")
       throw InputError(gw + ": set by the sweep (run directories are <run.dir>/<sweep name>/<point>); it cannot be swept");
     for (const auto& [k2, vals] : spec.grid)

@@ -392,13 +392,6 @@ YAML::Node parse_document(const std::string& text, const std::string& source) {
   return node;
 }
 
-std::string unknown_key_message(const Schema& s, const std::string& key) {
-  std::string msg = "unknown key " + squote(key);
-  std::string sug = s.suggest(key);
-  if (!sug.empty()) msg += " (did you mean '" + sug + "'?)";
-  return msg;
-}
-
 std::string section_example(const Schema& s, const std::string& section) {
   for (const auto& e : s.entries()) {
     if (e.key.rfind(section + ".", 0) == 0) return e.key;
@@ -416,6 +409,20 @@ uint64_t fnv1a64(std::string_view s) {
 }
 
 }  // namespace
+
+std::string unknown_key_message(const Schema& s, const std::string& key) {
+  std::string msg = "unknown key " + squote(key);
+  std::string sug = s.suggest(key);
+  if (!sug.empty()) msg += " (did you mean '" + sug + "'?)";
+  return msg;
+}
+
+std::string override_key(std::string_view ov) {
+  std::string key(ov.substr(0, ov.find('=')));
+  while (!key.empty() && key.back() == ' ') key.pop_back();
+  while (!key.empty() && key.front() == ' ') key.erase(key.begin());
+  return key;
+}
 
 std::string yaml_double_quoted(std::string_view s) {
   std::string out = "\"";
@@ -870,9 +877,7 @@ Config load_string(const Schema& schema, const std::string& yaml_text, const std
     std::string where = "override " + squote(ov);
     size_t eq = ov.find('=');
     if (eq == std::string::npos) throw InputError(where + ": expected key.path=value");
-    std::string key = ov.substr(0, eq);
-    while (!key.empty() && key.back() == ' ') key.pop_back();
-    while (!key.empty() && key.front() == ' ') key.erase(key.begin());
+    const std::string key = override_key(ov);
     std::string text = ov.substr(eq + 1);
     if (key.empty()) throw InputError(where + ": expected key.path=value (the key is empty)");
     auto idx = schema.index_of(key);
