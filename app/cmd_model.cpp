@@ -9,6 +9,7 @@
 
 #include "core/checkpoint.h"
 #include "core/error.h"
+#include "core/file_io.h"
 #include "app/commands.h"
 #include "rwkv/forward.h"
 #include "rwkv/decoder.h"
@@ -122,16 +123,11 @@ void register_model_commands(CLI::App& app) {
       const int slot = 0;
       for (size_t t = 0; t < toks.size(); t++)
         fwd.step(std::span(&toks[t], 1), std::span(&slot, 1), st, all.data() + t * size_t(m.cfg.vocab));
-      std::string tmp = *out + ".tmp";
-      std::FILE* f = std::fopen(tmp.c_str(), "wb");
-      if (!f) throw InputError(fmt::format("--out {}: cannot open for writing", *out));
-      const bool ok = std::fwrite(all.data(), 4, all.size(), f) == all.size();
-      if (std::fclose(f) != 0 || !ok) {
-        std::remove(tmp.c_str());
-        throw InputError(fmt::format("--out {}: write failed", *out));
+      try {
+        write_file_atomic(*out, std::string_view(reinterpret_cast<const char*>(all.data()), all.size() * 4));
+      } catch (const InputError& e) {
+        throw InputError(fmt::format("--out {}", e.what()));  // "--out <file>.tmp: cannot create: ..."
       }
-      if (std::rename(tmp.c_str(), out->c_str()) != 0)
-        throw InputError(fmt::format("--out {}: cannot rename into place", *out));
     });
   }
   // ---- tokenize ----

@@ -6,7 +6,6 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "app/commands.h"
-#include "app/embedded_configs.h"
 #include "app/plan.h"
 #include "app/train_config.h"
 
@@ -30,21 +29,9 @@ void register_plan_commands(CLI::App& app) {
   c->add_option("--weights", *weights, "device weight dtype: f32 | bf16 (default: the checkpoint's)");
   c->add_flag("--json", *json, "print the plan as one JSON object");
   c->callback([=] {
-    std::string path;
-    std::vector<std::string> overrides;
-    for (size_t i = 0; i < args->size(); i++) {
-      const std::string& a = (*args)[i];
-      if (i == 0 && a.find('=') == std::string::npos) path = a;
-      else if (a.find('=') != std::string::npos) overrides.push_back(a);
-      else throw InputError(fmt::format("'{}': expected key.path=value (the config file comes first)", a));
-    }
-    if (!preset->empty()) {  // the model comes from the flag: no file needed
-      overrides.push_back("model.path=");
-      overrides.push_back("model.init_preset=" + *preset);
-    }
-    TrainConfig cfg = !path.empty() ? load_train_config(path, overrides)
-                                    : from_config(config::load_string(train_config_schema(), embedded_quickstart_yaml(),
-                                                                      "embedded configs/quickstart.yaml", overrides));
+    std::vector<std::string> model;  // --preset: the model comes from the flag, no file needed
+    if (!preset->empty()) model = {"model.path=", "model.init_preset=" + *preset};
+    TrainConfig cfg = config_from_args(*args, model);
     PlanRequest req = plan_request(cfg);
     if (!weights->empty()) {
       DType d;

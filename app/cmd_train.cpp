@@ -13,10 +13,7 @@
 
 namespace eggroll {
 
-namespace {
-
-// CONFIG.yaml [key=value ...]; with no file (or only overrides) the embedded quickstart config.
-TrainConfig config_from_args(const std::vector<std::string>& args) {
+TrainConfig config_from_args(const std::vector<std::string>& args, const std::vector<std::string>& extra) {
   std::string path;
   std::vector<std::string> overrides;
   for (size_t i = 0; i < args.size(); i++) {
@@ -24,12 +21,11 @@ TrainConfig config_from_args(const std::vector<std::string>& args) {
     else if (args[i].find('=') != std::string::npos) overrides.push_back(args[i]);
     else throw InputError(fmt::format("'{}': expected key.path=value (the config file comes first)", args[i]));
   }
+  overrides.insert(overrides.end(), extra.begin(), extra.end());
   if (!path.empty()) return load_train_config(path, overrides);
   return from_config(config::load_string(train_config_schema(), embedded_quickstart_yaml(),
                                          "embedded configs/quickstart.yaml", overrides));
 }
-
-}  // namespace
 
 void register_train_commands(CLI::App& app) {
   {

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "app/train_config.h"
+
 namespace CLI {
 class App;
 }
@@ -13,6 +15,11 @@ namespace eggroll {
 void register_commands(CLI::App& app);
 int command_status();           // exit status set by the command that ran
 void set_command_status(int s);
+
+// CONFIG.yaml [key.path=value ...] of train, eval and plan: the config file (optional, first),
+// its overrides, then `extra` overrides; without a file, the embedded configs/quickstart.yaml.
+// InputError for an argument after the first that is not key.path=value.
+TrainConfig config_from_args(const std::vector<std::string>& args, const std::vector<std::string>& extra = {});
 
 // Shared parsing helpers for flags: throw InputError naming the flag.
 std::vector<int32_t> parse_token_list(const std::string& flag, const std::string& text);

@@ -11,6 +11,18 @@
 #include "core/error.h"
 #include "app/commands.h"
 
+namespace {
+
+// Bad input (a flag, a file, a config value): one line on stderr, exit status 2.
+int bad_input(std::string msg) {
+  for (char& ch : msg)
+    if (ch == '\n') ch = ' ';
+  fmt::print(stderr, "eggroll: error: {}\n", msg);
+  return 2;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"eggroll: fine-tune RWKV-7 language models with EGGROLL (low-rank evolution strategies)"};
   app.require_subcommand(1);
@@ -23,17 +35,9 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::string msg = e.what();
-    for (char& ch : msg)
-      if (ch == '\n') ch = ' ';
-    fmt::print(stderr, "eggroll: error: {}\n", msg);
-    return 2;
+    return bad_input(e.what());
   } catch (const eggroll::InputError& e) {
-    std::string msg = e.what();
-    for (char& ch : msg)
-      if (ch == '\n') ch = ' ';
-    fmt::print(stderr, "eggroll: error: {}\n", msg);
-    return 2;
+    return bad_input(e.what());
   } catch (const eggroll::CommTimeout& e) {
     // a lost or stuck rank (the message names it): the job failed, resubmit it to resume
     fmt::print(stderr, "eggroll: error: {}\n", e.what());

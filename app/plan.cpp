@@ -1,25 +1,13 @@
 #include "app/plan.h"
 
-#include "core/ops/wkv7.h"
-
-#include "core/mapped_file.h"
-
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <fmt/format.h>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "core/checkpoint.h"
 #include "core/error.h"
-#include "core/pickle.h"
-#include "core/zip.h"
-#include "es/eggroll.h"
+#include "core/ops/wkv7.h"
+#include "es/perturbation.h"
 
 namespace eggroll {
 
@@ -27,69 +15,6 @@ namespace {
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 constexpr uint64_t kCudaReserve = uint64_t(1) << 30;
-
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-// Tensor names, dtypes and shapes (no data) of a .pth.
-StateDict pth_header(const MappedFile& f, const std::string& path) {
-  zip::Reader zr(f.data(), f.size(), path);
-  const zip::Entry* pkl = nullptr;
-  for (const zip::Entry& e : zr.entries())
-    if (e.name == "data.pkl" || ends_with(e.name, "/data.pkl")) {
-      pkl = &e;
-      break;
-    }
-  if (!pkl) throw InputError(path + ": no data.pkl in the archive (not a torch.save checkpoint)");
-  StateDict sd;
-  for (const auto& r : pickle::read_state_dict(zr.bytes(*pkl), size_t(pkl->size), path)) {
-    Tensor t;
-    t.name = r.name;
-    t.dtype = r.dtype;
-    t.shape = r.sizes;
-    sd.tensors.push_back(std::move(t));
-  }
-  return sd;
-}
-
-StateDict safetensors_header(const MappedFile& f, const std::string& path) {
-  if (f.size() < 8) throw InputError(path + ": too short for a checkpoint");
-  uint64_t hlen = 0;
-  for (int k = 0; k < 8; k++) hlen |= uint64_t(f.data()[k]) << (8 * k);
-  if (hlen > f.size() - 8 || hlen > (uint64_t(100) << 20))
-    throw InputError(path + ": safetensors header length " + std::to_string(hlen) + " is invalid");
-  nlohmann::ordered_json h;
-  try {
-    h = nlohmann::ordered_json::parse(f.data() + 8, f.data() + 8 + hlen);
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(path + ": safetensors header is not valid JSON: " + e.what());
-  }
-  if (!h.is_object()) throw InputError(path + ": safetensors header is not an object");
-  StateDict sd;
-  for (auto it = h.begin(); it != h.end(); ++it) {
-    if (it.key() == "__metadata__") continue;
-    const auto& v = it.value();
-    if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v["dtype"].is_string() ||
-        !v["shape"].is_array())
-      throw InputError(path + ": safetensors entry '" + it.key() + "' lacks dtype/shape");
-    Tensor t;
-    t.name = it.key();
-    const std::string d = v["dtype"].get<std::string>();
-    if (d == "F32") t.dtype = DType::F32;
-    else if (d == "BF16") t.dtype = DType::BF16;
-    else if (d == "F16") t.dtype = DType::F16;
-    else throw InputError(path + ": tensor '" + it.key() + "' has unsupported dtype " + d);
-    for (const auto& s : v["shape"]) {
-      if (!s.is_number_integer() || s.get<int64_t>() < 0)
-        throw InputError(path + ": tensor '" + it.key() + "' has a bad shape");
-      t.shape.push_back(s.get<int64_t>());
-    }
-    sd.tensors.push_back(std::move(t));
-  }
-  return sd;
-}
 
 std::string bytes_str(uint64_t b) {
   const double x = double(b);
@@ -102,15 +27,10 @@ std::string bytes_str(uint64_t b) {
 }  // namespace
 
 ModelConfig read_checkpoint_config(const std::string& path, DType* dtype) {
-  MappedFile f(path, MappedFile::Access::Random);
-  const bool zip = f.size() >= 4 && std::memcmp(f.data(), "PK\x03\x04", 4) == 0;
-  StateDict sd = zip ? pth_header(f, path) : safetensors_header(f, path);
-  if (sd.tensors.empty()) throw InputError(path + ": no tensors");
-  if (dtype) {
-    const Tensor* e = sd.find("emb.weight");
-    *dtype = e ? e->dtype : sd.tensors.front().dtype;
-  }
-  return ModelConfig::infer(sd, path);
+  const StateDict sd = read_checkpoint_header(path);
+  const ModelConfig c = ModelConfig::infer(sd, path);  // the checks and errors of Model::load
+  if (dtype) *dtype = sd.at("emb.weight", path).dtype;
+  return c;
 }
 
 const PlanItem* Plan::item(const std::string& name) const {

@@ -6,14 +6,13 @@
 #include <cmath>
 #include <filesystem>
 #include <fmt/format.h>
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/file_io.h"
 #include "app/trainer.h"
 
 namespace eggroll {
@@ -27,30 +26,6 @@ constexpr size_t kMaxPoints = 100000;
 const std::vector<std::string>& sweep_keys() {
   static const std::vector<std::string> k = {"name", "base", "config", "overrides", "grid"};
   return k;
-}
-
-std::string read_file(const std::string& path, const std::string& what) {
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) throw InputError(path + ": is a directory, not a " + what);
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw InputError(path + ": cannot open " + what);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-void write_file_atomic(const fs::path& path, const std::string& text) {
-  if (path.has_parent_path()) fs::create_directories(path.parent_path());
-  fs::path tmp = path;
-  tmp += ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw InputError(tmp.string() + ": cannot write");
-    f << text;
-    f.flush();
-    if (!f) throw InputError(tmp.string() + ": write failed");
-  }
-  fs::rename(tmp, path);
 }
 
 std::string at(const std::string& file, const YAML::Node& n) {
@@ -68,31 +43,12 @@ bool valid_name(const std::string& s) {
   return true;
 }
 
-// A YAML double-quoted scalar (escapes \ " and control characters).
-std::string double_quoted(const std::string& s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    const unsigned char c = static_cast<unsigned char>(ch);
-    switch (ch) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
-      default:
-        if (c < 0x20 || c == 0x7f) out += fmt::format("\\x{:02x}", c);
-        else out += ch;
-    }
-  }
-  return out + "\"";
-}
-
 // A grid value as the YAML text of a `key=value` override. Plain scalars stay as written
 // ("16", "1e-3"); quoted ones are re-quoted; sequences become flow sequences.
 std::string value_text(const YAML::Node& n, const std::string& where) {
   if (n.IsNull()) return "null";
   if (n.IsScalar()) {
-    if (n.Tag() == "!") return double_quoted(n.Scalar());  // quoted in the file
+    if (n.Tag() == "!") return config::yaml_double_quoted(n.Scalar());  // quoted in the file
     return n.Scalar();
   }
   if (n.IsSequence()) {
@@ -114,13 +70,6 @@ std::string emit(const YAML::Node& n) {
   return std::string(e.c_str()) + "\n";
 }
 
-std::string key_message(const config::Schema& s, const std::string& key) {
-  std::string msg = "unknown key '" + key + "'";
-  const std::string sug = s.suggest(key);
-  if (!sug.empty()) msg += " (did you mean '" + sug + "'?)";
-  return msg;
-}
-
 std::string suggest_sweep_key(const std::string& k) {
   std::string best;
   size_t best_d = 3;
@@ -129,14 +78,6 @@ std::string suggest_sweep_key(const std::string& k) {
     if (d < best_d) best_d = d, best = c;
   }
   return best;
-}
-
-std::string override_key(const std::string& ov) {
-  const size_t eq = ov.find('=');
-  std::string key = ov.substr(0, eq);
-  while (!key.empty() && key.back() == ' ') key.pop_back();
-  while (!key.empty() && key.front() == ' ') key.erase(key.begin());
-  return key;
 }
 
 struct GridEntry {
@@ -164,12 +105,12 @@ void flatten_grid(const YAML::Node& map, const std::string& prefix, const std::s
 void check_override(const std::string& ov, const std::string& where, const SweepSpec& spec) {
   const auto& schema = train_config_schema();
   if (ov.find('=') == std::string::npos) throw InputError(where + ": '" + ov + "': expected key.path=value");
-  const std::string key = override_key(ov);
+  const std::string key = config::override_key(ov);
   if (key.empty()) throw InputError(where + ": '" + ov + "': expected key.path=value (the key is empty)");
   if (!schema.index_of(key)) {
     if (schema.is_section(key))
       throw InputError(where + ": '" + ov + "': '" + key + "' is a section, not a key");
-    throw InputError(where + ": '" + ov + "': " + key_message(schema, key));
+    throw InputError(where + ": '" + ov + "': " + config::unknown_key_message(schema, key));
   }
   if (key == "run.name")
     throw InputError(where + ": '" + ov + "': run.name is set by the sweep (runs/<sweep name>/<point>); set the "
@@ -300,7 +241,7 @@ SweepSpec load_sweep_spec(const std::string& path, const std::vector<std::string
   size_t total = 1;
   for (const auto& [key, v, where] : flat) {
     const std::string gw = where + ": grid: " + key;
-    if (!schema.index_of(key)) throw InputError(where + ": grid: " + key_message(schema, key));
+    if (!schema.index_of(key)) throw InputError(where + ": grid: " + config::unknown_key_message(schema, key));
     if (key == "run.name" || key == "run.dir")
       throw InputError(gw + ": set by the sweep (run directories are <run.dir>/<sweep name>/<point>); it cannot be swept");
     for (const auto& [k2, vals] : spec.grid)
@@ -403,16 +344,6 @@ SweepPlan plan_sweep(const std::string& path, const std::vector<std::string>& cl
   return plan_sweep(load_sweep_spec(path, cli_overrides));
 }
 
-int completed_steps(const std::string& run_dir) {
-  const std::string ck = latest_checkpoint(run_dir);
-  if (ck.empty()) return 0;
-  const fs::path st = fs::path(ck) / "state.json";
-  auto j = nlohmann::json::parse(read_file(st.string(), "checkpoint state"), nullptr, false);
-  if (j.is_discarded() || !j.contains("step") || !j["step"].is_number_integer())
-    throw InputError(st.string() + ": malformed checkpoint state");
-  return j["step"].get<int>();
-}
-
 bool point_complete(const SweepPoint& p) { return completed_steps(p.run_dir) >= p.config.run.steps; }
 
 std::string sweep_json(const SweepPlan& plan) {
@@ -440,7 +371,10 @@ std::string sweep_json(const SweepPlan& plan) {
   return j.dump(2) + "\n";
 }
 
-void write_sweep_json(const SweepPlan& plan) { write_file_atomic(fs::path(plan.sweep_dir) / "sweep.json", sweep_json(plan)); }
+void write_sweep_json(const SweepPlan& plan) {
+  if (!plan.sweep_dir.empty()) fs::create_directories(plan.sweep_dir);
+  write_file_atomic((fs::path(plan.sweep_dir) / "sweep.json").string(), sweep_json(plan));
+}
 
 std::string describe_plan(const SweepPlan& plan) {
   std::vector<std::string> dims;
@@ -620,7 +554,7 @@ SlurmFiles write_slurm(const SweepPlan& plan, const SlurmOptions& options, const
   fs::create_directories(dir);
   if (!f.base.empty()) write_file_atomic(f.base, "# the inline config: of " + plan.spec.file + "\n" + plan.spec.inline_config);
   write_file_atomic(f.points, points_list(plan));
-  write_file_atomic(script, text);
+  write_file_atomic(f.script, text);
   fs::permissions(script, fs::perms::owner_exec | fs::perms::group_exec | fs::perms::others_exec, fs::perm_options::add);
   const std::string workdir = options.workdir.empty() ? fs::current_path().string() : options.workdir;
   fs::create_directories(fs::path(workdir) / plan.sweep_dir / "slurm-logs");

@@ -29,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "app/run_dir.h"
 #include "app/train_config.h"
 
 namespace eggroll {
@@ -70,8 +71,6 @@ SweepPlan plan_sweep(const std::string& path, const std::vector<std::string>& cl
 // The name of a point from its (key, value text) pairs (see the naming rule above).
 std::string point_name(const std::vector<std::pair<std::string, std::string>>& values);
 
-// Steps completed by the run in run_dir: the step of its latest checkpoint (0 when none).
-int completed_steps(const std::string& run_dir);
 // True when the run's latest checkpoint is at (or past) run.steps.
 bool point_complete(const SweepPoint& p);
 

@@ -39,33 +39,29 @@ class Builder {
   template <typename F>
   void boolean(const std::string& key, F field, const std::string& doc) {
     t_.schema.boolean(key, field(defaults_), doc);
-    bind(key, [=](const Config& c, TrainConfig& tc) { field(tc) = c.get_bool(key); },
-         [=](const TrainConfig& tc, Config& c) { c.set_bool(key, field(tc)); });
+    bind_field(key, field, &Config::get_bool, &Config::set_bool);
   }
   template <typename F>
   void integer(const std::string& key, F field, const std::string& doc,
                std::optional<Bound> min = std::nullopt, std::optional<Bound> max = std::nullopt) {
     t_.schema.integer(key, field(defaults_), doc, min, max);
-    bind(key, [=](const Config& c, TrainConfig& tc) { field(tc) = c.get_int(key); },
-         [=](const TrainConfig& tc, Config& c) { c.set_int(key, field(tc)); });
+    bind_field(key, field, &Config::get_int, &Config::set_int);
   }
   template <typename F>
   void uint64(const std::string& key, F field, const std::string& doc) {
     t_.schema.uint64(key, field(defaults_), doc);
-    bind(key, [=](const Config& c, TrainConfig& tc) { field(tc) = c.get_uint64(key); },
-         [=](const TrainConfig& tc, Config& c) { c.set_uint64(key, field(tc)); });
+    bind_field(key, field, &Config::get_uint64, &Config::set_uint64);
   }
   template <typename F>
   void real(const std::string& key, F field, const std::string& doc,
             std::optional<Bound> min = std::nullopt, std::optional<Bound> max = std::nullopt) {
     t_.schema.real(key, field(defaults_), doc, min, max);
-    bind(key, [=](const Config& c, TrainConfig& tc) { field(tc) = c.get_double(key); },
-         [=](const TrainConfig& tc, Config& c) { c.set_double(key, field(tc)); });
+    bind_field(key, field, &Config::get_double, &Config::set_double);
   }
   template <typename F>
   void string(const std::string& key, F field, const std::string& doc) {
     t_.schema.string(key, field(defaults_), doc);
-    bind_string(key, field);
+    bind_field(key, field, &Config::get_string, &Config::set_string);
   }
   template <typename F>
   void enumeration(const std::string& key, F field, std::vector<std::string> choices,
@@ -73,20 +69,20 @@ class Builder {
     std::optional<std::string> def;
     if (!required) def = field(defaults_);
     t_.schema.enumeration(key, std::move(choices), def, doc);
-    bind_string(key, field);
+    bind_field(key, field, &Config::get_string, &Config::set_string);
   }
   template <typename F>
   void list(const std::string& key, F field, const std::string& doc) {
     t_.schema.string_list(key, field(defaults_), doc);
-    bind(key, [=](const Config& c, TrainConfig& tc) { field(tc) = c.get_list(key); },
-         [=](const TrainConfig& tc, Config& c) { c.set_list(key, field(tc)); });
+    bind_field(key, field, &Config::get_list, &Config::set_list);
   }
 
  private:
-  template <typename F>
-  void bind_string(const std::string& key, F field) {
-    bind(key, [=](const Config& c, TrainConfig& tc) { field(tc) = c.get_string(key); },
-         [=](const TrainConfig& tc, Config& c) { c.set_string(key, field(tc)); });
+  // Moves `field` through Config's typed getter and setter (get_int / set_int, ...).
+  template <typename F, typename Get, typename Set>
+  void bind_field(const std::string& key, F field, Get get, Set set) {
+    bind(key, [=](const Config& c, TrainConfig& tc) { field(tc) = (c.*get)(key); },
+         [=](const TrainConfig& tc, Config& c) { (c.*set)(key, field(tc)); });
   }
   void bind(const std::string& key, std::function<void(const Config&, TrainConfig&)> load,
             std::function<void(const TrainConfig&, Config&)> store) {

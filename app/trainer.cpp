@@ -16,6 +16,7 @@
 #include "core/checkpoint.h"
 #include "core/comm.h"
 #include "core/error.h"
+#include "core/file_io.h"
 #include "es/eggroll.h"
 #include "es/fitness.h"
 #include "es/ops_engine.h"
@@ -39,36 +40,11 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Writes `text` to path atomically (temp file + fsync + rename).
-void write_atomic(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw InputError(fmt::format("{}: cannot write", tmp.string()));
-    f << text;
-    f.flush();
-    if (!f) throw InputError(fmt::format("{}: write failed", tmp.string()));
-  }
-  if (FILE* fp = std::fopen(tmp.c_str(), "rb")) {
-    ::fsync(fileno(fp));
-    std::fclose(fp);
-  }
-  fs::rename(tmp, path);
-}
-
-std::string read_text(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  if (!f) throw InputError(fmt::format("{}: cannot read", p.string()));
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 // Keeps only the lines of a JSONL log whose "step" is below `step` (a resumed run rewrites
 // the steps after its checkpoint).
 void truncate_log(const fs::path& p, int step) {
   if (!fs::exists(p)) return;
-  std::istringstream in(read_text(p));
+  std::istringstream in(read_file(p.string()));
   std::string line, kept;
   while (std::getline(in, line)) {
     if (line.empty()) continue;
@@ -76,7 +52,7 @@ void truncate_log(const fs::path& p, int step) {
     if (j.is_discarded() || !j.contains("step") || !j["step"].is_number_integer()) continue;  // torn last line
     if (j["step"].get<int>() < step) kept += line + "\n";
   }
-  write_atomic(p, kept);
+  write_file_atomic(p.string(), kept);
 }
 
 std::string json_line(const nlohmann::json& j) {
@@ -222,11 +198,6 @@ void all_gather_host(Communicator& comm, Backend* be, const void* send, size_t b
   be->release(d);
 }
 
-struct CheckpointState {
-  int step = 0;  // completed steps
-  uint64_t optimizer_steps = 0;
-};
-
 void save_checkpoint_dir(const fs::path& run, int step, const Model& m, const Optimizer& opt, int keep) {
   const fs::path dir = run / "checkpoints";
   fs::create_directories(dir);
@@ -236,11 +207,10 @@ void save_checkpoint_dir(const fs::path& run, int step, const Model& m, const Op
   fs::create_directories(tmp);
   save_safetensors((tmp / "model.safetensors").string(), m.to_state_dict(DType::F32));
   save_safetensors((tmp / "optimizer.safetensors").string(), opt.state());
-  nlohmann::json st = {{"step", step}, {"optimizer_steps", opt.steps()}, {"format", 1}};
-  write_atomic(tmp / "state.json", st.dump(1) + "\n");
+  write_run_state(tmp.string(), {step, opt.steps()});
   fs::remove_all(final);
   fs::rename(tmp, final);
-  write_atomic(dir / "latest", name + "\n");
+  set_latest_checkpoint(run.string(), name);
   // keep the newest `keep`
   std::vector<std::pair<int, fs::path>> all;
   for (auto& e : fs::directory_iterator(dir)) {
@@ -252,19 +222,6 @@ void save_checkpoint_dir(const fs::path& run, int step, const Model& m, const Op
 }
 
 }  // namespace
-
-std::string run_directory(const TrainConfig& cfg) { return (fs::path(cfg.run.dir) / cfg.run.name).string(); }
-
-std::string latest_checkpoint(const std::string& run_dir) {
-  const fs::path p = fs::path(run_dir) / "checkpoints" / "latest";
-  if (!fs::exists(p)) return "";
-  std::string name = read_text(p);
-  while (!name.empty() && (name.back() == '\n' || name.back() == '\r')) name.pop_back();
-  const fs::path dir = fs::path(run_dir) / "checkpoints" / name;
-  if (name.empty() || name.find('/') != std::string::npos || !fs::exists(dir / "state.json"))
-    throw InputError(fmt::format("{}: points to '{}', which is not a complete checkpoint", p.string(), name));
-  return dir.string();
-}
 
 TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
   if (cfg.run.threads > 0) omp_set_num_threads(cfg.run.threads);
@@ -290,7 +247,7 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
     require_resumable(saved, cfg_path.string(), cfg);
   }
   comm->barrier();  // every rank has checked the saved config before rank 0 replaces it
-  if (lead) write_atomic(cfg_path, to_yaml(cfg));
+  if (lead) write_file_atomic(cfg_path.string(), to_yaml(cfg));
 
   // the device and its memory plan first: a run that cannot fit stops before any weights exist
   std::unique_ptr<Backend> backend = make_backend(cfg, world);
@@ -307,16 +264,15 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
   int start = 0;
   const std::string ck = latest_checkpoint(run.string());
   if (!ck.empty()) {
-    auto st = nlohmann::json::parse(read_text(fs::path(ck) / "state.json"), nullptr, false);
-    if (st.is_discarded() || !st.contains("step")) throw InputError(ck + "/state.json: malformed");
+    const RunState st = read_run_state(ck);
     Model loaded = Model::load((fs::path(ck) / "model.safetensors").string());
     if (loaded.cfg.describe() != model.cfg.describe())
       throw InputError(fmt::format("{}: checkpoint model ({}) differs from the configured one ({})", ck,
                                    loaded.cfg.describe(), model.cfg.describe()));
     model.params = std::move(loaded.params);
     opt.load_state(load_safetensors((fs::path(ck) / "optimizer.safetensors").string()), ck);
-    opt.set_steps(st["optimizer_steps"].get<uint64_t>());
-    start = st["step"].get<int>();
+    opt.set_steps(st.optimizer_steps);
+    start = st.step;
     if (lead) fmt::print(stderr, "resuming {} from {} (step {})\n", run.string(), ck, start);
   }
   const fs::path samples_path = run / (world == 1 || lead ? std::string("samples.jsonl")

@@ -1,12 +1,6 @@
 #pragma once
-// `eggroll train`: the ES loop around the population forward, with a run directory,
-// metrics, samples, atomic checkpoints and bit-exact resume.
-//
-// runs/<name>/config.yaml          the resolved config (every key)
-//             metrics.jsonl        one line per step
-//             samples.jsonl        a few prompt/completion/reward rows per step
-//             checkpoints/step_N/  model.safetensors (fp32), optimizer.safetensors, state.json
-//             checkpoints/latest   the name of the newest complete checkpoint
+// `eggroll train`: the ES loop around the population forward, with a run directory
+// (app/run_dir.h), metrics, samples, atomic checkpoints and bit-exact resume.
 // A checkpoint is written into a temporary directory and renamed into place, then `latest`
 // is replaced (temp + rename): a run killed at any moment resumes from the last complete one.
 #include <cstdint>
@@ -14,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "app/run_dir.h"
 #include "app/train_config.h"
 
 namespace eggroll {
@@ -39,8 +34,5 @@ struct EvalResult {
 // checkpoint: a checkpoint directory or weights file; "" = the run's latest, else the initial model.
 EvalResult evaluate(const TrainConfig& cfg, const std::string& checkpoint);
 
-// Directory helpers (exposed for tests).
-std::string run_directory(const TrainConfig& cfg);
-std::string latest_checkpoint(const std::string& run_dir);  // "" when none
 
 }  // namespace eggroll

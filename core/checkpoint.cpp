@@ -1,18 +1,15 @@
 // Checkpoint I/O: torch.save zip archives (.pth) and safetensors.
 //
-// Reading maps the file and copies each tensor once out of the mapping (verifying the zip
-// CRC-32 in the same pass). Writing streams one tensor at a time to "<path>.tmp", then
-// renames it into place.
+// Reading maps the file, checks everything the header says (the layout), then copies each
+// tensor once out of the mapping (verifying the zip CRC-32 in the same pass); a header read
+// is the layout alone. Writing streams one tensor at a time to "<path>.tmp", then renames it
+// into place (core/file_io.h).
 #include "core/checkpoint.h"
 
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -22,6 +19,7 @@
 #include <utility>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "core/mapped_file.h"
 #include "core/pickle.h"
 #include "core/zip.h"
@@ -38,8 +36,6 @@ constexpr bool kVerifyCrc = true;
 #endif
 
 constexpr uint64_t kMaxSafetensorsHeader = uint64_t(100) << 20;  // the format's own limit
-
-std::string errno_text() { return std::strerror(errno); }
 
 
 bool ends_with(const std::string& s, const std::string& suffix) {
@@ -138,17 +134,17 @@ void run_copies(const std::vector<CopyJob>& jobs, std::vector<Tensor>& tensors, 
     if (e) std::rethrow_exception(e);
 }
 
-}  // namespace
+// A checked .pth: its tensors without data and the copies that fill them. `jobs` point into
+// `refs` and into the zip reader's entries, which must outlive them.
+struct PthLayout {
+  std::vector<pickle::TensorRef> refs;
+  StateDict sd;
+  std::vector<CopyJob> jobs;
+};
 
-size_t TensorSpec::nbytes() const {
-  size_t n = 1;
-  for (int64_t d : shape) n *= size_t(d);
-  return n * dtype_size(dtype);
-}
-
-StateDict load_pth_bytes(const uint8_t* data, size_t size, const std::string& source) {
-  zip::Reader zr(data, size, source);
-
+// Everything a .pth load checks before copying tensor data: the pickle (and its CRC), each
+// storage record's presence and size, each view's bounds.
+void pth_layout(const zip::Reader& zr, size_t size, const std::string& source, PthLayout& out) {
   // The pickle is "<archive>/data.pkl", whatever the archive directory is called.
   const zip::Entry* pkl = nullptr;
   std::string prefix;
@@ -162,17 +158,17 @@ StateDict load_pth_bytes(const uint8_t* data, size_t size, const std::string& so
   }
   if (!pkl) throw InputError(source + ": no data.pkl in the archive (not a torch.save checkpoint)");
   if (kVerifyCrc) zr.verify_crc(*pkl);
-  std::vector<pickle::TensorRef> refs = pickle::read_state_dict(zr.bytes(*pkl), size_t(pkl->size), source);
+  out.refs = pickle::read_state_dict(zr.bytes(*pkl), size_t(pkl->size), source);
 
-  StateDict sd;
-  sd.tensors.reserve(refs.size());
-  std::vector<CopyJob> jobs;
-  jobs.reserve(refs.size());
+  StateDict& sd = out.sd;
+  std::vector<CopyJob>& jobs = out.jobs;
+  sd.tensors.reserve(out.refs.size());
+  jobs.reserve(out.refs.size());
   std::unordered_set<const zip::Entry*> verified;
   // Views may share a storage; a hostile file could repeat a large one many times.
   const uint64_t budget = 4 * uint64_t(size) + (uint64_t(1) << 20);
   uint64_t total = 0;
-  for (const pickle::TensorRef& r : refs) {
+  for (const pickle::TensorRef& r : out.refs) {
     auto fail = [&](const std::string& what) {
       throw InputError(source + ": tensor '" + printable(r.name) + "': " + what);
     };
@@ -219,8 +215,23 @@ StateDict load_pth_bytes(const uint8_t* data, size_t size, const std::string& so
     sd.tensors.push_back(std::move(t));
     jobs.push_back(job);
   }
-  run_copies(jobs, sd.tensors, &zr, source);
-  return sd;
+}
+
+}  // namespace
+
+StateDict load_pth_bytes(const uint8_t* data, size_t size, const std::string& source) {
+  zip::Reader zr(data, size, source);
+  PthLayout layout;
+  pth_layout(zr, size, source, layout);
+  run_copies(layout.jobs, layout.sd.tensors, &zr, source);
+  return std::move(layout.sd);
+}
+
+StateDict read_pth_header_bytes(const uint8_t* data, size_t size, const std::string& source) {
+  zip::Reader zr(data, size, source);
+  PthLayout layout;
+  pth_layout(zr, size, source, layout);
+  return std::move(layout.sd);
 }
 
 StateDict load_pth(const std::string& path) {
@@ -248,9 +259,10 @@ const char* st_dtype(DType t) {
   return "?";
 }
 
-}  // namespace
-
-StateDict load_safetensors_bytes(const uint8_t* data, size_t size, const std::string& source) {
+// Everything a safetensors load checks before copying tensor data (the header, each tensor's
+// dtype, shape and data offsets, overlaps): its tensors without data and their copies.
+void safetensors_layout(const uint8_t* data, size_t size, const std::string& source, StateDict& sd,
+                        std::vector<CopyJob>& jobs) {
   auto fail = [&](const std::string& what) { throw InputError(source + ": " + what); };
   if (size < 8) fail("too short for a safetensors file (" + std::to_string(size) + " bytes)");
   uint64_t hlen = 0;
@@ -321,15 +333,29 @@ StateDict load_safetensors_bytes(const uint8_t* data, size_t size, const std::st
     if (items[i].begin < items[i - 1].end)
       fail("tensors '" + printable(items[i - 1].t.name) + "' and '" + printable(items[i].t.name) + "' overlap");
 
-  StateDict sd;
   sd.tensors.reserve(items.size());
-  std::vector<CopyJob> jobs(items.size());
+  jobs.resize(items.size());
   for (size_t i = 0; i < items.size(); i++) {
     jobs[i].src = base + items[i].begin;
     jobs[i].nbytes = items[i].end - items[i].begin;
     sd.tensors.push_back(std::move(items[i].t));
   }
+}
+
+}  // namespace
+
+StateDict load_safetensors_bytes(const uint8_t* data, size_t size, const std::string& source) {
+  StateDict sd;
+  std::vector<CopyJob> jobs;
+  safetensors_layout(data, size, source, sd, jobs);
   run_copies(jobs, sd.tensors, nullptr, source);
+  return sd;
+}
+
+StateDict read_safetensors_header_bytes(const uint8_t* data, size_t size, const std::string& source) {
+  StateDict sd;
+  std::vector<CopyJob> jobs;
+  safetensors_layout(data, size, source, sd, jobs);
   return sd;
 }
 
@@ -348,17 +374,39 @@ CheckpointFormat format_from_path(const std::string& path) {
   throw InputError(path + ": unknown checkpoint format (expected .pth, .pt or .safetensors)");
 }
 
-StateDict load_checkpoint(const std::string& path) {
-  MappedFile f(path);
-  const uint8_t* d = f.data();
-  size_t n = f.size();
+namespace {
+
+// The format of a checkpoint from its first bytes (zip magic vs a JSON header after the length).
+CheckpointFormat format_from_bytes(const uint8_t* d, size_t n, const std::string& path) {
   if (n >= 4 && d[0] == 'P' && d[1] == 'K' && ((d[2] == 3 && d[3] == 4) || (d[2] == 5 && d[3] == 6)))
-    return load_pth_bytes(d, n, path);
-  if (n >= 9 && d[8] == '{') return load_safetensors_bytes(d, n, path);
+    return CheckpointFormat::Pth;
+  if (n >= 9 && d[8] == '{') return CheckpointFormat::Safetensors;
   throw InputError(path + ": neither a torch .pth (zip) nor a safetensors file");
 }
 
+}  // namespace
+
+StateDict load_checkpoint(const std::string& path) {
+  MappedFile f(path);
+  return format_from_bytes(f.data(), f.size(), path) == CheckpointFormat::Pth
+             ? load_pth_bytes(f.data(), f.size(), path)
+             : load_safetensors_bytes(f.data(), f.size(), path);
+}
+
+StateDict read_checkpoint_header(const std::string& path) {
+  MappedFile f(path, MappedFile::Access::Random);
+  return format_from_bytes(f.data(), f.size(), path) == CheckpointFormat::Pth
+             ? read_pth_header_bytes(f.data(), f.size(), path)
+             : read_safetensors_header_bytes(f.data(), f.size(), path);
+}
+
 // ---- writing ----------------------------------------------------------------------------------
+
+size_t TensorSpec::nbytes() const {
+  size_t n = 1;
+  for (int64_t d : shape) n *= size_t(d);
+  return n * dtype_size(dtype);
+}
 
 namespace {
 
@@ -375,10 +423,6 @@ void validate_specs(const std::string& path, const std::vector<TensorSpec>& spec
       if (d < 0 || __builtin_mul_overflow(n, uint64_t(d), &n))
         throw InputError(path + ": tensor '" + printable(s.name) + "' has a bad shape");
   }
-}
-
-void write_all(std::FILE* f, const std::string& path, const void* p, size_t n) {
-  if (n && std::fwrite(p, 1, n, f) != n) throw InputError(path + ": write failed: " + errno_text());
 }
 
 void write_pth(std::FILE* f, const std::string& path, const std::vector<TensorSpec>& specs,
@@ -428,23 +472,10 @@ void write_safetensors(std::FILE* f, const std::string& path, const std::vector<
 void save_streaming(const std::string& path, CheckpointFormat fmt, const std::vector<TensorSpec>& specs,
                     const Source& source, bool force_zip64) {
   validate_specs(path, specs);
-  std::string tmp = path + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) throw InputError(tmp + ": cannot create: " + errno_text());
-  try {
+  write_file_atomic(path, [&](std::FILE* f, const std::string& tmp) {
     if (fmt == CheckpointFormat::Pth) write_pth(f, tmp, specs, source, force_zip64);
     else write_safetensors(f, tmp, specs, source);
-    if (std::fflush(f) != 0 || ::fsync(fileno(f)) != 0) throw InputError(tmp + ": write failed: " + errno_text());
-    std::FILE* g = f;
-    f = nullptr;
-    if (std::fclose(g) != 0) throw InputError(tmp + ": write failed: " + errno_text());
-    if (std::rename(tmp.c_str(), path.c_str()) != 0)
-      throw InputError(path + ": cannot rename " + tmp + " into place: " + errno_text());
-  } catch (...) {
-    if (f) std::fclose(f);
-    std::remove(tmp.c_str());
-    throw;
-  }
+  });
 }
 
 std::vector<TensorSpec> specs_of(const StateDict& sd) {

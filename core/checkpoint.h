@@ -27,6 +27,17 @@ CheckpointFormat format_from_path(const std::string& path);
 // Detects the format from the file's first bytes (zip magic vs safetensors header).
 StateDict load_checkpoint(const std::string& path);
 
+// --- header only -----------------------------------------------------------------
+// The tensors' names, dtypes and shapes (Tensor::data left empty) from the header alone: the
+// pickle of a .pth and its zip records, the JSON header of a safetensors file; no tensor data
+// is read. The same tensors in the same order as the loaders, and the same checks with the same
+// errors, except the CRC-32 of the tensor data (a .pth whose tensor bytes are damaged reads
+// here and fails to load).
+StateDict read_pth_header_bytes(const uint8_t* data, size_t size, const std::string& source);
+StateDict read_safetensors_header_bytes(const uint8_t* data, size_t size, const std::string& source);
+// Format from the first bytes, as load_checkpoint.
+StateDict read_checkpoint_header(const std::string& path);
+
 // Streaming writer: tensors are described up front and produced one at a time, so a
 // checkpoint larger than memory (7.2B/13.3B presets) can be written. The file is written
 // to "<path>.tmp" and renamed into place when complete.

@@ -6,19 +6,17 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
 #include <charconv>
 #include <climits>
 #include <cmath>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <limits>
 #include <memory>
 #include <sstream>
 #include <stdexcept>
 
 #include "core/error.h"
+#include "core/file_io.h"
 
 namespace eggroll::config {
 
@@ -63,26 +61,6 @@ std::string format_double(double v) {
   std::string s = shortest(v);
   if (s.find_first_of(".eEni") == std::string::npos) s += ".0";
   return s;
-}
-
-std::string yaml_double_quoted(std::string_view s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    unsigned char c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
-      case 0: out += "\\0"; break;
-      default:
-        if (c < 0x20 || c == 0x7f) out += "\\x" + hex2(c);
-        else out += ch;
-    }
-  }
-  out += '"';
-  return out;
 }
 
 bool is_null_word(std::string_view s) {
@@ -414,13 +392,6 @@ YAML::Node parse_document(const std::string& text, const std::string& source) {
   return node;
 }
 
-std::string unknown_key_message(const Schema& s, const std::string& key) {
-  std::string msg = "unknown key " + squote(key);
-  std::string sug = s.suggest(key);
-  if (!sug.empty()) msg += " (did you mean '" + sug + "'?)";
-  return msg;
-}
-
 std::string section_example(const Schema& s, const std::string& section) {
   for (const auto& e : s.entries()) {
     if (e.key.rfind(section + ".", 0) == 0) return e.key;
@@ -438,6 +409,40 @@ uint64_t fnv1a64(std::string_view s) {
 }
 
 }  // namespace
+
+std::string unknown_key_message(const Schema& s, const std::string& key) {
+  std::string msg = "unknown key " + squote(key);
+  std::string sug = s.suggest(key);
+  if (!sug.empty()) msg += " (did you mean '" + sug + "'?)";
+  return msg;
+}
+
+std::string override_key(std::string_view ov) {
+  std::string key(ov.substr(0, ov.find('=')));
+  while (!key.empty() && key.back() == ' ') key.pop_back();
+  while (!key.empty() && key.front() == ' ') key.erase(key.begin());
+  return key;
+}
+
+std::string yaml_double_quoted(std::string_view s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    unsigned char c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      case 0: out += "\\0"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) out += "\\x" + hex2(c);
+        else out += ch;
+    }
+  }
+  out += '"';
+  return out;
+}
 
 // ---- Entry / Schema ------------------------------------------------------------------------
 
@@ -497,80 +502,57 @@ Schema& Schema::add(Entry e) {
   return *this;
 }
 
-Schema& Schema::boolean(const std::string& key, std::optional<bool> def, const std::string& doc) {
+namespace {
+// A schema entry from the builder arguments (choices, for an enum, are the caller's).
+template <typename T>
+Entry make_entry(const std::string& key, Type type, const std::optional<T>& def, const std::string& doc,
+                 std::optional<Bound> min = std::nullopt, std::optional<Bound> max = std::nullopt) {
   Entry e;
   e.key = key;
-  e.type = Type::Bool;
+  e.type = type;
   if (def) e.default_value = Value{*def};
   e.doc = doc;
-  return add(std::move(e));
+  e.min = min;
+  e.max = max;
+  return e;
+}
+}  // namespace
+
+Schema& Schema::boolean(const std::string& key, std::optional<bool> def, const std::string& doc) {
+  return add(make_entry(key, Type::Bool, def, doc));
 }
 
 Schema& Schema::integer(const std::string& key, std::optional<int> def, const std::string& doc,
                         std::optional<Bound> min, std::optional<Bound> max) {
-  Entry e;
-  e.key = key;
-  e.type = Type::Int;
-  if (def) e.default_value = Value{static_cast<int64_t>(*def)};
-  e.doc = doc;
-  e.min = min;
-  e.max = max;
-  return add(std::move(e));
+  const std::optional<int64_t> d = def ? std::optional<int64_t>(*def) : std::nullopt;
+  return add(make_entry(key, Type::Int, d, doc, min, max));
 }
 
 Schema& Schema::uint64(const std::string& key, std::optional<uint64_t> def, const std::string& doc,
                        std::optional<Bound> min, std::optional<Bound> max) {
-  Entry e;
-  e.key = key;
-  e.type = Type::UInt64;
-  if (def) e.default_value = Value{*def};
-  e.doc = doc;
-  e.min = min;
-  e.max = max;
-  return add(std::move(e));
+  return add(make_entry(key, Type::UInt64, def, doc, min, max));
 }
 
 Schema& Schema::real(const std::string& key, std::optional<double> def, const std::string& doc,
                      std::optional<Bound> min, std::optional<Bound> max) {
-  Entry e;
-  e.key = key;
-  e.type = Type::Double;
-  if (def) e.default_value = Value{*def};
-  e.doc = doc;
-  e.min = min;
-  e.max = max;
-  return add(std::move(e));
+  return add(make_entry(key, Type::Double, def, doc, min, max));
 }
 
 Schema& Schema::string(const std::string& key, std::optional<std::string> def,
                        const std::string& doc) {
-  Entry e;
-  e.key = key;
-  e.type = Type::String;
-  if (def) e.default_value = Value{*def};
-  e.doc = doc;
-  return add(std::move(e));
+  return add(make_entry(key, Type::String, def, doc));
 }
 
 Schema& Schema::enumeration(const std::string& key, std::vector<std::string> choices,
                             std::optional<std::string> def, const std::string& doc) {
-  Entry e;
-  e.key = key;
-  e.type = Type::Enum;
+  Entry e = make_entry(key, Type::Enum, def, doc);
   e.choices = std::move(choices);
-  if (def) e.default_value = Value{*def};
-  e.doc = doc;
   return add(std::move(e));
 }
 
 Schema& Schema::string_list(const std::string& key, std::optional<std::vector<std::string>> def,
                             const std::string& doc) {
-  Entry e;
-  e.key = key;
-  e.type = Type::StringList;
-  if (def) e.default_value = Value{*def};
-  e.doc = doc;
-  return add(std::move(e));
+  return add(make_entry(key, Type::StringList, def, doc));
 }
 
 const Entry* Schema::find(std::string_view key) const {
@@ -895,9 +877,7 @@ Config load_string(const Schema& schema, const std::string& yaml_text, const std
     std::string where = "override " + squote(ov);
     size_t eq = ov.find('=');
     if (eq == std::string::npos) throw InputError(where + ": expected key.path=value");
-    std::string key = ov.substr(0, eq);
-    while (!key.empty() && key.back() == ' ') key.pop_back();
-    while (!key.empty() && key.front() == ' ') key.erase(key.begin());
+    const std::string key = override_key(ov);
     std::string text = ov.substr(eq + 1);
     if (key.empty()) throw InputError(where + ": expected key.path=value (the key is empty)");
     auto idx = schema.index_of(key);
@@ -930,14 +910,7 @@ Config load_string(const Schema& schema, const std::string& yaml_text, const std
 
 Config load(const Schema& schema, const std::string& path, const std::vector<std::string>& overrides) {
   if (path.empty()) return load_string(schema, "", "<no config file>", overrides);
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) throw InputError(path + ": is a directory, not a config file");
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw InputError(path + ": cannot open config file (" + std::strerror(errno) + ")");
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  if (f.bad()) throw InputError(path + ": cannot read config file");
-  return load_string(schema, ss.str(), path, overrides);
+  return load_string(schema, read_file(path, "config file"), path, overrides);
 }
 
 // ---- comparison ----------------------------------------------------------------------------

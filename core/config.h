@@ -158,6 +158,15 @@ Config load_string(const Schema& schema, const std::string& yaml_text, const std
 // A value as YAML text, as to_yaml writes it ("0.001", "\"runs\"", "[\"a\", \"b\"]").
 std::string format_value(const Entry& e, const Value& v);
 
+// "unknown key 'k'" plus " (did you mean 'x'?)" when the schema has a close key or section.
+std::string unknown_key_message(const Schema& s, const std::string& key);
+// The key of a "key.path=value" override, spaces around it removed (the whole text without '=').
+std::string override_key(std::string_view override_text);
+
+// A YAML double-quoted scalar that reads back as `s`, on one line: \ " escaped, newline, tab,
+// CR and NUL as \n \t \r \0, other control characters as \xHH.
+std::string yaml_double_quoted(std::string_view s);
+
 struct KeyDiff {
   std::string key;
   std::string a, b;  // values as YAML text; "<absent>" when a key exists on one side only

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
+
 namespace eggroll::test {
 
 inline std::string fixture(const std::string& rel) { return std::string(EGGROLL_SOURCE_DIR) + "/../shared/fixtures/" + rel; }
@@ -47,6 +49,17 @@ inline const std::filesystem::path& temp_root(const std::string& tag) {
   };
   static Root root(tag);
   return root.path;
+}
+
+// The message of the InputError that f() throws; "(no InputError)" when it throws none.
+template <class F>
+std::string input_error_of(F&& f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "(no InputError)";
 }
 
 // A whole file as bytes ("" when it cannot be read).

@@ -17,6 +17,7 @@
 #include "core/checkpoint.h"
 #include "core/error.h"
 #include "core/zip.h"
+#include "fixtures.h"
 
 namespace fs = std::filesystem;
 using namespace eggroll;
@@ -102,15 +103,7 @@ StateDict small_dict() {
   return sd;
 }
 
-template <class F>
-std::string input_error_of(F&& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "(no InputError)";
-}
+using test::input_error_of;
 
 // ---- a hand-written pickle and zip, for hostile inputs ------------------------------------------
 
@@ -172,10 +165,51 @@ std::vector<uint8_t> f32_bytes(const std::vector<float>& v) {
   return b;
 }
 
-StateDict load_pth_vec(const std::vector<uint8_t>& b) { return load_pth_bytes(b.data(), b.size(), "model.pth"); }
-StateDict load_st_vec(const std::vector<uint8_t>& b) {
-  return load_safetensors_bytes(b.data(), b.size(), "model.safetensors");
+// Loads through `load`, and checks that the header-only reader agrees: the same tensors
+// (names, dtypes, shapes; no data), or the same error. The one difference allowed: damaged
+// tensor data (a CRC-32 mismatch in a .pth's data/ record) fails the load, not the header.
+template <class Load, class Header>
+StateDict load_and_header(Load load, Header header, const uint8_t* data, size_t size, const std::string& source) {
+  StateDict head;
+  std::string head_error;
+  try {
+    head = header(data, size, source);
+  } catch (const InputError& e) {
+    head_error = e.what();
+  }
+  StateDict full;
+  try {
+    full = load(data, size, source);
+  } catch (const InputError& e) {
+    const std::string error = e.what();
+    if (head_error.empty()) {
+      if (error.find("CRC-32 mismatch in zip entry") == std::string::npos || error.find("/data/") == std::string::npos)
+        FAIL_CHECK("the load fails (" << error << ") but the header reads");
+    } else if (head_error != error) {
+      FAIL_CHECK("the load fails with '" << error << "', the header with '" << head_error << "'");
+    }
+    throw;
+  }
+  if (!head_error.empty()) FAIL_CHECK("the load succeeds but the header fails: " << head_error);
+  if (head.tensors.size() != full.tensors.size()) FAIL_CHECK("the header has " << head.tensors.size() << " tensors, the load " << full.tensors.size());
+  for (size_t i = 0; i < std::min(head.tensors.size(), full.tensors.size()); i++) {
+    const Tensor &h = head.tensors[i], &f = full.tensors[i];
+    if (h.name != f.name || h.dtype != f.dtype || h.shape != f.shape || !h.data.empty())
+      FAIL_CHECK("tensor " << i << ": the header says '" << h.name << "' " << h.shape_str() << " " << dtype_name(h.dtype)
+                           << " (" << h.data.size() << " data bytes), the load '" << f.name << "' " << f.shape_str()
+                           << " " << dtype_name(f.dtype));
+  }
+  return full;
 }
+
+StateDict load_pth_checked(const uint8_t* data, size_t size, const std::string& source) {
+  return load_and_header(load_pth_bytes, read_pth_header_bytes, data, size, source);
+}
+StateDict load_st_checked(const uint8_t* data, size_t size, const std::string& source) {
+  return load_and_header(load_safetensors_bytes, read_safetensors_header_bytes, data, size, source);
+}
+StateDict load_pth_vec(const std::vector<uint8_t>& b) { return load_pth_checked(b.data(), b.size(), "model.pth"); }
+StateDict load_st_vec(const std::vector<uint8_t>& b) { return load_st_checked(b.data(), b.size(), "model.safetensors"); }
 
 // A safetensors file with the given header text and `data_bytes` bytes of data.
 std::vector<uint8_t> make_st(const std::string& header, size_t data_bytes, uint64_t claimed_len = UINT64_MAX) {
@@ -383,6 +417,69 @@ TEST_CASE("checkpoint: format from path and content", "[checkpoint]") {
   CHECK_THROWS_AS(load_pth(dir.path.string()), InputError);  // a directory
 }
 
+// ---- header-only reads ----------------------------------------------------------------------------
+
+TEST_CASE("checkpoint: header-only reads match the loaders, on disk and in memory", "[checkpoint]") {
+  TempDir dir;
+  auto header_of_file = [&](const std::string& path) {
+    const StateDict head = read_checkpoint_header(path);
+    const StateDict full = load_checkpoint(path);
+    REQUIRE(head.tensors.size() == full.tensors.size());
+    for (size_t i = 0; i < head.tensors.size(); i++) {
+      INFO(path << " tensor " << i);
+      CHECK(head.tensors[i].name == full.tensors[i].name);
+      CHECK(head.tensors[i].dtype == full.tensors[i].dtype);
+      CHECK(head.tensors[i].shape == full.tensors[i].shape);
+      CHECK(head.tensors[i].data.empty());
+    }
+    return head;
+  };
+  CHECK(header_of_file(kTiny).tensors.size() == 399);
+  CHECK(header_of_file(kRand).tensors.front().dtype == DType::BF16);
+  save_pth(dir / "small.pth", small_dict());
+  save_safetensors(dir / "small.safetensors", small_dict());
+  CHECK(header_of_file(dir / "small.pth").tensors.size() == 6);
+  CHECK(header_of_file(dir / "small.safetensors").tensors.front().name == "emb.weight");
+
+  // bad files: the header reader fails with the loader's error, word for word
+  auto same_error = [&](const std::string& path) {
+    const std::string e = input_error_of([&] { load_checkpoint(path); });
+    CHECK(e != "(no InputError)");
+    CHECK(input_error_of([&] { read_checkpoint_header(path); }) == e);
+    return e;
+  };
+  write_bytes(dir / "junk.pth", {'h', 'e', 'l', 'l', 'o', ' ', 'w', 'o', 'r', 'l', 'd'});
+  CHECK_THAT(same_error(dir / "junk.pth"), Catch::Contains("neither a torch .pth (zip) nor a safetensors file"));
+  write_bytes(dir / "empty.pth", {});
+  same_error(dir / "empty.pth");
+  CHECK_THAT(same_error(dir / "missing.pth"), Catch::Contains("missing.pth: cannot open"));
+  same_error(dir.path.string());  // a directory
+  for (const char* name : {"small.pth", "small.safetensors"}) {
+    const std::vector<uint8_t> b = read_bytes(dir / name);
+    for (size_t cut : {size_t(9), size_t(40), b.size() / 2, b.size() - 30, b.size() - 1}) {
+      INFO(name << " cut at " << cut << " of " << b.size());
+      write_bytes(dir / ("cut_" + std::string(name)), std::vector<uint8_t>(b.begin(), b.begin() + long(cut)));
+      same_error(dir / ("cut_" + std::string(name)));
+    }
+  }
+  // a safetensors file cut inside its data: the header is whole, the offsets point past the end
+  {
+    std::vector<uint8_t> b = read_bytes(dir / "small.safetensors");
+    b.resize(b.size() - 4);
+    write_bytes(dir / "short.safetensors", b);
+    CHECK_THAT(same_error(dir / "short.safetensors"), Catch::Contains("outside the data"));
+  }
+  // damaged tensor bytes: only the load, which reads them, sees it
+  {
+    std::vector<uint8_t> b = read_bytes(dir / "small.pth");
+    zip::Reader zr(b.data(), b.size(), "x");
+    b[zr.find("archive/data/0")->data_offset + 3] ^= 1;
+    write_bytes(dir / "flipped.pth", b);
+    CHECK_THAT(input_error_of([&] { load_checkpoint(dir / "flipped.pth"); }), Catch::Contains("CRC-32 mismatch"));
+    CHECK(read_checkpoint_header(dir / "flipped.pth").tensors.size() == 6);
+  }
+}
+
 // ---- damaged files ------------------------------------------------------------------------------
 
 TEST_CASE("checkpoint: truncated .pth files are rejected", "[checkpoint]") {
@@ -391,16 +488,16 @@ TEST_CASE("checkpoint: truncated .pth files are rejected", "[checkpoint]") {
   std::vector<uint8_t> b = read_bytes(dir / "small.pth");
   for (size_t cut = 0; cut < b.size(); cut++) {
     INFO("cut at " << cut << " of " << b.size());
-    CHECK_THROWS_AS(load_pth_bytes(b.data(), cut, "small.pth"), InputError);
+    CHECK_THROWS_AS(load_pth_checked(b.data(), cut, "small.pth"), InputError);
   }
   std::vector<uint8_t> tiny = read_bytes(kTiny);
   for (size_t k = 0; k < 48; k++) {
     size_t cut = tiny.size() * k / 48 + k * 7;
     INFO("cut at " << cut);
-    CHECK_THROWS_AS(load_pth_bytes(tiny.data(), cut, "tiny.pth"), InputError);
+    CHECK_THROWS_AS(load_pth_checked(tiny.data(), cut, "tiny.pth"), InputError);
   }
   for (size_t cut = tiny.size() - 300; cut < tiny.size(); cut++)
-    CHECK_THROWS_AS(load_pth_bytes(tiny.data(), cut, "tiny.pth"), InputError);
+    CHECK_THROWS_AS(load_pth_checked(tiny.data(), cut, "tiny.pth"), InputError);
 }
 
 TEST_CASE("checkpoint: byte flips in a .pth load identically or fail cleanly", "[checkpoint]") {
@@ -449,7 +546,7 @@ TEST_CASE("checkpoint: truncated and flipped safetensors are rejected", "[checkp
   std::vector<uint8_t> b = read_bytes(dir / "small.safetensors");
   for (size_t cut = 0; cut < b.size(); cut++) {
     INFO("cut at " << cut);
-    CHECK_THROWS_AS(load_safetensors_bytes(b.data(), cut, "small.safetensors"), InputError);
+    CHECK_THROWS_AS(load_st_checked(b.data(), cut, "small.safetensors"), InputError);
   }
   for (size_t pos = 0; pos < b.size(); pos++) {
     b[pos] ^= 0xff;

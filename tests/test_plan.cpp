@@ -3,10 +3,12 @@
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/checkpoint.h"
 #include "core/error.h"
 #include "fixtures.h"
 #include "app/plan.h"
@@ -182,6 +184,42 @@ TEST_CASE("checkpoint headers give the model without reading the data", "[plan]"
   CHECK(read_checkpoint_config(st, &d).describe() == m.cfg.describe());
   CHECK(d == DType::BF16);
   CHECK_THROWS_AS(read_checkpoint_config((test::temp_root("plan") / "missing.pth").string()), InputError);
+}
+
+TEST_CASE("the planner accepts and rejects the checkpoints Model::load does, with its errors", "[plan]") {
+  const fs::path dir = test::temp_root("plan") / "bad";
+  fs::create_directories(dir);
+  auto same_error = [&](const fs::path& p) {
+    const std::string e = test::input_error_of([&] { Model::load(p.string()); });
+    CHECK(e != "(no InputError)");
+    CHECK(test::input_error_of([&] { read_checkpoint_config(p.string()); }) == e);
+    return e;
+  };
+  auto write = [](const fs::path& p, const std::string& bytes) { std::ofstream(p, std::ios::binary) << bytes; };
+  Model m = Model::random(ModelConfig::preset("tiny", 256), 5);
+  for (const std::string ext : {".pth", ".safetensors"}) {
+    const fs::path good = dir / ("tiny" + ext);
+    m.save(good.string(), DType::BF16);
+    const std::string bytes = test::slurp(good);
+    // truncated anywhere: in the header, in the tensor data, in the zip directory
+    for (size_t cut : {size_t(0), size_t(7), size_t(100), bytes.size() / 3, bytes.size() - 100, bytes.size() - 1}) {
+      INFO(ext << " cut at " << cut << " of " << bytes.size());
+      write(dir / ("cut" + ext), bytes.substr(0, cut));
+      same_error(dir / ("cut" + ext));
+    }
+  }
+  // not a checkpoint; missing; a directory
+  write(dir / "junk.pth", "this is not a checkpoint at all");
+  CHECK_THAT(same_error(dir / "junk.pth"), Catch::Contains("neither a torch .pth (zip) nor a safetensors file"));
+  CHECK_THAT(same_error(dir / "missing.pth"), Catch::Contains("missing.pth: cannot open"));
+  same_error(dir);
+  // readable files that are not an RWKV-7 model: a missing tensor, no tensors at all
+  StateDict sd = m.to_state_dict(DType::F32);
+  sd.tensors.erase(sd.tensors.begin() + 3);
+  save_safetensors((dir / "missing_tensor.safetensors").string(), sd);
+  CHECK_THAT(same_error(dir / "missing_tensor.safetensors"), Catch::Contains("missing_tensor.safetensors"));
+  save_safetensors((dir / "none.safetensors").string(), StateDict{});
+  CHECK_THAT(same_error(dir / "none.safetensors"), Catch::Contains("emb.weight"));
 }
 
 TEST_CASE("plan_request reads the training config", "[plan]") {
