@@ -74,7 +74,7 @@ struct TrainConfig {
   } optim;
 
   struct Task {
-    std::string name;                    // countdown | gsm8k | digits | fastzero | reptok | uniquetok (required)
+    std::string name;                    // countdown | gsm8k | math | digits | fastzero | reptok | uniquetok (required)
     std::string train_path;              // dataset file ("" = built-in / generated)
     std::string val_path;                // validation file ("" = none / generated)
     int val_size = 16;                   // >= 0
@@ -83,6 +83,8 @@ struct TrainConfig {
     int answer_length = 32;              // >= 1; new tokens for the answer
     std::string stop = "\n\n";           // stop string ("" = none)
     uint64_t seed = 0;                   // data order / generation seed
+    std::string answer_tag = "answer";   // math: fallback <answer_tag>...</answer_tag> ("" = none)
+    double format_reward = 0.0;          // math: [0, 1]; reward of a found but wrong answer
     bool operator==(const Task&) const = default;
   } task;
 

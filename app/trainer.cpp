@@ -108,6 +108,8 @@ Model initial_model(const TrainConfig& cfg, const Tokenizer& tok) {
   return m;
 }
 
+}  // namespace
+
 TaskOptions task_options(const TrainConfig& cfg) {
   TaskOptions o;
   o.name = cfg.task.name;
@@ -116,8 +118,12 @@ TaskOptions task_options(const TrainConfig& cfg) {
   o.seed = cfg.task.seed;
   o.val_size = size_t(cfg.task.val_size);
   o.template_name = cfg.task.template_;
+  o.answer_tag = cfg.task.answer_tag;
+  o.format_reward = cfg.task.format_reward;
   return o;
 }
+
+namespace {
 
 GenOptions gen_options(const TrainConfig& cfg, const Tokenizer* tok, bool greedy) {
   GenOptions g;
@@ -433,15 +439,20 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
       append_line(run / "metrics.jsonl", json_line(mj));
     }
     std::string samples;
-    for (size_t j = lo; j < std::min(hi, lo + size_t(cfg.run.samples_per_step)); j++)
-      samples += json_line({{"step", step},
+    for (size_t j = lo; j < std::min(hi, lo + size_t(cfg.run.samples_per_step)); j++) {
+      nlohmann::json row = {{"step", step},
                             {"generation", j},
                             {"member", j % size_t(G)},
                             {"rank", rank},
                             {"prompt", ex[j / size_t(G)].prompt},
                             {"completion", res[j - lo].text},
                             {"tokens", res[j - lo].tokens},
-                            {"reward", rewards[j]}});
+                            {"reward", rewards[j]}};
+      // the example's data fields, so that `eggroll score --in samples.jsonl` rescores the row
+      for (const auto& [k, v] : ex[j / size_t(G)].record.items())
+        if (!row.contains(k)) row[k] = v;
+      samples += json_line(row);
+    }
     if (!samples.empty()) append_line(samples_path, samples);
 
     const bool last = step + 1 == cfg.run.steps;
