@@ -5,7 +5,7 @@
 //   eggroll score --config CONFIG.yaml [key.path=value ...] --in FILE.jsonl [--out FILE]
 //
 // Every input line is a JSON object with the task's data fields (countdown "nums"/"target",
-// gsm8k "question"/"answer", math "problem"/"answer", none for the toy tasks) plus
+// gsm8k "question"/"answer", math "problem"/"answer", external "prompt", none for the toy tasks) plus
 // "completion" and optionally "tokens" (the generated ids; without them the completion is
 // tokenized with --vocab, or the config's model.vocab). Each line is written back with
 // "reward" set. The task is built and called as training builds and calls it
@@ -58,7 +58,11 @@ void register_score_commands(CLI::App& app) {
   auto vocab = std::make_shared<std::string>();
   auto in = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();
-  c->add_option("--task", *task, "countdown | gsm8k | math | digits | fastzero | reptok | uniquetok");
+  auto command = std::make_shared<std::string>();
+  auto timeout = std::make_shared<double>(60.0);
+  c->add_option("--task", *task, "countdown | gsm8k | math | external | digits | fastzero | reptok | uniquetok");
+  c->add_option("--command", *command, "external: the reward process (a shell command)");
+  c->add_option("--timeout", *timeout, "external: seconds to wait for each answer line (default 60)");
   c->add_option("--config", *config, "take the task options (and model.vocab) from a training config");
   c->add_option("overrides", *overrides, "with --config: dotted overrides key.path=value");
   c->add_option("--template", *templ, "chat | chat_think | raw (default: the task's; math: chat_think "
@@ -72,7 +76,7 @@ void register_score_commands(CLI::App& app) {
     TaskOptions opts;
     std::string vocab_spec = *vocab;
     if (!config->empty()) {
-      if (!task->empty() || !templ->empty() || *tag != "answer" || *format_reward != 0.0)
+      if (!task->empty() || !templ->empty() || *tag != "answer" || *format_reward != 0.0 || !command->empty())
         throw InputError("--config: give the task options in the config (or as key.path=value overrides), not as "
                          "--task/--template/--answer-tag/--format-reward");
       const TrainConfig cfg = load_train_config(*config, *overrides);
@@ -90,34 +94,43 @@ void register_score_commands(CLI::App& app) {
       opts.template_name = *templ;
       opts.answer_tag = *tag;
       opts.format_reward = *format_reward;
+      opts.command = *command;
+      opts.timeout_s = *timeout;
     }
     opts.records_only = true;
     const auto t = make_task(opts);
     if (vocab_spec.empty()) vocab_spec = "byte";
     std::unique_ptr<Tokenizer> tok;  // loaded when a line has no "tokens"
 
-    std::string text;
-    size_t lines = 0;
-    double total = 0;
+    // every line first (a bad line stops before any reward), then one batch through rewards()
+    std::vector<nlohmann::json> rows;
+    std::vector<Example> examples;
+    std::vector<std::string> completions;
+    std::vector<std::vector<int32_t>> token_lists;
     read_jsonl(*in, [&](const nlohmann::json& line, const std::string& where) {
       const auto comp = line.find("completion");
       require(comp != line.end() && comp->is_string(), where, "missing string field \"completion\"");
-      const std::string completion = comp->get<std::string>();
-      std::vector<int32_t> tokens;
+      completions.push_back(comp->get<std::string>());
       if (const auto tk = line.find("tokens"); tk != line.end()) {
-        tokens = json_tokens(*tk, where);
+        token_lists.push_back(json_tokens(*tk, where));
       } else {
         if (!tok) tok = vocab_spec == "byte" ? make_byte_tokenizer() : load_world_tokenizer(vocab_spec);
-        tokens = tok->encode(completion);
+        token_lists.push_back(tok->encode(completions.back()));
       }
-      const Example ex = t->example_from_record(line, where);
-      const double r = t->reward(ex, completion, tokens);
-      nlohmann::json o = line;
-      o["reward"] = r;
-      text += o.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-      lines++;
-      total += r;
+      examples.push_back(t->example_from_record(line, where));
+      rows.push_back(line);
     });
+    std::vector<Completion> batch;
+    for (size_t i = 0; i < rows.size(); i++) batch.push_back({&examples[i], completions[i], token_lists[i]});
+    const std::vector<double> rewards = t->rewards(batch);
+    std::string text;
+    double total = 0;
+    const size_t lines = rows.size();
+    for (size_t i = 0; i < lines; i++) {
+      rows[i]["reward"] = rewards[i];
+      text += rows[i].dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+      total += rewards[i];
+    }
     if (out->empty()) {
       std::cout << text << std::flush;
     } else {

@@ -120,6 +120,8 @@ TaskOptions task_options(const TrainConfig& cfg) {
   o.template_name = cfg.task.template_;
   o.answer_tag = cfg.task.answer_tag;
   o.format_reward = cfg.task.format_reward;
+  o.command = cfg.task.command;
+  o.timeout_s = cfg.task.timeout_s;
   return o;
 }
 
@@ -165,11 +167,11 @@ double validation_score(const Model& m, const Rollout& rollout, const Task& task
     reqs.push_back({prompt_tokens(tok, ex.back(), m), 0, 0});
   }
   auto res = rollout(reqs, gen_options(cfg, &tok, true));
+  std::vector<Completion> batch;
+  for (size_t i = 0; i < n; i++) batch.push_back({&ex[i], res[i].text, res[i].tokens});
+  const std::vector<double> rs = task.rewards(batch);
   double total = 0;
-  for (size_t i = 0; i < n; i++) {
-    double r = task.reward(ex[i], res[i].text, res[i].tokens);
-    total += std::isfinite(r) ? r : 0.0;
-  }
+  for (double r : rs) total += std::isfinite(r) ? r : 0.0;
   return total / double(n);
 }
 
@@ -390,8 +392,12 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
 
     // rewards of this rank's slice, then everyone's (padded to equal slices)
     std::vector<double> mine(slice_max + 3, std::nan(""));
-    for (size_t j = lo; j < hi; j++)
-      mine[j - lo] = task->reward(ex[j / size_t(G)], res[j - lo].text, res[j - lo].tokens);
+    {
+      std::vector<Completion> batch;
+      for (size_t j = lo; j < hi; j++) batch.push_back({&ex[j / size_t(G)], res[j - lo].text, res[j - lo].tokens});
+      const std::vector<double> rs = task->rewards(batch);
+      std::copy(rs.begin(), rs.end(), mine.begin());
+    }
     mine[slice_max] = double(gs.generated_tokens), mine[slice_max + 1] = double(gs.prompt_tokens);
     mine[slice_max + 2] = gs.seconds;
     std::vector<double> all(mine.size() * size_t(world));
@@ -449,8 +455,9 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
                             {"tokens", res[j - lo].tokens},
                             {"reward", rewards[j]}};
       // the example's data fields, so that `eggroll score --in samples.jsonl` rescores the row
+      // (an external task's "prompt" is its data prompt, before the template)
       for (const auto& [k, v] : ex[j / size_t(G)].record.items())
-        if (!row.contains(k)) row[k] = v;
+        if (!row.contains(k) || k == "prompt") row[k] = v;
       samples += json_line(row);
     }
     if (!samples.empty()) append_line(samples_path, samples);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fuzzes the checkpoint readers (.pth and safetensors) and the math task's answer parser
-# (tasks/math.h: extraction, normalisation, evaluator) with libFuzzer + ASan + UBSan.
+# Fuzzes the checkpoint readers (.pth and safetensors), the math task's answer parser
+# (tasks/math.h: extraction, normalisation, evaluator) and the external reward process's answer
+# reader (tasks/external.h) with libFuzzer + ASan + UBSan.
 #
 #   scripts/fuzz.sh                 # 60 s per target
 #   FUZZ_SECONDS=600 scripts/fuzz.sh
@@ -16,7 +17,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${FUZZ_BUILD_DIR:-$root/build-fuzz}
 seconds=${FUZZ_SECONDS:-60}
 jobs=${FUZZ_BUILD_JOBS:-2}
-targets=(fuzz_pth fuzz_safetensors fuzz_math)
+targets=(fuzz_pth fuzz_safetensors fuzz_math fuzz_external_lines)
 
 # What the clang build needs from Debian, checked first so that a missing piece is named.
 probe=$(mktemp -d)
@@ -48,6 +49,11 @@ for s in '\\frac{1}{2}\x01ok</think> \\boxed{0.5}' '(1,2)\x01</think>$\\boxed{\\
   printf "$s" >"$seeds/math/seed$i"
   i=$((i + 1))
 done
+
+# external answers: a chunk-size byte, then lines
+mkdir -p "$seeds/external_lines"
+printf '\x07{"reward": 1}\n{"reward": -2.5, "x": [1]}\r\n\n{"reward": "1"}\nnot json\n{"rew' >"$seeds/external_lines/seed0"
+printf '\x00{"reward": 1e308}\n[1]\n{}\n' >"$seeds/external_lines/seed1"
 
 # Tokens the mutator may splice in.
 cat >"$build/pth.dict" <<'EOF'
@@ -105,6 +111,15 @@ cat >"$build/math.dict" <<'EOF'
 "\\cdot"
 "{,}"
 "\x01"
+EOF
+
+cat >"$build/external_lines.dict" <<'EOF'
+"{\"reward\": "
+"}\x0a"
+"\x0d\x0a"
+"1e999"
+"NaN"
+"null"
 EOF
 
 status=0

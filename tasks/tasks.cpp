@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 #include <stdexcept>
 #include <unordered_map>
 #include <utility>
@@ -9,6 +10,7 @@
 
 #include "core/error.h"
 #include "tasks/countdown.h"
+#include "tasks/external.h"
 #include "tasks/math.h"
 
 namespace eggroll {
@@ -239,6 +241,96 @@ class MathTask final : public Task {
   size_t val_size_ = 0;
 };
 
+// ---- external -------------------------------------------------------------------------
+
+nlohmann::json external_record(const nlohmann::json& j, const std::string& where) {
+  const auto p = j.find("prompt");
+  require(p != j.end() && p->is_string(), where, "missing string field \"prompt\"");
+  nlohmann::json r = j;
+  for (const char* k : {"completion", "tokens", "reward"}) r.erase(k);  // what a rollout adds
+  return r;
+}
+
+std::vector<nlohmann::json> load_external(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  read_jsonl(path, [&](const nlohmann::json& j, const std::string& where) { out.push_back(external_record(j, where)); });
+  require(!out.empty(), path, "no prompts in file");
+  return out;
+}
+
+class ExternalTask final : public Task {
+ public:
+  explicit ExternalTask(const TaskOptions& o)
+      : template_(o.template_name.empty() ? "raw" : o.template_name), process_(o.command, o.timeout_s) {
+    apply_template(template_, "");
+    require(!o.command.empty(), "task.command", "the external task needs a command (e.g. \"python3 reward.py\")");
+    require(std::isfinite(o.timeout_s) && o.timeout_s > 0, "task.timeout_s", "must be > 0");
+    require(!o.train_path.empty() || o.records_only, "task.train_path",
+            "the external task needs a JSONL file with a \"prompt\" per line");
+    if (!o.train_path.empty()) train_ = load_external(o.train_path);
+    if (!o.val_path.empty()) {
+      val_ = load_external(o.val_path);
+      val_size_ = file_val_size(o.val_size, val_.size());
+    }
+  }
+
+  std::string name() const override { return "external"; }
+
+  Example train_example(uint64_t index) const override {
+    if (train_.empty()) throw std::logic_error("external: no training data (built to score records only)");
+    return make(train_[static_cast<size_t>(index % train_.size())], index, "train");
+  }
+  size_t val_size() const override { return val_size_; }
+  Example val_example(size_t i) const override {
+    check_val_index(i, val_size_);
+    return make(val_[i], i, "val");
+  }
+
+  double reward(const Example& ex, std::string_view text, std::span<const int32_t> tokens) const override {
+    const Completion c{&ex, text, tokens};
+    return rewards(std::span<const Completion>(&c, 1)).at(0);
+  }
+
+  std::vector<double> rewards(std::span<const Completion> batch) const override {
+    std::vector<std::string> lines;
+    lines.reserve(batch.size());
+    for (const Completion& c : batch) {
+      nlohmann::json j = c.example->record;
+      j["completion"] = std::string(c.text);
+      j["tokens"] = std::vector<int32_t>(c.tokens.begin(), c.tokens.end());
+      lines.push_back(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+    auto describe = [&](size_t i) {
+      if (i >= batch.size()) return std::string("after the last of ") + std::to_string(batch.size()) + " rollouts";
+      const auto& m = batch[i].example->meta;
+      return "rollout " + std::to_string(i + 1) + " of " + std::to_string(batch.size()) + ", " +
+             m.value("split", std::string("?")) + " example " + std::to_string(m.value("index", uint64_t(0))) +
+             ", prompt '" + printable(batch[i].example->record.value("prompt", std::string()), 60) + "'";
+    };
+    std::lock_guard<std::mutex> lock(mutex_);
+    return process_.exchange(lines, describe);
+  }
+
+  Example example_from_record(const nlohmann::json& record, const std::string& where) const override {
+    return make(external_record(record, where), 0, "record");
+  }
+
+ private:
+  Example make(const nlohmann::json& rec, uint64_t index, const char* split) const {
+    Example ex;
+    ex.prompt = apply_template(template_, rec.at("prompt").get<std::string>());
+    ex.meta = {{"index", index}, {"split", split}};
+    ex.record = rec;
+    return ex;
+  }
+
+  std::string template_;
+  mutable std::mutex mutex_;
+  mutable external::Process process_;
+  std::vector<nlohmann::json> train_, val_;
+  size_t val_size_ = 0;
+};
+
 // ---- toy tasks ------------------------------------------------------------------------
 
 enum class ToyKind { Digits, FastZero, RepTok, UniqueTok };
@@ -293,12 +385,13 @@ std::unique_ptr<Task> make_task(const TaskOptions& opts) {
   if (n == "countdown") return std::make_unique<CountdownTask>(opts);
   if (n == "gsm8k") return std::make_unique<Gsm8kTask>(opts);
   if (n == "math") return std::make_unique<MathTask>(opts);
+  if (n == "external") return std::make_unique<ExternalTask>(opts);
   if (n == "digits") return std::make_unique<ToyTask>(opts, ToyKind::Digits);
   if (n == "fastzero") return std::make_unique<ToyTask>(opts, ToyKind::FastZero);
   if (n == "reptok") return std::make_unique<ToyTask>(opts, ToyKind::RepTok);
   if (n == "uniquetok") return std::make_unique<ToyTask>(opts, ToyKind::UniqueTok);
   throw InputError("task.name: unknown task '" + n +
-                   "' (expected countdown, gsm8k, math, digits, fastzero, reptok or uniquetok)");
+                   "' (expected countdown, gsm8k, math, external, digits, fastzero, reptok or uniquetok)");
 }
 
 // ---- gsm8k scoring --------------------------------------------------------------------

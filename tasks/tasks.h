@@ -7,6 +7,8 @@
 //   math       JSONL ("problem"/"question", "answer"/"solution"); \boxed{} answers compared
 //              after normalisation, numerically where possible; reward 1 / format_reward / 0
 //              (see tasks/math.h for every rule)
+//   external   JSONL ("prompt", any other fields); the reward comes from a long-lived process
+//              of the user's (task.command) speaking JSON lines (see tasks/external.h)
 //   digits, fastzero, reptok, uniquetok   toy tasks for tiny models (llm_bandits.py)
 //
 // Prompts are full text (chat template applied). Templates:
@@ -14,7 +16,7 @@
 //   "chat_think"  "User: {question}\n\nAssistant: <think"
 //   "raw"         "{question}"
 // An empty template name selects the task's default: countdown "chat", gsm8k "chat_think",
-// math "chat_think", toy tasks "raw".
+// math "chat_think", external and toy tasks "raw".
 //
 // Conventions for reward(): completion_text is the decoded completion, without the prompt and
 // without the end-of-document token; completion_tokens are the generated token ids and INCLUDE
@@ -27,6 +29,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -44,7 +47,15 @@ struct Example {
   nlohmann::json record = nlohmann::json::object();
 };
 
-// All methods are const and keep no mutable state: safe to call from several threads.
+// One rollout to score: the example, the decoded completion and the generated tokens.
+struct Completion {
+  const Example* example = nullptr;
+  std::string_view text;
+  std::span<const int32_t> tokens;
+};
+
+// All methods are const and safe to call from several threads (the external task serialises
+// calls to its process internally).
 class Task {
  public:
   virtual ~Task() = default;
@@ -60,6 +71,14 @@ class Task {
   // task's file loader builds it: what `eggroll score` scores. Fields the task does not read
   // are ignored. InputError "<where>: ..." naming a missing or malformed field.
   virtual Example example_from_record(const nlohmann::json& record, const std::string& where) const = 0;
+  // The rewards of a batch, in order: reward() of each (the external task sends the whole batch
+  // to its process before reading the answers). Training, evaluation and `eggroll score` call this.
+  virtual std::vector<double> rewards(std::span<const Completion> batch) const {
+    std::vector<double> out;
+    out.reserve(batch.size());
+    for (const Completion& c : batch) out.push_back(reward(*c.example, c.text, c.tokens));
+    return out;
+  }
 };
 
 struct TaskOptions {
@@ -87,6 +106,9 @@ struct TaskOptions {
   // an answer that was found but is wrong
   std::string answer_tag = "answer";
   double format_reward = 0.0;
+  // external: the reward process's shell command and the wait for each answer line
+  std::string command;
+  double timeout_s = 60.0;
 };
 
 // Builds a task. InputError "task.<key>: ..." on bad options, "<file>:<line>: ..." on a bad

@@ -90,6 +90,17 @@ cat >"$TMP/uniquetok.jsonl" <<'EOF'
 EOF
 score_check uniquetok "$TMP/uniquetok.jsonl" --task uniquetok
 
+cat >"$TMP/external.jsonl" <<'EOF'
+{"prompt": "p", "keywords": ["an"], "completion": "banana", "want": 2}
+{"prompt": "q", "keywords": ["a", "b"], "completion": "banana", "want": 4}
+{"prompt": "r", "completion": "x", "want": 0}
+EOF
+score_check external "$TMP/external.jsonl" --task external --command "python3 $ROOT/examples/keyword-reward/keyword_reward.py"
+printf '{"prompt": "p", "completion": "x"}\n' >"$TMP/ext1.jsonl"
+"$EGG" score --task external --command "exit 4" --in "$TMP/ext1.jsonl" >/dev/null 2>"$TMP/ext.err"
+[ $? -eq 2 ] && grep -qE "^eggroll: error: task.command 'exit 4' \(pid [0-9]+\): exited with status 4 .*\(rollout 1 of 1, record example 0, prompt 'p'\)$" "$TMP/ext.err" &&
+  ok || bad "external score failure: $(cat "$TMP/ext.err")"
+
 # --out writes the same lines as stdout
 "$EGG" score --task countdown --in "$TMP/countdown.jsonl" --out "$TMP/cd_out.jsonl" 2>/dev/null &&
   cmp -s "$TMP/cd_out.jsonl" "$TMP/countdown.out" && ok || bad "--out differs from stdout"
