@@ -173,7 +173,7 @@ Table make_table() {
 
   // task
   b.enumeration("task.name", EGGROLL_FIELD(task.name),
-                {"countdown", "gsm8k", "math", "external", "digits", "fastzero", "reptok", "uniquetok"}, "task",
+                {"countdown", "gsm8k", "math", "external", "sft", "digits", "fastzero", "reptok", "uniquetok"}, "task",
                 /*required=*/true);
   b.string("task.train_path", EGGROLL_FIELD(task.train_path), "training data file (\"\" = built-in)");
   b.string("task.val_path", EGGROLL_FIELD(task.val_path), "validation data file (\"\" = none)");
@@ -311,6 +311,9 @@ void validate_cross(const TrainConfig& c) {
   }
   if (c.task.name == "external" && (c.task.train_path.empty() || c.task.command.empty())) {
     fail("task.name = external requires task.train_path (a jsonl file with \"prompt\") and task.command");
+  }
+  if (c.task.name == "sft" && c.task.train_path.empty()) {
+    fail("task.name = sft requires task.train_path (a jsonl file with \"target\" or \"text\")");
   }
   if (c.task.name == "math" && c.task.train_path.empty()) {
     fail("task.name = math requires task.train_path (a jsonl file with problem and answer)");

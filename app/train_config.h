@@ -74,7 +74,7 @@ struct TrainConfig {
   } optim;
 
   struct Task {
-    std::string name;                    // countdown | gsm8k | math | external | digits | fastzero | reptok | uniquetok (required)
+    std::string name;                    // countdown | gsm8k | math | external | sft | digits | fastzero | reptok | uniquetok (required)
     std::string train_path;              // dataset file ("" = built-in / generated)
     std::string val_path;                // validation file ("" = none / generated)
     int val_size = 16;                   // >= 0

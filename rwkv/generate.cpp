@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <fmt/format.h>
 #include <stdexcept>
 
@@ -79,6 +80,96 @@ void OpsStepper::step(const DecodeRows& rows, const SamplingParams& sp, std::spa
   be_.sample(logits_, n, w_.cfg.vocab, sp, d64(0), d64(1), d32(4));
   be_.download(sampled.data(), d32(4), size_t(n) * sizeof(int32_t));
   be_.synchronize();
+}
+
+void OpsStepper::step_logprobs(const DecodeRows& rows, std::span<const int32_t> next, std::span<double> logprob) {
+  const int64_t B = int64_t(rows.tokens.size()), n = int64_t(next.size()), V = w_.cfg.vocab;
+  if (B == 0) return;
+  if (B > max_rows_) throw std::invalid_argument("OpsStepper::step_logprobs: more rows than max_rows");
+  if (int64_t(logprob.size()) != n) throw std::invalid_argument("OpsStepper::step_logprobs: logprob size");
+  const IoLayout io{max_rows_};
+  auto h32 = [&](int which) { return reinterpret_cast<int32_t*>(host_.data() + io.i32(which)); };
+  for (int64_t i = 0; i < B; i++) {
+    const int32_t t = rows.tokens[size_t(i)];
+    if (t < 0 || t >= V)
+      throw std::invalid_argument(fmt::format("OpsStepper::step_logprobs: token {} outside the vocabulary of {}", t, V));
+    h32(0)[i] = t;
+    h32(1)[i] = rows.slots[size_t(i)];
+    h32(2)[i] = rows.members.empty() ? rows.slots[size_t(i)] : rows.members[size_t(i)];
+  }
+  int64_t k = 0;
+  for (int64_t i = 0; i < B; i++)
+    if (rows.need.empty() || rows.need[size_t(i)]) h32(3)[k++] = int32_t(i);
+  if (k != n) throw std::invalid_argument("OpsStepper::step_logprobs: next[] does not match the rows that need it");
+  auto* d = static_cast<uint8_t*>(io_);
+  be_.upload(d, host_.data(), io.i32(4));
+  auto d32 = [&](int which) { return reinterpret_cast<int32_t*>(d + io.i32(which)); };
+  op_.step(d32(0), d32(1), d32(2), B, st_, n ? logits_ : nullptr, n == B ? nullptr : d32(3), n, pert_);
+  if (n == 0) return;
+  logits_host_.resize(size_t(n * V));
+  be_.download(logits_host_.data(), logits_, logits_host_.size() * sizeof(float));
+  be_.synchronize();
+  for (int64_t j = 0; j < n; j++) {
+    const float* l = logits_host_.data() + j * V;
+    const int32_t y = next[size_t(j)];
+    if (y < 0 || y >= V)
+      throw std::invalid_argument(fmt::format("OpsStepper::step_logprobs: target {} outside the vocabulary of {}", y, V));
+    double mx = l[0];
+    for (int64_t v = 1; v < V; v++) mx = std::max(mx, double(l[v]));
+    double sum = 0;
+    for (int64_t v = 0; v < V; v++) sum += std::exp(double(l[v]) - mx);
+    logprob[size_t(j)] = double(l[y]) - mx - std::log(sum);
+  }
+}
+
+std::vector<ScoreResult> score_targets(OpsStepper& stepper, std::span<const ScoreRequest> requests, GenStats* stats) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const size_t n = requests.size();
+  std::vector<ScoreResult> out(n);
+  if (n == 0) return out;
+  std::vector<std::vector<int32_t>> seq(n);
+  size_t longest = 0;
+  for (size_t j = 0; j < n; j++) {
+    if (requests[j].prompt.empty()) throw InputError("score_targets: empty prompt (give at least one token)");
+    seq[j] = requests[j].prompt;
+    seq[j].insert(seq[j].end(), requests[j].target.begin(), requests[j].target.end());
+    longest = std::max(longest, seq[j].size());
+  }
+  stepper.reset(int(n));
+  std::vector<int32_t> tokens, next;
+  std::vector<int> slots, members;
+  std::vector<uint8_t> need;
+  std::vector<double> lp;
+  GenStats s;
+  // step t feeds token t of every sequence that still has a token after it; the logits after
+  // token t score token t + 1 when that token belongs to the target
+  for (size_t t = 0; t + 1 < longest; t++) {
+    tokens.clear(), slots.clear(), members.clear(), need.clear(), next.clear();
+    for (size_t j = 0; j < n; j++) {
+      if (t + 1 >= seq[j].size()) continue;
+      tokens.push_back(seq[j][t]);
+      slots.push_back(int(j));
+      members.push_back(requests[j].member);
+      const bool scored = t + 1 >= requests[j].prompt.size();
+      need.push_back(scored ? 1 : 0);
+      if (scored) next.push_back(seq[j][t + 1]);
+      (scored ? s.generated_tokens : s.prompt_tokens)++;
+    }
+    lp.assign(next.size(), 0.0);
+    s.steps++;
+    DecodeRows rows{tokens, slots, members, need, {}, {}};
+    stepper.step_logprobs(rows, next, lp);
+    size_t k = 0;
+    for (size_t i = 0; i < tokens.size(); i++)
+      if (need[i]) {
+        ScoreResult& r = out[size_t(slots[i])];
+        r.logprob += lp[k++];
+        r.tokens++;
+      }
+  }
+  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (stats) *stats = s;
+  return out;
 }
 
 std::vector<GenResult> generate(DecodeStepper& stepper, std::span<const GenRequest> requests, const GenOptions& opt,

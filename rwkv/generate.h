@@ -74,6 +74,9 @@ class OpsStepper final : public DecodeStepper {
 
   void reset(int slots) override;
   void step(const DecodeRows& rows, const SamplingParams& sp, std::span<int32_t> sampled) override;
+  // A step without sampling for teacher forcing: for the rows with rows.need (in row order),
+  // logprob[k] = log softmax(logits)[next[k]], in double (the rows' logits are downloaded).
+  void step_logprobs(const DecodeRows& rows, std::span<const int32_t> next, std::span<double> logprob);
 
  private:
   StepBackend& be_;
@@ -88,7 +91,22 @@ class OpsStepper final : public DecodeStepper {
   float* logits_ = nullptr;
   void* io_ = nullptr;        // backend: int32 tokens|slots|members|logit_rows|sampled, then uint64 seeds|counters
   std::vector<uint8_t> host_;  // the same layout on the host
+  std::vector<float> logits_host_;  // step_logprobs: the scored rows' logits
 };
+
+// Teacher-forced log-likelihood (no sampling, no decode loop): each request feeds prompt then
+// target through the recurrent step, and sums log p(target[t] | prompt, target[<t]).
+struct ScoreRequest {
+  std::vector<int32_t> prompt;  // at least one token
+  std::vector<int32_t> target;  // the scored tokens
+  int member = 0;               // population member (with a perturbation)
+};
+struct ScoreResult {
+  double logprob = 0;  // summed over the target tokens
+  int64_t tokens = 0;  // target tokens scored
+};
+std::vector<ScoreResult> score_targets(OpsStepper& stepper, std::span<const ScoreRequest> requests,
+                                       GenStats* stats = nullptr);
 
 std::vector<GenResult> generate(DecodeStepper& stepper, std::span<const GenRequest> requests, const GenOptions& opt,
                                 GenStats* stats = nullptr);

@@ -331,6 +331,78 @@ class ExternalTask final : public Task {
   size_t val_size_ = 0;
 };
 
+// ---- sft ------------------------------------------------------------------------------
+
+nlohmann::json sft_record(const nlohmann::json& j, const std::string& where) {
+  nlohmann::json r = nlohmann::json::object();
+  const auto p = j.find("prompt");
+  if (p != j.end()) {
+    require(p->is_string(), where, "\"prompt\" must be a string");
+    r["prompt"] = *p;
+  } else {
+    r["prompt"] = "";
+  }
+  auto t = j.find("target");
+  if (t == j.end()) t = j.find("text");
+  require(t != j.end() && t->is_string(), where, "missing string field \"target\" (or \"text\")");
+  require(!t->get<std::string>().empty(), where, "empty target");
+  r["target"] = *t;
+  return r;
+}
+
+std::vector<nlohmann::json> load_sft(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  read_jsonl(path, [&](const nlohmann::json& j, const std::string& where) { out.push_back(sft_record(j, where)); });
+  require(!out.empty(), path, "no sft examples in file");
+  return out;
+}
+
+class SftTask final : public Task {
+ public:
+  explicit SftTask(const TaskOptions& o) : template_(o.template_name.empty() ? "raw" : o.template_name) {
+    apply_template(template_, "");
+    require(!o.train_path.empty() || o.records_only, "task.train_path",
+            "sft needs a JSONL file with \"target\" (or \"text\") per line");
+    if (!o.train_path.empty()) train_ = load_sft(o.train_path);
+    if (!o.val_path.empty()) {
+      val_ = load_sft(o.val_path);
+      val_size_ = file_val_size(o.val_size, val_.size());
+    }
+  }
+  std::string name() const override { return "sft"; }
+  Example train_example(uint64_t index) const override {
+    if (train_.empty()) throw std::logic_error("sft: no training data (built to score records only)");
+    return make(train_[static_cast<size_t>(index % train_.size())], index, "train");
+  }
+  size_t val_size() const override { return val_size_; }
+  Example val_example(size_t i) const override {
+    check_val_index(i, val_size_);
+    return make(val_[i], i, "val");
+  }
+  bool teacher_forced() const override { return true; }
+  std::string reference(const Example& ex) const override { return ex.meta.at("target").get<std::string>(); }
+  double reward(const Example&, std::string_view, std::span<const int32_t>) const override {
+    throw InputError("task.name: sft scores the model's log-likelihood of the target, not completions "
+                     "(eggroll score does not apply)");
+  }
+  Example example_from_record(const nlohmann::json& record, const std::string& where) const override {
+    return make(sft_record(record, where), 0, "record");
+  }
+
+ private:
+  Example make(const nlohmann::json& rec, uint64_t index, const char* split) const {
+    Example ex;
+    ex.prompt = apply_template(template_, rec.at("prompt").get<std::string>());
+    ex.meta = {{"index", index}, {"split", split}, {"target", rec.at("target")}};
+    ex.record = {{"target", rec.at("target")}};
+    return ex;
+  }
+
+  std::string template_;
+  std::vector<nlohmann::json> train_, val_;
+  size_t val_size_ = 0;
+};
+
 // ---- toy tasks ------------------------------------------------------------------------
 
 enum class ToyKind { Digits, FastZero, RepTok, UniqueTok };
@@ -386,12 +458,13 @@ std::unique_ptr<Task> make_task(const TaskOptions& opts) {
   if (n == "gsm8k") return std::make_unique<Gsm8kTask>(opts);
   if (n == "math") return std::make_unique<MathTask>(opts);
   if (n == "external") return std::make_unique<ExternalTask>(opts);
+  if (n == "sft") return std::make_unique<SftTask>(opts);
   if (n == "digits") return std::make_unique<ToyTask>(opts, ToyKind::Digits);
   if (n == "fastzero") return std::make_unique<ToyTask>(opts, ToyKind::FastZero);
   if (n == "reptok") return std::make_unique<ToyTask>(opts, ToyKind::RepTok);
   if (n == "uniquetok") return std::make_unique<ToyTask>(opts, ToyKind::UniqueTok);
   throw InputError("task.name: unknown task '" + n +
-                   "' (expected countdown, gsm8k, math, external, digits, fastzero, reptok or uniquetok)");
+                   "' (expected countdown, gsm8k, math, external, sft, digits, fastzero, reptok or uniquetok)");
 }
 
 // ---- gsm8k scoring --------------------------------------------------------------------

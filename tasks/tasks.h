@@ -7,6 +7,8 @@
 //   math       JSONL ("problem"/"question", "answer"/"solution"); \boxed{} answers compared
 //              after normalisation, numerically where possible; reward 1 / format_reward / 0
 //              (see tasks/math.h for every rule)
+//   sft        JSONL ("prompt" optional, "target" or "text"); fitness is the mean per-token
+//              log-likelihood of the target under the (perturbed) model, teacher-forced
 //   external   JSONL ("prompt", any other fields); the reward comes from a long-lived process
 //              of the user's (task.command) speaking JSON lines (see tasks/external.h)
 //   digits, fastzero, reptok, uniquetok   toy tasks for tiny models (llm_bandits.py)
@@ -16,7 +18,7 @@
 //   "chat_think"  "User: {question}\n\nAssistant: <think"
 //   "raw"         "{question}"
 // An empty template name selects the task's default: countdown "chat", gsm8k "chat_think",
-// math "chat_think", external and toy tasks "raw".
+// math "chat_think", sft, external and toy tasks "raw".
 //
 // Conventions for reward(): completion_text is the decoded completion, without the prompt and
 // without the end-of-document token; completion_tokens are the generated token ids and INCLUDE
@@ -73,6 +75,11 @@ class Task {
   virtual Example example_from_record(const nlohmann::json& record, const std::string& where) const = 0;
   // The rewards of a batch, in order: reward() of each (the external task sends the whole batch
   // to its process before reading the answers). Training, evaluation and `eggroll score` call this.
+  // Teacher-forced tasks (sft) are not scored on completions: training feeds prompt +
+  // reference(example) and uses the mean log-likelihood of the reference's tokens as fitness
+  // (reward() then throws InputError).
+  virtual bool teacher_forced() const { return false; }
+  virtual std::string reference(const Example&) const { return {}; }
   virtual std::vector<double> rewards(std::span<const Completion> batch) const {
     std::vector<double> out;
     out.reserve(batch.size());
