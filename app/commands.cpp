@@ -9,6 +9,7 @@ void register_bench_commands(CLI::App& app);
 void register_train_commands(CLI::App& app);
 void register_plan_commands(CLI::App& app);
 void register_sweep_commands(CLI::App& app);
+void register_score_commands(CLI::App& app);
 
 void register_commands(CLI::App& app) {
   register_model_commands(app);
@@ -16,6 +17,7 @@ void register_commands(CLI::App& app) {
   register_train_commands(app);
   register_plan_commands(app);
   register_sweep_commands(app);
+  register_score_commands(app);
 }
 
 }  // namespace eggroll

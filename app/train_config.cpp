@@ -169,7 +169,7 @@ Table make_table() {
 
   // task
   b.enumeration("task.name", EGGROLL_FIELD(task.name),
-                {"countdown", "gsm8k", "digits", "fastzero", "reptok", "uniquetok"}, "task",
+                {"countdown", "gsm8k", "math", "external", "sft", "digits", "fastzero", "reptok", "uniquetok"}, "task",
                 /*required=*/true);
   b.string("task.train_path", EGGROLL_FIELD(task.train_path), "training data file (\"\" = built-in)");
   b.string("task.val_path", EGGROLL_FIELD(task.val_path), "validation data file (\"\" = none)");
@@ -182,6 +182,14 @@ Table make_table() {
             "new tokens allowed for the answer", at_least(1));
   b.string("task.stop", EGGROLL_FIELD(task.stop), "generation stops after this text (\"\" = none)");
   b.uint64("task.seed", EGGROLL_FIELD(task.seed), "data order / generated-problem seed");
+  b.string("task.answer_tag", EGGROLL_FIELD(task.answer_tag),
+           "math: answer tag searched when there is no \\boxed{} (\"\" = none)");
+  b.real("task.format_reward", EGGROLL_FIELD(task.format_reward),
+         "math: reward of an answer that was found but is wrong", at_least(0), at_most(1));
+  b.string("task.command", EGGROLL_FIELD(task.command),
+           "external: reward process, started once per rank with /bin/sh -c (JSON lines on stdin/stdout)");
+  b.real("task.timeout_s", EGGROLL_FIELD(task.timeout_s), "external: seconds to wait for each answer line",
+         greater_than(0));
 
   // generation
   b.real("generation.temperature", EGGROLL_FIELD(generation.temperature),
@@ -296,6 +304,15 @@ void validate_cross(const TrainConfig& c) {
 
   if (c.task.name == "gsm8k" && c.task.train_path.empty()) {
     fail("task.name = gsm8k requires task.train_path (a GSM8K jsonl file)");
+  }
+  if (c.task.name == "external" && (c.task.train_path.empty() || c.task.command.empty())) {
+    fail("task.name = external requires task.train_path (a jsonl file with \"prompt\") and task.command");
+  }
+  if (c.task.name == "sft" && c.task.train_path.empty()) {
+    fail("task.name = sft requires task.train_path (a jsonl file with \"target\" or \"text\")");
+  }
+  if (c.task.name == "math" && c.task.train_path.empty()) {
+    fail("task.name = math requires task.train_path (a jsonl file with problem and answer)");
   }
   if (c.task.template_ == "chat_think" && c.task.thinking_length == 0) {
     fail("task.template = chat_think requires task.thinking_length >= 1");

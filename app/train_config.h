@@ -74,7 +74,7 @@ struct TrainConfig {
   } optim;
 
   struct Task {
-    std::string name;                    // countdown | gsm8k | digits | fastzero | reptok | uniquetok (required)
+    std::string name;                    // countdown | gsm8k | math | external | sft | digits | fastzero | reptok | uniquetok (required)
     std::string train_path;              // dataset file ("" = built-in / generated)
     std::string val_path;                // validation file ("" = none / generated)
     int val_size = 16;                   // >= 0
@@ -83,6 +83,10 @@ struct TrainConfig {
     int answer_length = 32;              // >= 1; new tokens for the answer
     std::string stop = "\n\n";           // stop string ("" = none)
     uint64_t seed = 0;                   // data order / generation seed
+    std::string answer_tag = "answer";   // math: fallback <answer_tag>...</answer_tag> ("" = none)
+    double format_reward = 0.0;          // math: [0, 1]; reward of a found but wrong answer
+    std::string command;                 // external: the reward process (/bin/sh -c), one per rank
+    double timeout_s = 60.0;             // external: > 0; wait for each answer line
     bool operator==(const Task&) const = default;
   } task;
 

@@ -84,6 +84,8 @@ Model initial_model(const TrainConfig& cfg, const Tokenizer& tok) {
   return m;
 }
 
+}  // namespace
+
 TaskOptions task_options(const TrainConfig& cfg) {
   TaskOptions o;
   o.name = cfg.task.name;
@@ -92,8 +94,14 @@ TaskOptions task_options(const TrainConfig& cfg) {
   o.seed = cfg.task.seed;
   o.val_size = size_t(cfg.task.val_size);
   o.template_name = cfg.task.template_;
+  o.answer_tag = cfg.task.answer_tag;
+  o.format_reward = cfg.task.format_reward;
+  o.command = cfg.task.command;
+  o.timeout_s = cfg.task.timeout_s;
   return o;
 }
+
+namespace {
 
 GenOptions gen_options(const TrainConfig& cfg, const Tokenizer* tok, bool greedy) {
   GenOptions g;
@@ -135,12 +143,32 @@ double validation_score(const Model& m, const Rollout& rollout, const Task& task
     reqs.push_back({prompt_tokens(tok, ex.back(), m), 0, 0});
   }
   auto res = rollout(reqs, gen_options(cfg, &tok, true));
+  std::vector<Completion> batch;
+  for (size_t i = 0; i < n; i++) batch.push_back({&ex[i], res[i].text, res[i].tokens});
+  const std::vector<double> rs = task.rewards(batch);
   double total = 0;
-  for (size_t i = 0; i < n; i++) {
-    double r = task.reward(ex[i], res[i].text, res[i].tokens);
-    total += std::isfinite(r) ? r : 0.0;
-  }
+  for (double r : rs) total += std::isfinite(r) ? r : 0.0;
   return total / double(n);
+}
+
+// Teacher-forced tasks (sft): prompt and reference tokens of an example.
+ScoreRequest score_request(const Tokenizer& tok, const Task& task, const Example& ex, const Model& m, int member) {
+  ScoreRequest r{prompt_tokens(tok, ex, m), tok.encode(task.reference(ex)), member};
+  for (int32_t t : r.target)
+    if (t >= m.cfg.vocab)
+      throw InputError(fmt::format("model.vocab: token id {} is outside the model's vocabulary of {}", t, m.cfg.vocab));
+  return r;
+}
+
+// sft validation: the mean per-token log-likelihood of the validation targets, current weights.
+double validation_loglik(const Model& m, OpsEngine& engine, const Task& task, const Tokenizer& tok) {
+  const size_t n = task.val_size();
+  if (n == 0) return std::nan("");
+  std::vector<ScoreRequest> reqs;
+  for (size_t i = 0; i < n; i++) reqs.push_back(score_request(tok, task, task.val_example(i), m, 0));
+  double lp = 0, toks = 0;
+  for (const ScoreResult& r : engine.score(reqs, false)) lp += r.logprob, toks += double(r.tokens);
+  return toks > 0 ? lp / toks : std::nan("");
 }
 
 // The backend of run.device. CUDA, for training (plan_world = the number of processes): refuses
@@ -335,13 +363,30 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
       reqs.push_back({ptoks[j / size_t(G)], splitmix64(cfg.run.seed ^ splitmix64(uint64_t(step) << 32 | uint64_t(j))),
                       int(j % size_t(G))});
     GenStats gs;
-    const std::vector<GenResult> res = engine->generate(reqs, gopt, true, &gs);
+    std::vector<GenResult> res;
+    std::vector<double> mine(slice_max + 3, std::nan(""));
+    if (task->teacher_forced()) {
+      // sft: fitness = mean per-token log-likelihood of the reference, teacher-forced
+      std::vector<ScoreRequest> sreqs;
+      for (size_t j = lo; j < hi; j++) sreqs.push_back(score_request(*tok, *task, ex[j / size_t(G)], model, int(j % size_t(G))));
+      const auto sres = engine->score(sreqs, true, &gs);
+      for (size_t j = lo; j < hi; j++) {
+        const ScoreResult& r = sres[j - lo];
+        mine[j - lo] = r.tokens > 0 ? r.logprob / double(r.tokens) : 0.0;
+        res.push_back({sreqs[j - lo].target, task->reference(ex[j / size_t(G)]), "target"});
+      }
+    } else {
+      res = engine->generate(reqs, gopt, true, &gs);
+    }
     const double t_gen = now_s();
 
     // rewards of this rank's slice, then everyone's (padded to equal slices)
-    std::vector<double> mine(slice_max + 3, std::nan(""));
-    for (size_t j = lo; j < hi; j++)
-      mine[j - lo] = task->reward(ex[j / size_t(G)], res[j - lo].text, res[j - lo].tokens);
+    if (!task->teacher_forced()) {
+      std::vector<Completion> batch;
+      for (size_t j = lo; j < hi; j++) batch.push_back({&ex[j / size_t(G)], res[j - lo].text, res[j - lo].tokens});
+      const std::vector<double> rs = task->rewards(batch);
+      std::copy(rs.begin(), rs.end(), mine.begin());
+    }
     mine[slice_max] = double(gs.generated_tokens), mine[slice_max + 1] = double(gs.prompt_tokens);
     mine[slice_max + 2] = gs.seconds;
     std::vector<double> all(mine.size() * size_t(world));
@@ -385,19 +430,26 @@ TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
                          {"bytes_sent", comm->bytes_sent() - bytes0}};
     if (lead) {
       if (cfg.run.eval_every > 0 && (step + 1) % cfg.run.eval_every == 0)
-        mj["val_score"] = validation_score(model, val_rollout, *task, *tok, cfg);
+        mj["val_score"] = task->teacher_forced() ? validation_loglik(model, *engine, *task, *tok)
+                                                 : validation_score(model, val_rollout, *task, *tok, cfg);
       append_line(run / "metrics.jsonl", json_line(mj));
     }
     std::string samples;
-    for (size_t j = lo; j < std::min(hi, lo + size_t(cfg.run.samples_per_step)); j++)
-      samples += json_line({{"step", step},
+    for (size_t j = lo; j < std::min(hi, lo + size_t(cfg.run.samples_per_step)); j++) {
+      nlohmann::json row = {{"step", step},
                             {"generation", j},
                             {"member", j % size_t(G)},
                             {"rank", rank},
                             {"prompt", ex[j / size_t(G)].prompt},
                             {"completion", res[j - lo].text},
                             {"tokens", res[j - lo].tokens},
-                            {"reward", rewards[j]}});
+                            {"reward", rewards[j]}};
+      // the example's data fields, so that `eggroll score --in samples.jsonl` rescores the row
+      // (an external task's "prompt" is its data prompt, before the template)
+      for (const auto& [k, v] : ex[j / size_t(G)].record.items())
+        if (!row.contains(k) || k == "prompt") row[k] = v;
+      samples += json_line(row);
+    }
     if (!samples.empty()) append_line(samples_path, samples);
 
     const bool last = step + 1 == cfg.run.steps;
@@ -442,9 +494,11 @@ EvalResult evaluate(const TrainConfig& cfg, const std::string& checkpoint) {
   eo.matrix_dtype = engine_matrix_dtype(cfg);
   eo.max_rows = int64_t(r.examples);
   OpsEngine engine(*backend, m, none, NoiseConfig{}, {}, opt, eo);
-  r.score = validation_score(
-      m, [&](std::span<const GenRequest> q, const GenOptions& g) { return engine.generate(q, g, false); }, *task, *tok,
-      cfg);
+  r.score = task->teacher_forced()
+                ? validation_loglik(m, engine, *task, *tok)
+                : validation_score(
+                      m, [&](std::span<const GenRequest> q, const GenOptions& g) { return engine.generate(q, g, false); },
+                      *task, *tok, cfg);
   return r;
 }
 

@@ -34,5 +34,9 @@ struct EvalResult {
 // checkpoint: a checkpoint directory or weights file; "" = the run's latest, else the initial model.
 EvalResult evaluate(const TrainConfig& cfg, const std::string& checkpoint);
 
+// The task options of a config's task section: what training builds its task from (and
+// `eggroll score --config` too, so that both score with the same rules).
+struct TaskOptions;
+TaskOptions task_options(const TrainConfig& cfg);
 
 }  // namespace eggroll

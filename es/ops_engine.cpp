@@ -76,6 +76,16 @@ std::vector<GenResult> OpsEngine::generate(std::span<const GenRequest> reqs, con
   return res;
 }
 
+std::vector<ScoreResult> OpsEngine::score(std::span<const ScoreRequest> reqs, bool perturbed, GenStats* stats) {
+  if (int64_t(reqs.size()) > o_.max_rows)
+    throw std::invalid_argument(fmt::format("OpsEngine::score: {} requests, the engine was sized for {}",
+                                            reqs.size(), o_.max_rows));
+  stepper_->set_perturbation(perturbed ? &pert_->step() : nullptr);
+  auto res = score_targets(*stepper_, reqs, stats);
+  stepper_->set_perturbation(nullptr);
+  return res;
+}
+
 void OpsEngine::gradient(int pid, const float* fitness_dev, int64_t N, int64_t p0, int64_t np, Communicator* comm) {
   const Param& p = host_model_->params[size_t(pid)];
   const NoiseSpec& ns = pert_->step().noise;  // this step's epoch bucket and sigma

@@ -46,6 +46,9 @@ class OpsEngine {
   // Perturbed (member = request.member) or plain rollouts of the current weights.
   std::vector<GenResult> generate(std::span<const GenRequest> reqs, const GenOptions& opt, bool perturbed,
                                   GenStats* stats = nullptr);
+  // Teacher-forced log-likelihood of each request's target (score_targets), perturbed
+  // (member = request.member) or with the current weights (task.name: sft).
+  std::vector<ScoreResult> score(std::span<const ScoreRequest> reqs, bool perturbed, GenStats* stats = nullptr);
   // g = (1/sqrt(N)) sum_i f_i E_i from the pairs [pair_lo, pair_hi) (fitness of all N members),
   // summed over ranks by `comm` when given (device buffers go to a "nccl" communicator directly,
   // otherwise through host memory), then the optimizer step (Optimizer::step's rules: clipping,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <fmt/format.h>
 #include <stdexcept>
 
@@ -48,17 +49,16 @@ void Decoder::reset(int slots) {
   be_.zero(st_.wkv, size_t(slots) * size_t(lay.wkv_slot_stride()) * sizeof(float));
 }
 
-void Decoder::step(const DecodeRows& rows, const SamplingParams& sp, std::span<int32_t> sampled) {
-  const int64_t B = int64_t(rows.tokens.size()), n = int64_t(sampled.size());
-  if (B == 0) return;
-  if (B > max_rows_) throw std::invalid_argument("Decoder::step: more rows than max_rows");
+void Decoder::upload_rows(const DecodeRows& rows, int64_t n, const char* what) {
+  const int64_t B = int64_t(rows.tokens.size());
+  if (B > max_rows_) throw std::invalid_argument(fmt::format("Decoder::{}: more rows than max_rows", what));
   const IoLayout io{max_rows_};
   auto h32 = [&](int which) { return reinterpret_cast<int32_t*>(host_.data() + io.i32(which)); };
-  auto h64 = [&](int which) { return reinterpret_cast<uint64_t*>(host_.data() + io.u64(which)); };
   for (int64_t i = 0; i < B; i++) {
     const int32_t t = rows.tokens[size_t(i)];
     if (t < 0 || t >= w_.cfg.vocab)
-      throw std::invalid_argument(fmt::format("Decoder::step: token {} outside the vocabulary of {}", t, w_.cfg.vocab));
+      throw std::invalid_argument(
+          fmt::format("Decoder::{}: token {} outside the vocabulary of {}", what, t, w_.cfg.vocab));
     h32(0)[i] = t;
     h32(1)[i] = rows.slots[size_t(i)];
     h32(2)[i] = rows.members.empty() ? rows.slots[size_t(i)] : rows.members[size_t(i)];
@@ -66,12 +66,20 @@ void Decoder::step(const DecodeRows& rows, const SamplingParams& sp, std::span<i
   int64_t k = 0;
   for (int64_t i = 0; i < B; i++)
     if (rows.need.empty() || rows.need[size_t(i)]) h32(3)[k++] = int32_t(i);
-  if (k != n) throw std::invalid_argument("Decoder::step: sampled[] does not match the rows that need a token");
+  if (k != n)
+    throw std::invalid_argument(fmt::format("Decoder::{}: the outputs do not match the rows that need one", what));
+  be_.upload(io_, host_.data(), io.i32(4));  // the int32 block
+}
+
+void Decoder::step(const DecodeRows& rows, const SamplingParams& sp, std::span<int32_t> sampled) {
+  const int64_t B = int64_t(rows.tokens.size()), n = int64_t(sampled.size());
+  if (B == 0) return;
+  upload_rows(rows, n, "step");
+  const IoLayout io{max_rows_};
+  auto h64 = [&](int which) { return reinterpret_cast<uint64_t*>(host_.data() + io.u64(which)); };
   for (int64_t j = 0; j < n; j++) h64(0)[j] = rows.seeds[size_t(j)], h64(1)[j] = rows.counters[size_t(j)];
-  // the int32 block, then (when tokens are sampled) the uint64 block
   auto* d = static_cast<uint8_t*>(io_);
-  be_.upload(d, host_.data(), io.i32(4));
-  if (n) be_.upload(d + io.u64(0), host_.data() + io.u64(0), io.bytes() - io.u64(0));
+  if (n) be_.upload(d + io.u64(0), host_.data() + io.u64(0), io.bytes() - io.u64(0));  // the uint64 block
   auto d32 = [&](int which) { return reinterpret_cast<int32_t*>(d + io.i32(which)); };
   auto d64 = [&](int which) { return reinterpret_cast<uint64_t*>(d + io.u64(which)); };
   op_.step(d32(0), d32(1), d32(2), B, st_, n ? logits_ : nullptr, n == B ? nullptr : d32(3), n, pert_);
@@ -107,6 +115,81 @@ std::vector<int32_t> Decoder::greedy_steps(std::span<const int32_t> first, int s
   std::vector<int32_t> out(static_cast<size_t>(B));
   be_.download(out.data(), d32(0), size_t(B) * 4);
   be_.synchronize();
+  return out;
+}
+
+void Decoder::step_logprobs(const DecodeRows& rows, std::span<const int32_t> next, std::span<double> logprob) {
+  const int64_t B = int64_t(rows.tokens.size()), n = int64_t(next.size()), V = w_.cfg.vocab;
+  if (B == 0) return;
+  if (int64_t(logprob.size()) != n) throw std::invalid_argument("Decoder::step_logprobs: logprob size");
+  upload_rows(rows, n, "step_logprobs");
+  const IoLayout io{max_rows_};
+  auto d32 = [&](int which) { return reinterpret_cast<int32_t*>(static_cast<uint8_t*>(io_) + io.i32(which)); };
+  op_.step(d32(0), d32(1), d32(2), B, st_, n ? logits_ : nullptr, n == B ? nullptr : d32(3), n, pert_);
+  if (n == 0) return;
+  logits_host_.resize(size_t(n * V));
+  be_.download(logits_host_.data(), logits_, logits_host_.size() * sizeof(float));
+  be_.synchronize();
+  for (int64_t j = 0; j < n; j++) {
+    const float* l = logits_host_.data() + j * V;
+    const int32_t y = next[size_t(j)];
+    if (y < 0 || y >= V)
+      throw std::invalid_argument(fmt::format("Decoder::step_logprobs: target {} outside the vocabulary of {}", y, V));
+    double mx = l[0];
+    for (int64_t v = 1; v < V; v++) mx = std::max(mx, double(l[v]));
+    double sum = 0;
+    for (int64_t v = 0; v < V; v++) sum += std::exp(double(l[v]) - mx);
+    logprob[size_t(j)] = double(l[y]) - mx - std::log(sum);
+  }
+}
+
+std::vector<ScoreResult> score_targets(Decoder& stepper, std::span<const ScoreRequest> requests, GenStats* stats) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const size_t n = requests.size();
+  std::vector<ScoreResult> out(n);
+  if (n == 0) return out;
+  std::vector<std::vector<int32_t>> seq(n);
+  size_t longest = 0;
+  for (size_t j = 0; j < n; j++) {
+    if (requests[j].prompt.empty()) throw InputError("score_targets: empty prompt (give at least one token)");
+    seq[j] = requests[j].prompt;
+    seq[j].insert(seq[j].end(), requests[j].target.begin(), requests[j].target.end());
+    longest = std::max(longest, seq[j].size());
+  }
+  stepper.reset(int(n));
+  std::vector<int32_t> tokens, next;
+  std::vector<int> slots, members;
+  std::vector<uint8_t> need;
+  std::vector<double> lp;
+  GenStats s;
+  // step t feeds token t of every sequence that still has a token after it; the logits after
+  // token t score token t + 1 when that token belongs to the target
+  for (size_t t = 0; t + 1 < longest; t++) {
+    tokens.clear(), slots.clear(), members.clear(), need.clear(), next.clear();
+    for (size_t j = 0; j < n; j++) {
+      if (t + 1 >= seq[j].size()) continue;
+      tokens.push_back(seq[j][t]);
+      slots.push_back(int(j));
+      members.push_back(requests[j].member);
+      const bool scored = t + 1 >= requests[j].prompt.size();
+      need.push_back(scored ? 1 : 0);
+      if (scored) next.push_back(seq[j][t + 1]);
+      (scored ? s.generated_tokens : s.prompt_tokens)++;
+    }
+    lp.assign(next.size(), 0.0);
+    s.steps++;
+    DecodeRows rows{tokens, slots, members, need, {}, {}};
+    stepper.step_logprobs(rows, next, lp);
+    size_t k = 0;
+    for (size_t i = 0; i < tokens.size(); i++)
+      if (need[i]) {
+        ScoreResult& r = out[size_t(slots[i])];
+        r.logprob += lp[k++];
+        r.tokens++;
+      }
+  }
+  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (stats) *stats = s;
   return out;
 }
 

@@ -73,8 +73,14 @@ class Decoder {
   // last step's logits [B, V] (backend memory).
   std::vector<int32_t> greedy_steps(std::span<const int32_t> first, int steps);
   const float* logits() const { return logits_; }
+  // A step without sampling for teacher forcing: for the rows with rows.need (in row order),
+  // logprob[k] = log softmax(logits)[next[k]], in double (the rows' logits are downloaded).
+  void step_logprobs(const DecodeRows& rows, std::span<const int32_t> next, std::span<double> logprob);
 
  private:
+  // Validates the rows and uploads their tokens, slots, members and the indices of the n rows
+  // that need an output (the io block's int32 part).
+  void upload_rows(const DecodeRows& rows, int64_t n, const char* what);
   Backend& be_;
   const ModelWeights& w_;
   int64_t max_rows_;
@@ -87,7 +93,22 @@ class Decoder {
   float* logits_ = nullptr;
   void* io_ = nullptr;        // backend: int32 tokens|slots|members|logit_rows|sampled, then uint64 seeds|counters
   std::vector<uint8_t> host_;  // the same layout on the host
+  std::vector<float> logits_host_;  // step_logprobs: the scored rows' logits
 };
+
+// Teacher-forced log-likelihood (no sampling, no decode loop): each request feeds prompt then
+// target through the recurrent step, and sums log p(target[t] | prompt, target[<t]).
+struct ScoreRequest {
+  std::vector<int32_t> prompt;  // at least one token
+  std::vector<int32_t> target;  // the scored tokens
+  int member = 0;               // population member (with a perturbation)
+};
+struct ScoreResult {
+  double logprob = 0;  // summed over the target tokens
+  int64_t tokens = 0;  // target tokens scored
+};
+std::vector<ScoreResult> score_targets(Decoder& decoder, std::span<const ScoreRequest> requests,
+                                       GenStats* stats = nullptr);
 
 std::vector<GenResult> generate(Decoder& decoder, std::span<const GenRequest> requests, const GenOptions& opt,
                                 GenStats* stats = nullptr);

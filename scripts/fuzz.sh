@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Fuzzes the checkpoint readers (.pth and safetensors) with libFuzzer + ASan + UBSan.
+# Fuzzes the checkpoint readers (.pth and safetensors), the math task's answer parser
+# (tasks/math.h: extraction, normalisation, evaluator) and the external reward process's answer
+# reader (tasks/external.h) with libFuzzer + ASan + UBSan.
 #
 #   scripts/fuzz.sh                 # 60 s per target
 #   FUZZ_SECONDS=600 scripts/fuzz.sh
@@ -15,7 +17,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${FUZZ_BUILD_DIR:-$root/build-fuzz}
 seconds=${FUZZ_SECONDS:-60}
 jobs=${FUZZ_BUILD_JOBS:-2}
-targets=(fuzz_pth fuzz_safetensors)
+targets=(fuzz_pth fuzz_safetensors fuzz_math fuzz_external_lines)
 
 # What the clang build needs from Debian, checked first so that a missing piece is named.
 probe=$(mktemp -d)
@@ -37,6 +39,21 @@ cmake --build "$build" -j"$jobs" --target "${targets[@]}" fuzz_make_seeds
 seeds=$build/seeds
 rm -rf "$seeds"
 "$build/fuzz_make_seeds" "$seeds" "$root/../shared/fixtures/rwkv7"
+# math answers: "<gold>\x01<completion>" (printf formats: \\ is one backslash)
+mkdir -p "$seeds/math"
+i=0
+for s in '\\frac{1}{2}\x01ok</think> \\boxed{0.5}' '(1,2)\x01</think>$\\boxed{\\left(1, 2\\right)}$' \
+    '1,000\x01</think><answer>1000</answer>' 'x=3\x01\\boxed 3$' '\\sqrt[3]{-27}\x01</think>\\fbox{-3}' \
+    '[1,2)\x01</think>\\boxed{[1,2)}' '\\{1,2\\}\x01</think>\\boxed{\\{2,1\\}}' '3\\frac12\x01</think>\\boxed{3.5}' \
+    '90^\\circ\x01</think>\\boxed{90\\text{ degrees}}' '2^{10}\x01</think>\\boxed{1024.}'; do
+  printf "$s" >"$seeds/math/seed$i"
+  i=$((i + 1))
+done
+
+# external answers: a chunk-size byte, then lines
+mkdir -p "$seeds/external_lines"
+printf '\x07{"reward": 1}\n{"reward": -2.5, "x": [1]}\r\n\n{"reward": "1"}\nnot json\n{"rew' >"$seeds/external_lines/seed0"
+printf '\x00{"reward": 1e308}\n[1]\n{}\n' >"$seeds/external_lines/seed1"
 
 # Tokens the mutator may splice in.
 cat >"$build/pth.dict" <<'EOF'
@@ -71,6 +88,38 @@ cat >"$build/safetensors.dict" <<'EOF'
 "4294967296"
 "[0,0]"
 "{}"
+EOF
+
+cat >"$build/math.dict" <<'EOF'
+"\\boxed{"
+"\\fbox{"
+"</think>"
+"<answer>"
+"</answer>"
+"\\frac"
+"\\dfrac"
+"\\sqrt"
+"\\sqrt["
+"\\pi"
+"\\left("
+"\\right)"
+"\\text{"
+"^{"
+"^\\circ"
+"\\{"
+"\\}"
+"\\cdot"
+"{,}"
+"\x01"
+EOF
+
+cat >"$build/external_lines.dict" <<'EOF'
+"{\"reward\": "
+"}\x0a"
+"\x0d\x0a"
+"1e999"
+"NaN"
+"null"
 EOF
 
 status=0

@@ -9,7 +9,7 @@
 #include "core/hash.h"
 #include "core/error.h"
 #include "core/philox.h"
-#include "tasks/tasks.h"
+#include "tasks/jsonl.h"
 
 namespace eggroll::countdown {
 
@@ -363,26 +363,30 @@ std::optional<int64_t> json_integer(const nlohmann::json& v) {
 
 }  // namespace
 
+Problem problem_from_json(const nlohmann::json& j, const std::string& where) {
+  Problem p;
+  const auto nums = j.find("nums");
+  require(nums != j.end() && nums->is_array() && !nums->empty(), where,
+          "\"nums\" must be a non-empty array of integers");
+  require(nums->size() <= 16, where, "\"nums\" has more than 16 numbers");
+  for (const auto& v : *nums) {
+    const auto i = json_integer(v);
+    require(i.has_value() && *i >= 0, where,
+            "\"nums\" must hold integers in [0, 1e15], got " + v.dump());
+    p.nums.push_back(*i);
+  }
+  const auto t = j.find("target");
+  require(t != j.end(), where, "missing \"target\"");
+  const auto ti = json_integer(*t);
+  require(ti.has_value(), where, "\"target\" must be an integer in [-1e15, 1e15], got " + t->dump());
+  p.target = *ti;
+  return p;
+}
+
 std::vector<Problem> load_jsonl(const std::string& path) {
   std::vector<Problem> out;
   read_jsonl(path, [&](const nlohmann::json& j, const std::string& where) {
-    Problem p;
-    const auto nums = j.find("nums");
-    require(nums != j.end() && nums->is_array() && !nums->empty(), where,
-            "\"nums\" must be a non-empty array of integers");
-    require(nums->size() <= 16, where, "\"nums\" has more than 16 numbers");
-    for (const auto& v : *nums) {
-      const auto i = json_integer(v);
-      require(i.has_value() && *i >= 0, where,
-              "\"nums\" must hold integers in [0, 1e15], got " + v.dump());
-      p.nums.push_back(*i);
-    }
-    const auto t = j.find("target");
-    require(t != j.end(), where, "missing \"target\"");
-    const auto ti = json_integer(*t);
-    require(ti.has_value(), where, "\"target\" must be an integer in [-1e15, 1e15], got " + t->dump());
-    p.target = *ti;
-    out.push_back(std::move(p));
+    out.push_back(problem_from_json(j, where));
   });
   require(!out.empty(), path, "no countdown problems in file");
   return out;

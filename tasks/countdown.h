@@ -32,6 +32,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace eggroll::countdown {
 
 constexpr int kMaxDepth = 64;
@@ -89,6 +91,10 @@ Problem generate(const GeneratorOptions& o, uint64_t seed, bool validation, uint
 // "Using the numbers [a, b, c], create an equation that equals T. ..." (TinyZero's prompt,
 // without any chat template).
 std::string question(const Problem& p);
+
+// One data record: "nums" (array of integers >= 0) and "target" (integer). InputError
+// "<where>: ..." naming the missing or malformed field.
+Problem problem_from_json(const nlohmann::json& j, const std::string& where);
 
 // Loads a JSONL file: one object per line with "nums" (array of integers >= 0) and "target"
 // (integer); blank lines are skipped. InputError "<path>:<line>: ..." on a malformed line,

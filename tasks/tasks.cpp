@@ -1,7 +1,8 @@
 #include "tasks/tasks.h"
 
 #include <algorithm>
-#include <fstream>
+#include <cmath>
+#include <mutex>
 #include <stdexcept>
 #include <unordered_map>
 #include <utility>
@@ -9,6 +10,8 @@
 
 #include "core/error.h"
 #include "tasks/countdown.h"
+#include "tasks/external.h"
+#include "tasks/math.h"
 
 namespace eggroll {
 
@@ -23,44 +26,9 @@ std::string apply_template(std::string_view template_name, std::string_view ques
                    "' (expected chat, chat_think or raw)");
 }
 
-void read_jsonl(const std::string& path,
-                const std::function<void(const nlohmann::json&, const std::string&)>& fn) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path + ": cannot open file");
-  std::string line;
-  size_t line_no = 0;
-  while (std::getline(in, line)) {
-    ++line_no;
-    if (line_no == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.find_first_not_of(" \t\r\n") == std::string::npos) continue;
-    const std::string where = path + ":" + std::to_string(line_no);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
-      throw InputError(where + ": invalid JSON (" + std::string(e.what()) + ")");
-    }
-    if (!j.is_object()) throw InputError(where + ": expected a JSON object");
-    try {
-      fn(j, where);
-    } catch (const nlohmann::json::exception& e) {
-      throw InputError(where + ": " + std::string(e.what()));
-    }
-  }
-  if (in.bad()) throw InputError(path + ": read error");
-}
-
 namespace {
 
-std::string_view trim(std::string_view s) {
-  auto blank = [](char c) {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-  };
-  while (!s.empty() && blank(s.front())) s.remove_prefix(1);
-  while (!s.empty() && blank(s.back())) s.remove_suffix(1);
-  return s;
-}
+std::string_view trim(std::string_view s) { return trim_blanks(s); }
 
 size_t file_val_size(size_t requested, size_t available) {
   return requested == 0 ? available : std::min(requested, available);
@@ -124,12 +92,17 @@ class CountdownTask final : public Task {
     return countdown::reward(text, nums, m.at("target").get<int64_t>());
   }
 
+  Example example_from_record(const nlohmann::json& record, const std::string& where) const override {
+    return make(countdown::problem_from_json(record, where), 0, "record");
+  }
+
  private:
   Example make(const countdown::Problem& p, uint64_t index, const char* split) const {
     Example ex;
     ex.prompt = apply_template(template_, countdown::question(p));
     ex.meta = {{"index", index}, {"split", split}, {"nums", p.nums}, {"target", p.target}};
     if (!p.solution.empty()) ex.meta["solution"] = p.solution;
+    ex.record = {{"nums", p.nums}, {"target", p.target}};
     return ex;
   }
 
@@ -144,31 +117,34 @@ class CountdownTask final : public Task {
 // ---- gsm8k ----------------------------------------------------------------------------
 
 struct Gsm8kItem {
-  std::string question, gold;
+  std::string question, answer, gold;  // answer: the record's text; gold: the part after ####
 };
+
+Gsm8kItem gsm8k_item(const nlohmann::json& j, const std::string& where) {
+  const auto q = j.find("question");
+  require(q != j.end() && q->is_string(), where, "missing string field \"question\"");
+  const auto a = j.find("answer");
+  require(a != j.end() && a->is_string(), where, "missing string field \"answer\"");
+  Gsm8kItem it{q->get<std::string>(), a->get<std::string>(), gsm8k::gold_answer(a->get<std::string>())};
+  require(!it.gold.empty(), where, "empty gold answer (expected the solution after \"####\")");
+  return it;
+}
 
 std::vector<Gsm8kItem> load_gsm8k(const std::string& path) {
   std::vector<Gsm8kItem> out;
-  read_jsonl(path, [&](const nlohmann::json& j, const std::string& where) {
-    const auto q = j.find("question");
-    require(q != j.end() && q->is_string(), where, "missing string field \"question\"");
-    const auto a = j.find("answer");
-    require(a != j.end() && a->is_string(), where, "missing string field \"answer\"");
-    Gsm8kItem it{q->get<std::string>(), gsm8k::gold_answer(a->get<std::string>())};
-    require(!it.gold.empty(), where, "empty gold answer (expected the solution after \"####\")");
-    out.push_back(std::move(it));
-  });
+  read_jsonl(path, [&](const nlohmann::json& j, const std::string& where) { out.push_back(gsm8k_item(j, where)); });
   require(!out.empty(), path, "no gsm8k examples in file");
   return out;
 }
+
 
 class Gsm8kTask final : public Task {
  public:
   explicit Gsm8kTask(const TaskOptions& o)
       : template_(o.template_name.empty() ? "chat_think" : o.template_name) {
     apply_template(template_, "");
-    require(!o.train_path.empty(), "task.train_path", "gsm8k needs a JSONL file");
-    train_ = load_gsm8k(o.train_path);
+    require(!o.train_path.empty() || o.records_only, "task.train_path", "gsm8k needs a JSONL file");
+    if (!o.train_path.empty()) train_ = load_gsm8k(o.train_path);
     if (!o.val_path.empty()) {
       val_ = load_gsm8k(o.val_path);
       val_size_ = file_val_size(o.val_size, val_.size());
@@ -178,6 +154,7 @@ class Gsm8kTask final : public Task {
   std::string name() const override { return "gsm8k"; }
 
   Example train_example(uint64_t index) const override {
+    if (train_.empty()) throw std::logic_error("gsm8k: no training data (built to score records only)");
     return make(train_[static_cast<size_t>(index % train_.size())], index, "train");
   }
   size_t val_size() const override { return val_size_; }
@@ -191,16 +168,238 @@ class Gsm8kTask final : public Task {
     return gsm8k::reward(text, ex.meta.at("gold").get<std::string>());
   }
 
+  Example example_from_record(const nlohmann::json& record, const std::string& where) const override {
+    return make(gsm8k_item(record, where), 0, "record");
+  }
+
  private:
   Example make(const Gsm8kItem& it, uint64_t index, const char* split) const {
     Example ex;
     ex.prompt = apply_template(template_, it.question);
     ex.meta = {{"index", index}, {"split", split}, {"gold", it.gold}};
+    ex.record = {{"question", it.question}, {"answer", it.answer}};
     return ex;
   }
 
   std::string template_;
   std::vector<Gsm8kItem> train_, val_;
+  size_t val_size_ = 0;
+};
+
+// ---- math -----------------------------------------------------------------------------
+
+class MathTask final : public Task {
+ public:
+  explicit MathTask(const TaskOptions& o)
+      : template_(o.template_name.empty() ? "chat_think" : o.template_name) {
+    apply_template(template_, "");
+    require(!o.train_path.empty() || o.records_only, "task.train_path", "math needs a JSONL file");
+    require(std::isfinite(o.format_reward), "task.format_reward", "must be a finite number");
+    rules_.require_think = template_ == "chat_think";
+    rules_.answer_tag = o.answer_tag;
+    rules_.format_reward = o.format_reward;
+    if (!o.train_path.empty()) train_ = math::load_jsonl(o.train_path);
+    if (!o.val_path.empty()) {
+      val_ = math::load_jsonl(o.val_path);
+      val_size_ = file_val_size(o.val_size, val_.size());
+    }
+  }
+
+  std::string name() const override { return "math"; }
+
+  Example train_example(uint64_t index) const override {
+    if (train_.empty()) throw std::logic_error("math: no training data (built to score records only)");
+    return make(train_[static_cast<size_t>(index % train_.size())], index, "train");
+  }
+  size_t val_size() const override { return val_size_; }
+  Example val_example(size_t i) const override {
+    check_val_index(i, val_size_);
+    return make(val_[i], i, "val");
+  }
+
+  double reward(const Example& ex, std::string_view text,
+                std::span<const int32_t>) const override {
+    return math::reward(text, ex.meta.at("gold").get<std::string>(), rules_);
+  }
+
+  Example example_from_record(const nlohmann::json& record, const std::string& where) const override {
+    return make(math::item_from_json(record, where), 0, "record");
+  }
+
+ private:
+  Example make(const math::Item& it, uint64_t index, const char* split) const {
+    Example ex;
+    ex.prompt = apply_template(template_, it.problem);
+    ex.meta = {{"index", index}, {"split", split}, {"gold", it.gold}};
+    ex.record = {{"problem", it.problem}, {"answer", it.gold}};
+    return ex;
+  }
+
+  std::string template_;
+  math::RewardOptions rules_;
+  std::vector<math::Item> train_, val_;
+  size_t val_size_ = 0;
+};
+
+// ---- external -------------------------------------------------------------------------
+
+nlohmann::json external_record(const nlohmann::json& j, const std::string& where) {
+  const auto p = j.find("prompt");
+  require(p != j.end() && p->is_string(), where, "missing string field \"prompt\"");
+  nlohmann::json r = j;
+  for (const char* k : {"completion", "tokens", "reward"}) r.erase(k);  // what a rollout adds
+  return r;
+}
+
+std::vector<nlohmann::json> load_external(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  read_jsonl(path, [&](const nlohmann::json& j, const std::string& where) { out.push_back(external_record(j, where)); });
+  require(!out.empty(), path, "no prompts in file");
+  return out;
+}
+
+class ExternalTask final : public Task {
+ public:
+  explicit ExternalTask(const TaskOptions& o)
+      : template_(o.template_name.empty() ? "raw" : o.template_name), process_(o.command, o.timeout_s) {
+    apply_template(template_, "");
+    require(!o.command.empty(), "task.command", "the external task needs a command (e.g. \"python3 reward.py\")");
+    require(std::isfinite(o.timeout_s) && o.timeout_s > 0, "task.timeout_s", "must be > 0");
+    require(!o.train_path.empty() || o.records_only, "task.train_path",
+            "the external task needs a JSONL file with a \"prompt\" per line");
+    if (!o.train_path.empty()) train_ = load_external(o.train_path);
+    if (!o.val_path.empty()) {
+      val_ = load_external(o.val_path);
+      val_size_ = file_val_size(o.val_size, val_.size());
+    }
+  }
+
+  std::string name() const override { return "external"; }
+
+  Example train_example(uint64_t index) const override {
+    if (train_.empty()) throw std::logic_error("external: no training data (built to score records only)");
+    return make(train_[static_cast<size_t>(index % train_.size())], index, "train");
+  }
+  size_t val_size() const override { return val_size_; }
+  Example val_example(size_t i) const override {
+    check_val_index(i, val_size_);
+    return make(val_[i], i, "val");
+  }
+
+  double reward(const Example& ex, std::string_view text, std::span<const int32_t> tokens) const override {
+    const Completion c{&ex, text, tokens};
+    return rewards(std::span<const Completion>(&c, 1)).at(0);
+  }
+
+  std::vector<double> rewards(std::span<const Completion> batch) const override {
+    std::vector<std::string> lines;
+    lines.reserve(batch.size());
+    for (const Completion& c : batch) {
+      nlohmann::json j = c.example->record;
+      j["completion"] = std::string(c.text);
+      j["tokens"] = std::vector<int32_t>(c.tokens.begin(), c.tokens.end());
+      lines.push_back(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    }
+    auto describe = [&](size_t i) {
+      if (i >= batch.size()) return std::string("after the last of ") + std::to_string(batch.size()) + " rollouts";
+      const auto& m = batch[i].example->meta;
+      return "rollout " + std::to_string(i + 1) + " of " + std::to_string(batch.size()) + ", " +
+             m.value("split", std::string("?")) + " example " + std::to_string(m.value("index", uint64_t(0))) +
+             ", prompt '" + printable(batch[i].example->record.value("prompt", std::string()), 60) + "'";
+    };
+    std::lock_guard<std::mutex> lock(mutex_);
+    return process_.exchange(lines, describe);
+  }
+
+  Example example_from_record(const nlohmann::json& record, const std::string& where) const override {
+    return make(external_record(record, where), 0, "record");
+  }
+
+ private:
+  Example make(const nlohmann::json& rec, uint64_t index, const char* split) const {
+    Example ex;
+    ex.prompt = apply_template(template_, rec.at("prompt").get<std::string>());
+    ex.meta = {{"index", index}, {"split", split}};
+    ex.record = rec;
+    return ex;
+  }
+
+  std::string template_;
+  mutable std::mutex mutex_;
+  mutable external::Process process_;
+  std::vector<nlohmann::json> train_, val_;
+  size_t val_size_ = 0;
+};
+
+// ---- sft ------------------------------------------------------------------------------
+
+nlohmann::json sft_record(const nlohmann::json& j, const std::string& where) {
+  nlohmann::json r = nlohmann::json::object();
+  const auto p = j.find("prompt");
+  if (p != j.end()) {
+    require(p->is_string(), where, "\"prompt\" must be a string");
+    r["prompt"] = *p;
+  } else {
+    r["prompt"] = "";
+  }
+  auto t = j.find("target");
+  if (t == j.end()) t = j.find("text");
+  require(t != j.end() && t->is_string(), where, "missing string field \"target\" (or \"text\")");
+  require(!t->get<std::string>().empty(), where, "empty target");
+  r["target"] = *t;
+  return r;
+}
+
+std::vector<nlohmann::json> load_sft(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  read_jsonl(path, [&](const nlohmann::json& j, const std::string& where) { out.push_back(sft_record(j, where)); });
+  require(!out.empty(), path, "no sft examples in file");
+  return out;
+}
+
+class SftTask final : public Task {
+ public:
+  explicit SftTask(const TaskOptions& o) : template_(o.template_name.empty() ? "raw" : o.template_name) {
+    apply_template(template_, "");
+    require(!o.train_path.empty() || o.records_only, "task.train_path",
+            "sft needs a JSONL file with \"target\" (or \"text\") per line");
+    if (!o.train_path.empty()) train_ = load_sft(o.train_path);
+    if (!o.val_path.empty()) {
+      val_ = load_sft(o.val_path);
+      val_size_ = file_val_size(o.val_size, val_.size());
+    }
+  }
+  std::string name() const override { return "sft"; }
+  Example train_example(uint64_t index) const override {
+    if (train_.empty()) throw std::logic_error("sft: no training data (built to score records only)");
+    return make(train_[static_cast<size_t>(index % train_.size())], index, "train");
+  }
+  size_t val_size() const override { return val_size_; }
+  Example val_example(size_t i) const override {
+    check_val_index(i, val_size_);
+    return make(val_[i], i, "val");
+  }
+  bool teacher_forced() const override { return true; }
+  std::string reference(const Example& ex) const override { return ex.meta.at("target").get<std::string>(); }
+  double reward(const Example&, std::string_view, std::span<const int32_t>) const override {
+    throw InputError("task.name: sft scores the model's log-likelihood of the target, not completions "
+                     "(eggroll score does not apply)");
+  }
+  Example example_from_record(const nlohmann::json& record, const std::string& where) const override {
+    return make(sft_record(record, where), 0, "record");
+  }
+
+ private:
+  Example make(const nlohmann::json& rec, uint64_t index, const char* split) const {
+    Example ex;
+    ex.prompt = apply_template(template_, rec.at("prompt").get<std::string>());
+    ex.meta = {{"index", index}, {"split", split}, {"target", rec.at("target")}};
+    ex.record = {{"target", rec.at("target")}};
+    return ex;
+  }
+
+  std::string template_;
+  std::vector<nlohmann::json> train_, val_;
   size_t val_size_ = 0;
 };
 
@@ -233,6 +432,10 @@ class ToyTask final : public Task {
     return 0.0;
   }
 
+  Example example_from_record(const nlohmann::json&, const std::string&) const override {
+    return make(0, "record");
+  }
+
  private:
   Example make(uint64_t index, const char* split) const {
     Example ex;
@@ -253,12 +456,15 @@ std::unique_ptr<Task> make_task(const TaskOptions& opts) {
   const std::string& n = opts.name;
   if (n == "countdown") return std::make_unique<CountdownTask>(opts);
   if (n == "gsm8k") return std::make_unique<Gsm8kTask>(opts);
+  if (n == "math") return std::make_unique<MathTask>(opts);
+  if (n == "external") return std::make_unique<ExternalTask>(opts);
+  if (n == "sft") return std::make_unique<SftTask>(opts);
   if (n == "digits") return std::make_unique<ToyTask>(opts, ToyKind::Digits);
   if (n == "fastzero") return std::make_unique<ToyTask>(opts, ToyKind::FastZero);
   if (n == "reptok") return std::make_unique<ToyTask>(opts, ToyKind::RepTok);
   if (n == "uniquetok") return std::make_unique<ToyTask>(opts, ToyKind::UniqueTok);
   throw InputError("task.name: unknown task '" + n +
-                   "' (expected countdown, gsm8k, digits, fastzero, reptok or uniquetok)");
+                   "' (expected countdown, gsm8k, math, external, sft, digits, fastzero, reptok or uniquetok)");
 }
 
 // ---- gsm8k scoring --------------------------------------------------------------------

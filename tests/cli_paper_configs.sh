@@ -8,6 +8,10 @@ for cfg in "$ROOT"/configs/*.yaml; do
   data=()
   if grep -qE '^\s*name:\s*gsm8k' "$cfg"; then
     data=(task.train_path="$ROOT/tests/data/gsm8k_tiny.jsonl" task.val_path="$ROOT/tests/data/gsm8k_tiny.jsonl")
+  elif grep -qE '^\s*name:\s*math' "$cfg"; then
+    # DeepScaleR-style problems and an AIME-style validation file, scored once (run.eval_every=2)
+    data=(task.train_path="$ROOT/tests/data/math_tiny.jsonl" task.val_path="$ROOT/tests/data/aime_tiny.jsonl"
+          run.eval_every=2)
   else
     data=(task.train_path= task.val_path=)
   fi
@@ -15,6 +19,10 @@ for cfg in "$ROOT"/configs/*.yaml; do
       model.path= model.init_preset=tiny model.vocab=byte es.directions=4 es.prompts_per_step=2 \
       task.thinking_length=2 task.answer_length=3 task.val_size=2 dist.backend=single "${data[@]}" \
       >"$TMP/$name.out" 2>&1 </dev/null && [ -f "$TMP/$name/checkpoints/step_2/model.safetensors" ]; then
+    if grep -qE '^\s*name:\s*math' "$cfg" && ! grep -q '"val_score"' "$TMP/$name/metrics.jsonl"; then
+      bad "$name: no val_score in metrics.jsonl"
+      continue
+    fi
     ok
   else
     bad "$name: $(tail -c 400 "$TMP/$name.out")"

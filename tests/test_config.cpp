@@ -423,7 +423,7 @@ TEST_CASE("train config: defaults", "[config][train]") {
 
   // the schema lists every key once, and required task.name has no default
   const auto& s = train_config_schema();
-  CHECK(s.entries().size() == 55);
+  CHECK(s.entries().size() == 59);
   CHECK(c.run.device == "cpu");
   CHECK(s.find("task.name")->required());
   CHECK(s.find("task.template") != nullptr);
@@ -496,7 +496,11 @@ TEST_CASE("train config: cross-key errors name the keys", "[config][train]") {
       {{"run.steps=0"}, "run.steps: 0 is out of range (expected an integer >= 1)"},
       {{"es.rank=abc"}, "es.rank: expected an integer >= 1, got 'abc'"},
       {{"es.sigm=0.1"}, "unknown key 'es.sigm' (did you mean 'es.sigma'?)"},
-      {{"task.name=chess"}, "task.name: expected one of countdown, gsm8k, digits, fastzero, reptok, uniquetok, got 'chess'"},
+      {{"task.name=chess"}, "task.name: expected one of countdown, gsm8k, math, external, sft, digits, fastzero, reptok, uniquetok, got 'chess'"},
+      {{"task.name=math"}, "task.name = math requires task.train_path"},
+      {{"task.name=external", "task.train_path=p.jsonl"}, "task.name = external requires task.train_path"},
+      {{"task.timeout_s=0"}, "task.timeout_s"},
+      {{"task.format_reward=1.5"}, "task.format_reward"},
   };
   for (const auto& c : cases) {
     INFO(c.expect);
