@@ -150,15 +150,6 @@ class Parser {
   std::string error_;
 };
 
-std::string_view trim_blanks(std::string_view s) {
-  auto blank = [](char c) {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-  };
-  while (!s.empty() && blank(s.front())) s.remove_prefix(1);
-  while (!s.empty() && blank(s.back())) s.remove_suffix(1);
-  return s;
-}
-
 }  // namespace
 
 ParseResult parse_expression(std::string_view text) { return Parser(text).run(); }
