@@ -40,6 +40,39 @@ void check_val_index(size_t i, size_t n) {
                             std::to_string(n));
 }
 
+// A task whose examples are read from JSONL files (task.train_path, task.val_path): training
+// example i is item i mod n of the training file, the validation split the first val_size items
+// of the validation file. The task turns an item into an Example with make().
+template <class Item>
+class FileTask : public Task {
+ public:
+  Example train_example(uint64_t index) const override {
+    if (train_.empty()) throw std::logic_error(name() + ": no training data (built to score records only)");
+    return make(train_[static_cast<size_t>(index % train_.size())], index, "train");
+  }
+  size_t val_size() const override { return val_size_; }
+  Example val_example(size_t i) const override {
+    check_val_index(i, val_size_);
+    return make(val_[i], i, "val");
+  }
+
+ protected:
+  virtual Example make(const Item& item, uint64_t index, const char* split) const = 0;
+  // Reads the files the options name with load(path) (no training file: scoring records only).
+  template <class Load>
+  void load_files(const TaskOptions& o, Load load) {
+    if (!o.train_path.empty()) train_ = load(o.train_path);
+    if (!o.val_path.empty()) {
+      val_ = load(o.val_path);
+      val_size_ = file_val_size(o.val_size, val_.size());
+    }
+  }
+
+ private:
+  std::vector<Item> train_, val_;
+  size_t val_size_ = 0;
+};
+
 // ---- countdown ------------------------------------------------------------------------
 
 class CountdownTask final : public Task {
@@ -137,31 +170,16 @@ std::vector<Gsm8kItem> load_gsm8k(const std::string& path) {
   return out;
 }
 
-
-class Gsm8kTask final : public Task {
+class Gsm8kTask final : public FileTask<Gsm8kItem> {
  public:
   explicit Gsm8kTask(const TaskOptions& o)
       : template_(o.template_name.empty() ? "chat_think" : o.template_name) {
     apply_template(template_, "");
     require(!o.train_path.empty() || o.records_only, "task.train_path", "gsm8k needs a JSONL file");
-    if (!o.train_path.empty()) train_ = load_gsm8k(o.train_path);
-    if (!o.val_path.empty()) {
-      val_ = load_gsm8k(o.val_path);
-      val_size_ = file_val_size(o.val_size, val_.size());
-    }
+    load_files(o, [](const std::string& path) { return load_gsm8k(path); });
   }
 
   std::string name() const override { return "gsm8k"; }
-
-  Example train_example(uint64_t index) const override {
-    if (train_.empty()) throw std::logic_error("gsm8k: no training data (built to score records only)");
-    return make(train_[static_cast<size_t>(index % train_.size())], index, "train");
-  }
-  size_t val_size() const override { return val_size_; }
-  Example val_example(size_t i) const override {
-    check_val_index(i, val_size_);
-    return make(val_[i], i, "val");
-  }
 
   double reward(const Example& ex, std::string_view text,
                 std::span<const int32_t>) const override {
@@ -173,7 +191,7 @@ class Gsm8kTask final : public Task {
   }
 
  private:
-  Example make(const Gsm8kItem& it, uint64_t index, const char* split) const {
+  Example make(const Gsm8kItem& it, uint64_t index, const char* split) const override {
     Example ex;
     ex.prompt = apply_template(template_, it.question);
     ex.meta = {{"index", index}, {"split", split}, {"gold", it.gold}};
@@ -182,13 +200,11 @@ class Gsm8kTask final : public Task {
   }
 
   std::string template_;
-  std::vector<Gsm8kItem> train_, val_;
-  size_t val_size_ = 0;
 };
 
 // ---- math -----------------------------------------------------------------------------
 
-class MathTask final : public Task {
+class MathTask final : public FileTask<math::Item> {
  public:
   explicit MathTask(const TaskOptions& o)
       : template_(o.template_name.empty() ? "chat_think" : o.template_name) {
@@ -198,24 +214,10 @@ class MathTask final : public Task {
     rules_.require_think = template_ == "chat_think";
     rules_.answer_tag = o.answer_tag;
     rules_.format_reward = o.format_reward;
-    if (!o.train_path.empty()) train_ = math::load_jsonl(o.train_path);
-    if (!o.val_path.empty()) {
-      val_ = math::load_jsonl(o.val_path);
-      val_size_ = file_val_size(o.val_size, val_.size());
-    }
+    load_files(o, [](const std::string& path) { return math::load_jsonl(path); });
   }
 
   std::string name() const override { return "math"; }
-
-  Example train_example(uint64_t index) const override {
-    if (train_.empty()) throw std::logic_error("math: no training data (built to score records only)");
-    return make(train_[static_cast<size_t>(index % train_.size())], index, "train");
-  }
-  size_t val_size() const override { return val_size_; }
-  Example val_example(size_t i) const override {
-    check_val_index(i, val_size_);
-    return make(val_[i], i, "val");
-  }
 
   double reward(const Example& ex, std::string_view text,
                 std::span<const int32_t>) const override {
@@ -227,7 +229,7 @@ class MathTask final : public Task {
   }
 
  private:
-  Example make(const math::Item& it, uint64_t index, const char* split) const {
+  Example make(const math::Item& it, uint64_t index, const char* split) const override {
     Example ex;
     ex.prompt = apply_template(template_, it.problem);
     ex.meta = {{"index", index}, {"split", split}, {"gold", it.gold}};
@@ -237,8 +239,6 @@ class MathTask final : public Task {
 
   std::string template_;
   math::RewardOptions rules_;
-  std::vector<math::Item> train_, val_;
-  size_t val_size_ = 0;
 };
 
 // ---- external -------------------------------------------------------------------------
@@ -258,7 +258,7 @@ std::vector<nlohmann::json> load_external(const std::string& path) {
   return out;
 }
 
-class ExternalTask final : public Task {
+class ExternalTask final : public FileTask<nlohmann::json> {
  public:
   explicit ExternalTask(const TaskOptions& o)
       : template_(o.template_name.empty() ? "raw" : o.template_name), process_(o.command, o.timeout_s) {
@@ -267,24 +267,10 @@ class ExternalTask final : public Task {
     require(std::isfinite(o.timeout_s) && o.timeout_s > 0, "task.timeout_s", "must be > 0");
     require(!o.train_path.empty() || o.records_only, "task.train_path",
             "the external task needs a JSONL file with a \"prompt\" per line");
-    if (!o.train_path.empty()) train_ = load_external(o.train_path);
-    if (!o.val_path.empty()) {
-      val_ = load_external(o.val_path);
-      val_size_ = file_val_size(o.val_size, val_.size());
-    }
+    load_files(o, [](const std::string& path) { return load_external(path); });
   }
 
   std::string name() const override { return "external"; }
-
-  Example train_example(uint64_t index) const override {
-    if (train_.empty()) throw std::logic_error("external: no training data (built to score records only)");
-    return make(train_[static_cast<size_t>(index % train_.size())], index, "train");
-  }
-  size_t val_size() const override { return val_size_; }
-  Example val_example(size_t i) const override {
-    check_val_index(i, val_size_);
-    return make(val_[i], i, "val");
-  }
 
   double reward(const Example& ex, std::string_view text, std::span<const int32_t> tokens) const override {
     const Completion c{&ex, text, tokens};
@@ -316,7 +302,7 @@ class ExternalTask final : public Task {
   }
 
  private:
-  Example make(const nlohmann::json& rec, uint64_t index, const char* split) const {
+  Example make(const nlohmann::json& rec, uint64_t index, const char* split) const override {
     Example ex;
     ex.prompt = apply_template(template_, rec.at("prompt").get<std::string>());
     ex.meta = {{"index", index}, {"split", split}};
@@ -327,8 +313,6 @@ class ExternalTask final : public Task {
   std::string template_;
   mutable std::mutex mutex_;
   mutable external::Process process_;
-  std::vector<nlohmann::json> train_, val_;
-  size_t val_size_ = 0;
 };
 
 // ---- sft ------------------------------------------------------------------------------
@@ -357,28 +341,15 @@ std::vector<nlohmann::json> load_sft(const std::string& path) {
   return out;
 }
 
-class SftTask final : public Task {
+class SftTask final : public FileTask<nlohmann::json> {
  public:
   explicit SftTask(const TaskOptions& o) : template_(o.template_name.empty() ? "raw" : o.template_name) {
     apply_template(template_, "");
     require(!o.train_path.empty() || o.records_only, "task.train_path",
             "sft needs a JSONL file with \"target\" (or \"text\") per line");
-    if (!o.train_path.empty()) train_ = load_sft(o.train_path);
-    if (!o.val_path.empty()) {
-      val_ = load_sft(o.val_path);
-      val_size_ = file_val_size(o.val_size, val_.size());
-    }
+    load_files(o, [](const std::string& path) { return load_sft(path); });
   }
   std::string name() const override { return "sft"; }
-  Example train_example(uint64_t index) const override {
-    if (train_.empty()) throw std::logic_error("sft: no training data (built to score records only)");
-    return make(train_[static_cast<size_t>(index % train_.size())], index, "train");
-  }
-  size_t val_size() const override { return val_size_; }
-  Example val_example(size_t i) const override {
-    check_val_index(i, val_size_);
-    return make(val_[i], i, "val");
-  }
   bool teacher_forced() const override { return true; }
   std::string reference(const Example& ex) const override { return ex.meta.at("target").get<std::string>(); }
   double reward(const Example&, std::string_view, std::span<const int32_t>) const override {
@@ -390,7 +361,7 @@ class SftTask final : public Task {
   }
 
  private:
-  Example make(const nlohmann::json& rec, uint64_t index, const char* split) const {
+  Example make(const nlohmann::json& rec, uint64_t index, const char* split) const override {
     Example ex;
     ex.prompt = apply_template(template_, rec.at("prompt").get<std::string>());
     ex.meta = {{"index", index}, {"split", split}, {"target", rec.at("target")}};
@@ -399,8 +370,6 @@ class SftTask final : public Task {
   }
 
   std::string template_;
-  std::vector<nlohmann::json> train_, val_;
-  size_t val_size_ = 0;
 };
 
 // ---- toy tasks ------------------------------------------------------------------------
