@@ -164,6 +164,22 @@ class HostCommunicator : public Communicator {
             "root " + std::to_string(root) + " out of range [0, " + std::to_string(size_) + ")");
     return seq_++;
   }
+  // The chunk loop of all_reduce_sum: reduce_chunk(seq, out, len) for each chunk of data, a chunk
+  // sized so that the gathered contributions of all ranks stay under kReduceChunkBytes, one
+  // collective sequence number each; nothing to exchange (one rank, no data) still takes one.
+  template <class T, class F>
+  void for_each_reduce_chunk(T* data, size_t n, F&& reduce_chunk) {
+    check_usable("all_reduce_sum");
+    if (size_ == 1 || n == 0) {
+      ++seq_;
+      return;
+    }
+    const size_t chunk = std::max<size_t>(1, kReduceChunkBytes / (sizeof(T) * static_cast<size_t>(size_)));
+    for (size_t start = 0; start < n; start += chunk) {
+      const size_t len = std::min(chunk, n - start);
+      reduce_chunk(seq_++, data + start, len);
+    }
+  }
   // out[i] = rank0[i] + others[1 * len + i] + ... + others[(size - 1) * len + i], accumulated in Acc.
   template <class T, class Acc>
   static void sum_in_rank_order(T* out, const T* rank0, const T* others, size_t len, int size) {
@@ -310,26 +326,19 @@ class MpiCommunicator final : public HostCommunicator {
 
   template <class T, class Acc>
   void reduce_impl(T* data, size_t n) {
-    check_usable("all_reduce_sum");
-    if (size_ == 1 || n == 0) {
-      ++seq_;
-      return;
-    }
-    const size_t chunk = std::max<size_t>(1, kReduceChunkBytes / (sizeof(T) * static_cast<size_t>(size_)));
-    std::vector<T> gathered(std::min(n, chunk) * static_cast<size_t>(size_));
-    for (size_t start = 0; start < n; start += chunk) {
-      const size_t len = std::min(chunk, n - start);
-      const uint64_t seq = seq_++;
+    std::vector<T> gathered;
+    for_each_reduce_chunk(data, n, [&](uint64_t seq, T* out, size_t len) {
+      gathered.resize(len * static_cast<size_t>(size_));  // the first chunk is the largest
       std::vector<Transfer> ts;
       for (int p = 0; p < size_; ++p) {
         if (p == rank_) continue;
         ts.push_back({p, false, gathered.data() + static_cast<size_t>(p) * len, len * sizeof(T)});
-        ts.push_back({p, true, data + start, len * sizeof(T)});
+        ts.push_back({p, true, out, len * sizeof(T)});
       }
       exchange("all_reduce_sum", seq, ts);
-      std::memcpy(gathered.data() + static_cast<size_t>(rank_) * len, data + start, len * sizeof(T));
-      sum_in_rank_order<T, Acc>(data + start, gathered.data(), gathered.data(), len, size_);
-    }
+      std::memcpy(gathered.data() + static_cast<size_t>(rank_) * len, out, len * sizeof(T));
+      sum_in_rank_order<T, Acc>(out, gathered.data(), gathered.data(), len, size_);
+    });
   }
 
   // Posts every transfer (split into <= 1 GiB messages), then polls until all are complete, an
@@ -1084,30 +1093,22 @@ class TcpCommunicator final : public HostCommunicator {
 
   template <class T, class Acc>
   void reduce_impl(T* data, size_t n) {
-    check_usable("all_reduce_sum");
-    if (size_ == 1 || n == 0) {
-      ++seq_;
-      return;
-    }
-    const size_t chunk = std::max<size_t>(1, kReduceChunkBytes / (sizeof(T) * static_cast<size_t>(size_)));
-    std::vector<T> gathered(rank_ == 0 ? std::min(n, chunk) * static_cast<size_t>(size_) : 0);
-    for (size_t start = 0; start < n; start += chunk) {
-      const size_t len = std::min(chunk, n - start);
-      const uint64_t seq = seq_++;
+    std::vector<T> gathered;  // rank 0 only
+    for_each_reduce_chunk(data, n, [&](uint64_t seq, T* out, size_t len) {
       Deadline dl(timeout_s_);
-      T* out = data + start;
       if (rank_ != 0) {
         send_to("all_reduce_sum", seq, 0, out, len * sizeof(T), dl);
         recv_from_root("all_reduce_sum", seq, out, len * sizeof(T), dl);
-        continue;
+        return;
       }
+      gathered.resize(len * static_cast<size_t>(size_));  // the first chunk is the largest
       std::vector<char*> slots(static_cast<size_t>(size_));
       for (int p = 1; p < size_; ++p)
         slots[static_cast<size_t>(p)] = reinterpret_cast<char*>(gathered.data() + static_cast<size_t>(p) * len);
       gather_at_root("all_reduce_sum", seq, slots, len * sizeof(T), dl);
       sum_in_rank_order<T, Acc>(out, out, gathered.data(), len, size_);  // rank 0's own contribution first
       for (int p = 1; p < size_; ++p) send_to("all_reduce_sum", seq, p, out, len * sizeof(T), dl);
-    }
+    });
   }
 
   std::vector<Fd> peers_;  // rank 0: one connection per rank (index 0 unused); others: [0] = rank 0
