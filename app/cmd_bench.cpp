@@ -5,9 +5,14 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <omp.h>
+#include <sys/resource.h>
 
 #include "core/error.h"
+#include "core/cpu_backend.h"
 #include "core/gemm.h"
+#include "core/gemm_bf16.h"
+#include "rwkv/backend_model.h"
+#include "rwkv/step.h"
 #include "app/bench_cuda.h"
 #include "app/commands.h"
 #include "es/eggroll.h"
@@ -43,7 +48,7 @@ struct GemmShape {
 };
 
 // The matrix products of one token step, in order (layer matrices, then the head).
-std::vector<GemmShape> step_gemms(const Model& m) {
+std::vector<GemmShape> step_gemms(const ModelWeights& m) {
   std::vector<GemmShape> g;
   for (int l = 0; l < m.cfg.n_layer; l++) {
     const LayerParams& L = m.layers[size_t(l)];
@@ -57,11 +62,28 @@ std::vector<GemmShape> step_gemms(const Model& m) {
   return g;
 }
 
+// Peak resident memory of this process (bytes; Linux ru_maxrss is in KiB).
+uint64_t peak_rss_bytes() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return uint64_t(u.ru_maxrss) * 1024;
+}
+
+// Bytes of the matrices' prepared forms (the CPU's panels), when the plain arrays are gone or not.
+uint64_t prepared_bytes(const ModelWeights& w) {
+  uint64_t b = 0;
+  for (const ProductMatrix& p : product_matrices(w)) {
+    const WeightView& v = w.params[size_t(p.pid)];
+    if (v.prepared) b += uint64_t(v.rows * v.cols) * (v.dtype == DType::BF16 ? 2 : 4);
+  }
+  return b;
+}
+
 }  // namespace
 
-double gemm_flops_per_token(const Model& m) {
+double gemm_flops_per_token(const ModelWeights& m) {
   double f = 0;
-  for (auto& g : step_gemms(m)) f += 2.0 * double(m.params[size_t(g.pid)].numel());
+  for (auto& g : step_gemms(m)) f += 2.0 * double(m.params[size_t(g.pid)].rows * m.params[size_t(g.pid)].cols);
   return f;
 }
 
@@ -70,13 +92,15 @@ void register_bench_commands(CLI::App& app) {
   bench->require_subcommand(1);
   auto* c = bench->add_subcommand("forward", "Batched forward throughput vs a plain GEMM of the same shapes");
   struct Opts {
-    std::string preset = "0.1b", batch = "1,16,64,256";
+    std::string preset = "0.1b", batch = "1,16,64,256", dtype = "f32";
     double seconds = 2.0;
     int threads = 0;
   };
   auto o = std::make_shared<Opts>();
-  c->add_option("--preset", o->preset, "model size preset (random weights, fp32)");
+  c->add_option("--preset", o->preset, "model size preset (random weights)");
   c->add_option("--batch", o->batch, "comma-separated batch sizes");
+  c->add_option("--dtype", o->dtype, "matrix dtype: f32, or bf16 (bf16 panels, core/gemm_bf16.h)")
+      ->check(CLI::IsMember({"f32", "bf16"}));
   c->add_option("--seconds", o->seconds, "minimum timed seconds per measurement")->check(CLI::Range(0.0, 3600.0));
   c->add_option("--threads", o->threads, "CPU threads (0 = all)")->check(CLI::Range(0, 4096));
   c->callback([=] {
@@ -84,49 +108,49 @@ void register_bench_commands(CLI::App& app) {
     for (auto b : batches)
       if (b < 1 || b > 65536) throw InputError(fmt::format("--batch: {} is not in [1, 65536]", b));
     if (o->threads > 0) omp_set_num_threads(o->threads);
+    const DType dt = o->dtype == "bf16" ? DType::BF16 : DType::F32;
     ModelConfig cfg = ModelConfig::preset(o->preset);
-    fmt::print(stderr, "bench forward: building random {} model ({:.0f}M params, fp32)\n", o->preset,
-               double(cfg.param_count()) / 1e6);
-    Model m = Model::random(cfg, 1);
-    Forward fwd(m);
-    const double flops_tok = gemm_flops_per_token(m);
-    auto gemms = step_gemms(m);
-    // the [out, in] matrices pre-packed, as the forward holds them
-    std::vector<PackedWeights> packed(m.params.size());
-    for (auto& g : gemms)
-      if (!g.x_times_p) {
-        const Param& P = m.params[size_t(g.pid)];
-        packed[size_t(g.pid)] = pack_weights(P.data.data(), P.cols, P.rows);
-      }
+    fmt::print(stderr, "bench forward: building random {} model ({:.0f}M params, {} matrices{})\n", o->preset,
+               double(cfg.param_count()) / 1e6, dtype_name(dt),
+               dt == DType::BF16 ? fmt::format(", {} kernel", bf16_kernel_name(best_bf16_kernel())) : "");
+    // the weights as training holds them: made in the backend, products prepared (fp32 or bf16
+    // panels; bf16 matrices are then stored only as panels)
+    CpuBackend be;
+    BackendModel model(be, cfg, 1, dt);
+    model.prepare_products();
+    const ModelWeights& w = model.weights();
+    const double flops_tok = gemm_flops_per_token(w);
     for (int64_t B : batches) {
-      BatchState st(cfg, int(B));
-      std::vector<int32_t> toks(static_cast<size_t>(B));
-      std::vector<int> slots(static_cast<size_t>(B));
-      for (int64_t i = 0; i < B; i++) toks[size_t(i)] = int32_t((i * 7919) % cfg.vocab), slots[size_t(i)] = int(i);
+      BackendState st(be, cfg, int(B));
+      ModelStep step(be, w, B);
+      std::vector<int32_t> toks(static_cast<size_t>(B)), slots(static_cast<size_t>(B));
+      for (int64_t i = 0; i < B; i++) toks[size_t(i)] = int32_t((i * 7919) % cfg.vocab), slots[size_t(i)] = int32_t(i);
       std::vector<float> logits(size_t(B) * size_t(cfg.vocab));
-      const double t_fwd = time_per_call([&] { fwd.step(toks, slots, st, logits.data()); }, o->seconds, 2);
-      // the same GEMMs on their own, same library, same threads
+      const double t_fwd = time_per_call(
+          [&] { step.step(toks.data(), slots.data(), slots.data(), B, st.view(), logits.data()); }, o->seconds, 2);
+      // the same products on their own, same kernels, same prepared weights, same threads
+      const auto gemms = step_gemms(w);
       int64_t maxdim = cfg.vocab;
-      for (auto& g : gemms) maxdim = std::max({maxdim, m.params[size_t(g.pid)].rows, m.params[size_t(g.pid)].cols});
+      for (auto& g : gemms) maxdim = std::max({maxdim, w.params[size_t(g.pid)].rows, w.params[size_t(g.pid)].cols});
       std::vector<float> X(size_t(B * maxdim), 0.01f), Y(size_t(B * maxdim));
       const double t_gemm = time_per_call(
           [&] {
-            for (auto& g : gemms) {
-              const Param& P = m.params[size_t(g.pid)];
-              if (g.x_times_p) gemm_xp(X.data(), P.data.data(), Y.data(), B, P.rows, P.cols);
-              else gemm_packed(X.data(), packed[size_t(g.pid)], Y.data(), B);
-            }
+            for (auto& g : gemms) be.linear(w.params[size_t(g.pid)], g.x_times_p, X.data(), Y.data(), B);
           },
           o->seconds, 2);
       nlohmann::json j = {{"bench", "forward"},
                           {"preset", o->preset},
+                          {"dtype", dtype_name(dt)},
+                          {"kernel", dt == DType::BF16 ? bf16_kernel_name(best_bf16_kernel()) : "f32"},
                           {"batch", B},
                           {"threads", omp_get_max_threads()},
                           {"tokens_per_s", double(B) / t_fwd},
                           {"ms_per_step", t_fwd * 1e3},
                           {"gflops", flops_tok * double(B) / t_fwd / 1e9},
                           {"gemm_gflops", flops_tok * double(B) / t_gemm / 1e9},
-                          {"ratio_vs_gemm", t_gemm / t_fwd}};
+                          {"ratio_vs_gemm", t_gemm / t_fwd},
+                          {"weights_bytes", model.bytes() + prepared_bytes(w)},
+                          {"peak_rss_bytes", peak_rss_bytes()}};
       std::cout << j.dump() << std::endl;
     }
   });

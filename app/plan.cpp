@@ -199,6 +199,9 @@ PlanRequest plan_request(const TrainConfig& cfg) {
     if (!parse_dtype(cfg.model.init_dtype, r.weight_dtype))
       throw InputError("model.init_dtype: unknown dtype '" + cfg.model.init_dtype + "'");
   }
+  // the matrices' dtype on the device: model.matrix_dtype, or with "auto" the stored one
+  if (cfg.model.matrix_dtype == "f32") r.weight_dtype = DType::F32;
+  if (cfg.model.matrix_dtype == "bf16") r.weight_dtype = DType::BF16;
   r.directions = cfg.es.directions;
   r.prompts_per_step = cfg.es.prompts_per_step;
   r.rank = cfg.es.rank;

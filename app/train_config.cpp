@@ -5,7 +5,9 @@
 #include <functional>
 #include <stdexcept>
 
+#include "app/plan.h"
 #include "core/error.h"
+#include "core/gemm_bf16.h"
 
 namespace eggroll {
 
@@ -126,6 +128,9 @@ Table make_table() {
   b.uint64("model.init_seed", EGGROLL_FIELD(model.init_seed), "seed of the random init");
   b.enumeration("model.init_dtype", EGGROLL_FIELD(model.init_dtype), {"f32", "bf16", "f16"},
                 "weight dtype of the random init");
+  b.enumeration("model.matrix_dtype", EGGROLL_FIELD(model.matrix_dtype), {"auto", "f32", "bf16"},
+                "dtype of the matrix products: f32, bf16 (fp32 masters for trained matrices), or auto "
+                "(bf16 for a 16-bit model on a device with bf16 products)");
   b.string("model.vocab", EGGROLL_FIELD(model.vocab),
            "World vocab file, or \"byte\" for byte-level models (V = 256)");
 
@@ -391,7 +396,38 @@ std::vector<config::KeyDiff> diff(const TrainConfig& a, const TrainConfig& b,
   return config::diff(to_config(a), to_config(b), ignore);
 }
 
-void require_resumable(const TrainConfig& saved, const std::string& saved_path, const TrainConfig& now) {
+DType stored_weight_dtype(const TrainConfig& cfg) {
+  DType dt = DType::F32;
+  if (!cfg.model.path.empty()) {
+    try {
+      read_checkpoint_config(cfg.model.path, &dt);
+    } catch (const InputError& e) {
+      throw InputError(std::string("model.path: ") + e.what());
+    }
+  } else if (!parse_dtype(cfg.model.init_dtype, dt)) {
+    throw InputError("model.init_dtype: unknown dtype '" + cfg.model.init_dtype + "'");
+  }
+  return dt;
+}
+
+TrainConfig resolve_matrix_dtype(const TrainConfig& cfg) {
+  TrainConfig r = cfg;
+  if (r.model.matrix_dtype != "auto") return r;
+  const bool bf16_products = cfg.run.device == "cuda" || cpu_has_bf16_dot();
+  r.model.matrix_dtype = stored_weight_dtype(cfg) != DType::F32 && bf16_products ? "bf16" : "f32";
+  return r;
+}
+
+void require_resumable(const TrainConfig& saved_cfg, const std::string& saved_path, const TrainConfig& now_cfg) {
+  // model.matrix_dtype: compare what both mean. A run written before the key existed ("auto"
+  // in its config.yaml) multiplied in bf16 only on cuda.
+  TrainConfig saved = saved_cfg, now = now_cfg;
+  if (saved.model.matrix_dtype != now.model.matrix_dtype) {
+    if (now.model.matrix_dtype == "auto") now = resolve_matrix_dtype(now);
+    if (saved.model.matrix_dtype == "auto")
+      saved.model.matrix_dtype =
+          saved.run.device == "cuda" && stored_weight_dtype(saved) != DType::F32 ? "bf16" : "f32";
+  }
   auto d = diff(saved, now, resume_mutable_keys());
   if (d.empty()) return;
   std::string msg = "config differs from the run's config.yaml (" + saved_path + ") at key '" +

@@ -1,4 +1,5 @@
 #pragma once
+#include "core/dtype.h"
 // The training run's configuration: `eggroll train CONFIG.yaml key.path=value ...`.
 //
 // TrainConfig holds plain fields grouped by YAML section; the defaults below are the schema's
@@ -39,6 +40,11 @@ struct TrainConfig {
     std::string init_preset;     // "", tiny, 0.1b, 0.4b, 1.5b, 2.9b, 7.2b, 13.3b (random init)
     uint64_t init_seed = 0;      // seed of the random init
     std::string init_dtype = "f32";  // f32 | bf16 | f16 (random init)
+    // auto | f32 | bf16: the dtype the step multiplies the matrices in (bf16: fp32 masters for
+    // the trained ones). auto: bf16 when the model is stored in a 16-bit type and the device
+    // computes bf16 products (CUDA; a CPU with AVX512-BF16), else f32. The run's config.yaml
+    // records the resolved value.
+    std::string matrix_dtype = "auto";
     std::string vocab = "byte";  // World vocab file path, or "byte" (V = 256)
     bool operator==(const Model&) const = default;
   } model;
@@ -144,5 +150,13 @@ std::vector<config::KeyDiff> diff(const TrainConfig& a, const TrainConfig& b,
 // key 'es.sigma': 0.002 (now) vs 0.001 (run)" unless `now` equals `saved` on every key outside
 // resume_mutable_keys().
 void require_resumable(const TrainConfig& saved, const std::string& saved_path, const TrainConfig& now);
+
+// The dtype the model is stored in: model.path's tensors (read from the file's header), or
+// model.init_dtype for a random init.
+DType stored_weight_dtype(const TrainConfig& cfg);
+// cfg with model.matrix_dtype "auto" replaced by what it means on run.device: bf16 when the model
+// is stored in bf16/f16 and the device computes bf16 products (cuda; a CPU with AVX512-BF16),
+// else f32. The trainer records the result in the run's config.yaml.
+TrainConfig resolve_matrix_dtype(const TrainConfig& cfg);
 
 }  // namespace eggroll

@@ -195,14 +195,9 @@ std::unique_ptr<Backend> make_backend(const TrainConfig& cfg, int plan_world) {
 #endif
 }
 
-// The engine's matrices: on cuda bf16 when the model is stored in a 16-bit type (as `eggroll plan`
-// counts them); fp32 on the CPU.
+// The engine's matrices: model.matrix_dtype, "auto" resolved (resolve_matrix_dtype).
 DType engine_matrix_dtype(const TrainConfig& cfg) {
-  if (cfg.run.device != "cuda") return DType::F32;
-  DType dt = DType::F32;
-  if (!cfg.model.path.empty()) read_checkpoint_config(cfg.model.path, &dt);
-  else parse_dtype(cfg.model.init_dtype, dt);
-  return dt == DType::F32 ? DType::F32 : DType::BF16;
+  return resolve_matrix_dtype(cfg).model.matrix_dtype == "bf16" ? DType::BF16 : DType::F32;
 }
 
 // all_gather of host bytes; a "nccl" communicator takes device buffers, staged through `be`.
@@ -251,7 +246,8 @@ void save_checkpoint_dir(const fs::path& run, int step, const Model& m, const Op
 
 }  // namespace
 
-TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
+TrainResult train(const TrainConfig& given, const TrainHooks& hooks) {
+  const TrainConfig cfg = resolve_matrix_dtype(given);  // config.yaml records what "auto" meant here
   if (cfg.run.threads > 0) omp_set_num_threads(cfg.run.threads);
   CommOptions co;
   co.backend = cfg.dist.backend;

@@ -27,8 +27,9 @@ struct WeightView {
   const void* data = nullptr;
   DType dtype = DType::F32;  // F32, or BF16 bits (matrices only)
   int64_t rows = 0, cols = 0;  // Param::rows / cols (1 x n for vectors)
-  // The backend's prepared form of an [out, in] matrix for y = W x products (the CPU backend's
-  // GEMM panels, core/gemm.h PackedWeights), made by Backend::prepare_weight; nullptr: none.
+  // The backend's prepared form of the matrix for its products (the CPU backend's GEMM panels:
+  // core/gemm.h PackedWeights, core/gemm_bf16.h PackedBf16), made by Backend::prepare_weight;
+  // nullptr: none. data may be nullptr when the prepared form replaces it.
   const void* prepared = nullptr;
   const float* f32() const { return static_cast<const float*>(data); }
 };
@@ -44,14 +45,22 @@ class Backend {
   virtual ~Backend() = default;
   // "cpu", "cuda"
   virtual const char* name() const = 0;
-  // A prepared form of matrix w for y = W x products (nullptr: the backend has none), and its
-  // refresh after w's values changed (same handle) and release. Default: none.
-  virtual const void* prepare_weight(const WeightView& w) {
-    (void)w;
+  // A prepared form of matrix w for its products (y = W x, or y = x P when x_times_p; nullptr:
+  // the backend has none), its refresh after w's values changed (same handle; w may then be the
+  // fp32 master values of a bf16 matrix: the prepared form holds their bf16 rounding) and its
+  // release. Default: none.
+  virtual const void* prepare_weight(const WeightView& w, bool x_times_p) {
+    (void)w, (void)x_times_p;
     return nullptr;
   }
   virtual void refresh_prepared(const void* handle, const WeightView& w) { (void)handle, (void)w; }
   virtual void release_prepared(const void* handle) { (void)handle; }
+  // Whether the prepared form of w holds all of w's values, so that products read nothing else
+  // and the plain array may be released (the CPU backend's bf16 panels). Default: no.
+  virtual bool prepared_replaces_data(const WeightView& w) const {
+    (void)w;
+    return false;
+  }
   // memory
   // Whether host pointers are valid in this backend (then fp32 host arrays may be used in place).
   virtual bool shares_host_memory() const { return false; }

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/registry.h"
 #include "core/gemm.h"
+#include "core/gemm_bf16.h"
 #include "core/ops/init.h"
 #include "core/ops/layer.h"
 #include "core/ops/linear.h"
@@ -60,21 +61,56 @@ void CpuBackend::channel_shift(const float* xf, float* state, const int32_t* slo
                                    int64_t layer_offset, VecArg mu, float* out, int64_t B, int64_t C) {
   ref::channel_shift(xf, state, slots, slot_stride, layer_offset, mu.p, mu.stride, out, B, C);
 }
-const void* CpuBackend::prepare_weight(const WeightView& w) {
-  if (w.dtype != DType::F32) return nullptr;
-  return new PackedWeights(pack_weights(w.f32(), w.cols, w.rows));
+// A prepared matrix: fp32 GEMM panels (y = W x only; x P products read P as it is) or bf16 panels
+// (both directions; they replace the plain bf16 array).
+namespace {
+struct CpuPrepared {
+  bool x_times_p = false, is_bf16 = false;
+  PackedWeights f32;
+  PackedBf16 bf16;
+};
+int64_t product_in(const WeightView& w, bool x_times_p) { return x_times_p ? w.rows : w.cols; }
+int64_t product_out(const WeightView& w, bool x_times_p) { return x_times_p ? w.cols : w.rows; }
+}  // namespace
+const void* CpuBackend::prepare_weight(const WeightView& w, bool x_times_p) {
+  const int64_t in = product_in(w, x_times_p), out = product_out(w, x_times_p);
+  auto* h = new CpuPrepared;
+  h->x_times_p = x_times_p;
+  if (w.dtype == DType::BF16) {
+    h->is_bf16 = true;
+    h->bf16 = pack_bf16(static_cast<const uint16_t*>(w.data), in, out, x_times_p);
+  } else if (!x_times_p) {
+    h->f32 = pack_weights(w.f32(), in, out);
+  } else {
+    delete h;
+    return nullptr;
+  }
+  return h;
 }
+bool CpuBackend::prepared_replaces_data(const WeightView& w) const { return w.dtype == DType::BF16; }
 void CpuBackend::refresh_prepared(const void* handle, const WeightView& w) {
-  if (handle) *const_cast<PackedWeights*>(static_cast<const PackedWeights*>(handle)) = pack_weights(w.f32(), w.cols, w.rows);
+  if (!handle) return;
+  auto* h = const_cast<CpuPrepared*>(static_cast<const CpuPrepared*>(handle));
+  const int64_t in = product_in(w, h->x_times_p), out = product_out(w, h->x_times_p);
+  if (h->is_bf16) {
+    if (h->bf16.in != in || h->bf16.out != out) throw std::logic_error("refresh_prepared: shape changed");
+    if (w.dtype == DType::BF16) h->bf16 = pack_bf16(static_cast<const uint16_t*>(w.data), in, out, h->x_times_p);
+    else repack_bf16(h->bf16, w.f32(), h->x_times_p);
+  } else {
+    if (w.dtype != DType::F32) throw std::logic_error("refresh_prepared: an fp32 packing given bf16 values");
+    h->f32 = pack_weights(w.f32(), in, out);
+  }
 }
-void CpuBackend::release_prepared(const void* handle) { delete static_cast<const PackedWeights*>(handle); }
+void CpuBackend::release_prepared(const void* handle) { delete static_cast<const CpuPrepared*>(handle); }
 
 void CpuBackend::linear(const WeightView& W, bool x_times_p, const float* X, float* Y, int64_t B) {
-  const int64_t in = x_times_p ? W.rows : W.cols, out = x_times_p ? W.cols : W.rows;
-  if (W.prepared && !x_times_p) {
-    gemm_packed(X, *static_cast<const PackedWeights*>(W.prepared), Y, B);
-    return;
+  const int64_t in = product_in(W, x_times_p), out = product_out(W, x_times_p);
+  if (const auto* h = static_cast<const CpuPrepared*>(W.prepared)) {
+    if (h->x_times_p != x_times_p) throw std::logic_error("CpuBackend::linear: prepared for the other product");
+    if (h->is_bf16) return gemm_bf16(X, h->bf16, Y, B);
+    return gemm_packed(X, h->f32, Y, B);
   }
+  if (!W.data) throw std::logic_error("CpuBackend::linear: a matrix with neither values nor a prepared form");
   if (W.dtype == DType::BF16)
     ref::linear_bf16(static_cast<const uint16_t*>(W.data), x_times_p, X, Y, B, in, out);
   else

@@ -5,11 +5,14 @@
 namespace eggroll {
 
 // The reference backend: host memory, core/ops/ ops, core/gemm.h products (fp32 weights;
-// prepared matrices are pre-packed GEMM panels, which give the same bits as the unpacked product).
+// prepared matrices are pre-packed GEMM panels, which give the same bits as the unpacked product)
+// and core/gemm_bf16.h products (bf16 weights, stored only as prepared panels: the same bits as
+// ref::linear_bf16).
 class CpuBackend final : public Backend {
  public:
   const char* name() const override { return "cpu"; }
-  const void* prepare_weight(const WeightView& w) override;
+  const void* prepare_weight(const WeightView& w, bool x_times_p) override;
+  bool prepared_replaces_data(const WeightView& w) const override;
   void refresh_prepared(const void* handle, const WeightView& w) override;
   void release_prepared(const void* handle) override;
   bool shares_host_memory() const override { return true; }

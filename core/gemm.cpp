@@ -14,24 +14,27 @@ namespace {
 constexpr int64_t MR = 6;   // rows per micro-tile
 constexpr int64_t NR = 64;  // outputs per micro-tile (4 AVX-512 vectors)
 
-// Y[mr, nr] (+)= X[mr, kc] * Bk[kc, nr]; Bk rows are ldb apart. first: assign instead of add.
-void micro_kernel(const float* X, int64_t ldx, const float* Bk, int64_t ldb, float* Y, int64_t ldy, int64_t mr,
-                  int64_t nr, int64_t kc, bool first) {
 #if defined(__AVX512F__)
-  __m512 acc[MR][4];
+// Y[R, nr] (+)= X[R, kc] * Bk[kc, nr]; Bk rows are ldb apart (nr < 64: masked loads, so a panel
+// read in place never reads past its end). first: assign instead of add. R is a compile-time
+// row count so that the accumulators stay in registers for every batch remainder.
+template <int R>
+void micro_tile(const float* X, int64_t ldx, const float* Bk, int64_t ldb, float* Y, int64_t ldy, int64_t nr,
+                int64_t kc, bool first) {
+  __m512 acc[R][4];
   __mmask16 mask[4];
   for (int v = 0; v < 4; v++) {
     const int64_t left = nr - 16 * v;
     mask[v] = left >= 16 ? __mmask16(0xffff) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
   }
-  for (int r = 0; r < MR; r++)
+  for (int r = 0; r < R; r++)
     for (int v = 0; v < 4; v++) acc[r][v] = _mm512_setzero_ps();
-  if (mr == MR && nr == NR) {
+  if (nr == NR) {
     for (int64_t k = 0; k < kc; k++) {
       const float* b = Bk + k * ldb;
       const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), b2 = _mm512_loadu_ps(b + 32),
                    b3 = _mm512_loadu_ps(b + 48);
-      for (int r = 0; r < MR; r++) {
+      for (int r = 0; r < R; r++) {
         const __m512 x = _mm512_set1_ps(X[r * ldx + k]);
         acc[r][0] = _mm512_fmadd_ps(x, b0, acc[r][0]);
         acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
@@ -44,19 +47,34 @@ void micro_kernel(const float* X, int64_t ldx, const float* Bk, int64_t ldb, flo
       const float* b = Bk + k * ldb;
       __m512 bv[4];
       for (int v = 0; v < 4; v++) bv[v] = _mm512_maskz_loadu_ps(mask[v], b + 16 * v);
-      for (int64_t r = 0; r < mr; r++) {
+      for (int r = 0; r < R; r++) {
         const __m512 x = _mm512_set1_ps(X[r * ldx + k]);
         for (int v = 0; v < 4; v++) acc[r][v] = _mm512_fmadd_ps(x, bv[v], acc[r][v]);
       }
     }
   }
-  for (int64_t r = 0; r < mr; r++)
+  for (int r = 0; r < R; r++)
     for (int v = 0; v < 4; v++) {
       if (!mask[v]) continue;
       float* y = Y + r * ldy + 16 * v;
       __m512 out = first ? acc[r][v] : _mm512_add_ps(_mm512_maskz_loadu_ps(mask[v], y), acc[r][v]);
       _mm512_mask_storeu_ps(y, mask[v], out);
     }
+}
+#endif
+
+// Y[mr, nr] (+)= X[mr, kc] * Bk[kc, nr]; Bk rows are ldb apart. first: assign instead of add.
+void micro_kernel(const float* X, int64_t ldx, const float* Bk, int64_t ldb, float* Y, int64_t ldy, int64_t mr,
+                  int64_t nr, int64_t kc, bool first) {
+#if defined(__AVX512F__)
+  switch (mr) {
+    case 6: return micro_tile<6>(X, ldx, Bk, ldb, Y, ldy, nr, kc, first);
+    case 5: return micro_tile<5>(X, ldx, Bk, ldb, Y, ldy, nr, kc, first);
+    case 4: return micro_tile<4>(X, ldx, Bk, ldb, Y, ldy, nr, kc, first);
+    case 3: return micro_tile<3>(X, ldx, Bk, ldb, Y, ldy, nr, kc, first);
+    case 2: return micro_tile<2>(X, ldx, Bk, ldb, Y, ldy, nr, kc, first);
+    default: return micro_tile<1>(X, ldx, Bk, ldb, Y, ldy, nr, kc, first);
+  }
 #else
   for (int64_t r = 0; r < mr; r++)
     for (int64_t j = 0; j < nr; j++) {

@@ -25,6 +25,7 @@ OpsEngine::OpsEngine(Backend& be, Model& m, const ParamSelection& sel, const Noi
   for (size_t pid = 0; pid < P; pid++) updated[pid] = sel.lowrank[pid] || sel.full[pid];
   // fp32 parameters are m's own arrays on a host-memory backend: update() changes m directly
   model_ = std::make_unique<BackendModel>(be, m, o.matrix_dtype, &updated, /*in_place=*/true);
+  model_->prepare_products();  // the CPU backend's GEMM panels (refreshed after each update)
   w_ = model_->weights();
   const StateDict ostate = opt.state();
   {
@@ -46,19 +47,10 @@ OpsEngine::OpsEngine(Backend& be, Model& m, const ParamSelection& sel, const Noi
     red_ = buffers_.array<double>(int64_t(2 * P) * be_.reduce_doubles());
   }
   pert_ = std::make_unique<EggrollPerturbation>(m, sel, nc, o.noise_cache, &be_);
-  prepare_products(be_, w_);  // the CPU backend's packed GEMM panels (refreshed after each update)
-  try {
-    stepper_ = std::make_unique<Decoder>(be_, w_, o.max_rows);
-  } catch (...) {
-    release_products(be_, w_);
-    throw;
-  }
+  stepper_ = std::make_unique<Decoder>(be_, w_, o.max_rows);
 }
 
-OpsEngine::~OpsEngine() {
-  stepper_.reset();
-  release_products(be_, w_);
-}
+OpsEngine::~OpsEngine() { stepper_.reset(); }
 
 void OpsEngine::begin_step(uint64_t epoch, int directions, float sigma) {
   pert_->set_sigma(sigma);
@@ -168,7 +160,7 @@ StepReport OpsEngine::update(std::span<const float> fitness, size_t pair_lo, siz
       be_.adam_update(model_->master(pid), grad_, m1_[size_t(pid)], m2_[size_t(pid)], n, lr, oc_.beta1, oc_.beta2,
                       oc_.eps, oc_.weight_decay, oc_.kind == OptimKind::AdamW, bc1, bc2, scale, out,
                       model_->bf16(pid));
-    if (const void* h = w_.params[size_t(pid)].prepared) be_.refresh_prepared(h, w_.params[size_t(pid)]);
+    model_->refresh(pid);
   }
   be_.download(red.data(), red_, red.size() * sizeof(double));
   double sq = 0, usq = 0;

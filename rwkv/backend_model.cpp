@@ -15,7 +15,7 @@ void BackendModel::place_layout(const Model& layout) {
 
 BackendModel::BackendModel(Backend& be, const Model& m, DType matrix_dtype, const std::vector<uint8_t>* masters,
                            bool in_place)
-    : buffers_(be), dtype_(matrix_dtype) {
+    : be_(be), buffers_(be), dtype_(matrix_dtype) {
   if (masters && masters->size() != m.params.size())
     throw std::invalid_argument("BackendModel: the master selection does not match the model");
   place_layout(m);
@@ -55,7 +55,7 @@ BackendModel::BackendModel(Backend& be, const Model& m, DType matrix_dtype, cons
 }
 
 BackendModel::BackendModel(Backend& be, const ModelConfig& cfg, uint64_t seed, DType matrix_dtype)
-    : buffers_(be), dtype_(matrix_dtype) {
+    : be_(be), buffers_(be), dtype_(matrix_dtype) {
   const Model lay = model_layout(cfg);
   place_layout(lay);
   for (size_t pid = 0; pid < lay.params.size(); pid++) {
@@ -74,6 +74,34 @@ BackendModel::BackendModel(Backend& be, const ModelConfig& cfg, uint64_t seed, D
     w_.params.push_back(v);
   }
   be.synchronize();
+}
+
+BackendModel::~BackendModel() {
+  if (prepared_) release_products(be_, w_);
+}
+
+void BackendModel::prepare_products() {
+  if (prepared_) return;
+  prepared_ = true;
+  for (ProductMatrix pm : product_matrices(w_)) {  // one at a time: the peak holds one extra matrix
+    WeightView& v = w_.params[size_t(pm.pid)];
+    v.prepared = be_.prepare_weight(v, pm.x_times_p);
+    if (!v.prepared || v.dtype != DType::BF16 || !be_.prepared_replaces_data(v)) continue;
+    buffers_.release(v.data);
+    bytes_ -= size_t(v.rows * v.cols) * 2;
+    v.data = nullptr;
+    bf16_[size_t(pm.pid)] = nullptr;
+  }
+}
+
+void BackendModel::refresh(int pid) {
+  const WeightView& v = w_.params[size_t(pid)];
+  if (!v.prepared) return;
+  if (v.data) return be_.refresh_prepared(v.prepared, v);
+  WeightView m = v;  // the plain array was released: repack from the fp32 master
+  m.data = master(pid), m.dtype = DType::F32;
+  if (!m.data) throw std::logic_error("BackendModel::refresh: a parameter without master or values");
+  be_.refresh_prepared(v.prepared, m);
 }
 
 // ---- state -------------------------------------------------------------------------------------

@@ -25,8 +25,17 @@ class BackendModel {
   // Random weights made by the backend (Backend::init_uniform): the values of
   // Model::random(cfg, seed), matrices in matrix_dtype (bf16: their RNE rounding), no masters.
   BackendModel(Backend& be, const ModelConfig& cfg, uint64_t seed, DType matrix_dtype);
+  ~BackendModel();
   BackendModel(const BackendModel&) = delete;
   BackendModel& operator=(const BackendModel&) = delete;
+
+  // Prepares every product matrix (Backend::prepare_weight, e.g. the CPU backend's GEMM panels).
+  // Where the prepared form replaces the plain array (the CPU's bf16 panels), that array is
+  // released: the matrix is then stored once. Released again by the destructor.
+  void prepare_products();
+  // After the optimizer changed parameter pid (its master): brings the step's copy up to date
+  // (the prepared form; the bf16 copy itself is rewritten by the update ops).
+  void refresh(int pid);
 
   const ModelWeights& weights() const { return w_; }
   DType matrix_dtype() const { return dtype_; }
@@ -38,8 +47,10 @@ class BackendModel {
 
  private:
   void place_layout(const Model& layout);
+  Backend& be_;
   BackendBuffers buffers_;
   ModelWeights w_;
+  bool prepared_ = false;
   DType dtype_;
   std::vector<float*> master_;
   std::vector<uint16_t*> bf16_;

@@ -44,24 +44,32 @@ ModelWeights weights_layout(const Model& m);
 // The layout of `m` with every parameter pointing at the host Model's fp32 data (CPU backend).
 ModelWeights host_step_weights(const Model& m);
 
-// Parameter ids of the matrices the step multiplies as y = W x (W [out, in]: receptance, key,
-// value, output, the FFN's key and value, the head); the LoRA matrices are x P products.
-inline std::vector<int> wx_product_ids(const ModelWeights& w) {
-  std::vector<int> ids;
-  for (const LayerParams& L : w.layers)
-    for (int pid : {L.Wr, L.Wk, L.Wv, L.Wo, L.ffn_key, L.ffn_value}) ids.push_back(pid);
-  ids.push_back(w.head);
+// The matrices the step multiplies: y = W x (W [out, in]: receptance, key, value, output, the
+// FFN's key and value, the head) and y = x P (the LoRA matrices, P [in, out]).
+struct ProductMatrix {
+  int pid;
+  bool x_times_p;
+};
+inline std::vector<ProductMatrix> product_matrices(const ModelWeights& w) {
+  std::vector<ProductMatrix> ids;
+  for (const LayerParams& L : w.layers) {
+    for (int pid : {L.Wr, L.Wk, L.Wv, L.Wo, L.ffn_key, L.ffn_value}) ids.push_back({pid, false});
+    for (int pid : {L.w1, L.w2, L.a1, L.a2, L.g1, L.g2, L.v1, L.v2})
+      if (pid >= 0) ids.push_back({pid, true});
+  }
+  ids.push_back({w.head, false});
   return ids;
 }
 
-// Prepares (be.prepare_weight) every y = W x matrix of w in place; release_products undoes it.
+// Prepares (be.prepare_weight) every product matrix of w in place; release_products undoes it.
 inline void prepare_products(Backend& be, ModelWeights& w) {
-  for (int pid : wx_product_ids(w)) w.params[size_t(pid)].prepared = be.prepare_weight(w.params[size_t(pid)]);
+  for (ProductMatrix p : product_matrices(w))
+    w.params[size_t(p.pid)].prepared = be.prepare_weight(w.params[size_t(p.pid)], p.x_times_p);
 }
 inline void release_products(Backend& be, ModelWeights& w) {
-  for (int pid : wx_product_ids(w)) {
-    be.release_prepared(w.params[size_t(pid)].prepared);
-    w.params[size_t(pid)].prepared = nullptr;
+  for (ProductMatrix p : product_matrices(w)) {
+    be.release_prepared(w.params[size_t(p.pid)].prepared);
+    w.params[size_t(p.pid)].prepared = nullptr;
   }
 }
 

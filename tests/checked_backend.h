@@ -46,10 +46,14 @@ class CheckedBackend final : public Backend {
     return a + bytes <= it->first + it->second;
   }
 
-  const void* prepare_weight(const WeightView& w) override {
+  const void* prepare_weight(const WeightView& w, bool x_times_p) override {
     op_ = "prepare_weight";
-    return cpu_.prepare_weight(w);
+    return cpu_.prepare_weight(w, x_times_p);
   }
+  // as a GPU backend: the plain bf16 array stays and the update ops rewrite it (the CPU backend
+  // instead keeps bf16 matrices only as panels, refreshed from the fp32 masters; the engine tests
+  // compare both ways bit for bit)
+  bool prepared_replaces_data(const WeightView&) const override { return false; }
   void refresh_prepared(const void* h, const WeightView& w) override {
     op_ = "refresh_prepared";
     cpu_.refresh_prepared(h, w);

@@ -16,6 +16,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/gemm_bf16.h"
 #include "app/train_config.h"
 
 using namespace eggroll;
@@ -423,7 +424,7 @@ TEST_CASE("train config: defaults", "[config][train]") {
 
   // the schema lists every key once, and required task.name has no default
   const auto& s = train_config_schema();
-  CHECK(s.entries().size() == 59);
+  CHECK(s.entries().size() == 60);
   CHECK(c.run.device == "cpu");
   CHECK(s.find("task.name")->required());
   CHECK(s.find("task.template") != nullptr);
@@ -565,4 +566,38 @@ TEST_CASE("train config: resolved config.yaml round trip", "[config][train]") {
   CHECK(cc.get_int("es.directions") == 256);
   CHECK(cc.get_string("task.template") == "chat_think");
   CHECK(from_config(cc) == c);
+}
+
+TEST_CASE("train config: model.matrix_dtype resolves auto, and resume compares what it meant", "[config][train]") {
+  TrainConfig c = load_train_config("", {"task.name=digits", "model.init_preset=tiny", "run.name=x"});  // fp32 init
+  CHECK(c.model.matrix_dtype == "auto");
+  CHECK(stored_weight_dtype(c) == DType::F32);
+  CHECK(resolve_matrix_dtype(c).model.matrix_dtype == "f32");
+  c.model.init_dtype = "bf16";
+  CHECK(stored_weight_dtype(c) == DType::BF16);
+  CHECK(resolve_matrix_dtype(c).model.matrix_dtype == (cpu_has_bf16_dot() ? "bf16" : "f32"));
+  c.run.device = "cuda";  // the GPU always multiplies a 16-bit model in bf16
+  CHECK(resolve_matrix_dtype(c).model.matrix_dtype == "bf16");
+  c.run.device = "cpu";
+  for (const char* v : {"f32", "bf16"}) {  // explicit values stay
+    c.model.matrix_dtype = v;
+    CHECK(resolve_matrix_dtype(c).model.matrix_dtype == v);
+  }
+  CHECK(contains(input_error([] { load_train_config("", {"run.name=x", "model.matrix_dtype=fp16"}); }), "model.matrix_dtype"));
+
+  // resume: the saved config holds the resolved value; "auto" now must mean the same
+  TrainConfig saved = c, now = c;
+  saved.model.init_dtype = now.model.init_dtype = "f32";
+  saved.model.matrix_dtype = "f32", now.model.matrix_dtype = "auto";
+  CHECK_NOTHROW(require_resumable(saved, "run/config.yaml", now));
+  saved.model.matrix_dtype = "bf16";
+  CHECK(contains(input_error([&] { require_resumable(saved, "run/config.yaml", now); }),
+                 "at key 'model.matrix_dtype': f32 (now) vs bf16 (run)"));
+  // a config.yaml written before the key existed: bf16 products only ran on cuda
+  saved.model.matrix_dtype = "auto", saved.model.init_dtype = now.model.init_dtype = "bf16";
+  now.model.matrix_dtype = "f32";
+  CHECK_NOTHROW(require_resumable(saved, "run/config.yaml", now));
+  now.model.matrix_dtype = "bf16";
+  CHECK(contains(input_error([&] { require_resumable(saved, "run/config.yaml", now); }),
+                 "at key 'model.matrix_dtype': bf16 (now) vs f32 (run)"));
 }

@@ -4,7 +4,13 @@
 #include <random>
 #include <vector>
 
+#include <cstring>
+#include <omp.h>
+
+#include "core/dtype.h"
 #include "core/gemm.h"
+#include "core/gemm_bf16.h"
+#include "core/ops/linear.h"
 
 using namespace eggroll;
 
@@ -63,4 +69,93 @@ TEST_CASE("pre-packed weights give bit-identical products", "[gemm]") {
     gemm_packed(X.data(), P, b.data(), rows);
     CHECK(a == b);
   }
+}
+
+// ---- bf16 products (core/gemm_bf16.h) ----------------------------------------------------------
+
+namespace {
+std::vector<uint16_t> bf16_bits(const std::vector<float>& v) {
+  std::vector<uint16_t> b(v.size());
+  for (size_t i = 0; i < v.size(); i++) b[i] = f32_to_bf16(v[i]);
+  return b;
+}
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
+}
+std::vector<Bf16Kernel> kernels_here() {
+  std::vector<Bf16Kernel> k = {Bf16Kernel::Scalar};
+  if (bf16_kernel_supported(Bf16Kernel::Avx512Bf16)) k.push_back(Bf16Kernel::Avx512Bf16);
+  return k;
+}
+}  // namespace
+
+TEST_CASE("every bf16 kernel equals the reference bit for bit, both product directions", "[gemm][bf16]") {
+  if (!bf16_kernel_supported(Bf16Kernel::Avx512Bf16))
+    WARN("this CPU has no AVX512-BF16: only the scalar kernel is checked here");
+  for (auto [rows, in, out] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {1, 2, 3}, {3, 17, 5}, {6, 256, 64},
+                               {7, 300, 130}, {13, 513, 70}, {64, 768, 96}, {5, 1024, 129}}) {
+    INFO(rows << "x" << in << "x" << out);
+    auto X = randv(size_t(rows * in), 3), Wv = randv(size_t(out * in), 4);
+    // magnitudes over many binades, some subnormal (flushed by the definition)
+    for (size_t i = 0; i < X.size(); i += 7) X[i] *= std::ldexp(1.f, -int(i % 140));
+    for (size_t i = 0; i < Wv.size(); i += 5) Wv[i] *= std::ldexp(1.f, -int(i % 130));
+    const auto W = bf16_bits(Wv);
+    std::vector<uint16_t> P(W.size());  // the same matrix as P [in, out]
+    for (int64_t o = 0; o < out; o++)
+      for (int64_t k = 0; k < in; k++) P[size_t(k * out + o)] = W[size_t(o * in + k)];
+    std::vector<float> want(size_t(rows * out)), want_p(size_t(rows * out));
+    ref::linear_bf16(W.data(), false, X.data(), want.data(), rows, in, out);
+    ref::linear_bf16(P.data(), true, X.data(), want_p.data(), rows, in, out);
+    CHECK(same_bits(want, want_p));
+    // close to the float64 product of the same bf16 roundings
+    double worst = 0;
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t o = 0; o < out; o++) {
+        double s = 0;
+        for (int64_t k = 0; k < in; k++)
+          s += double(round_to_bf16(X[size_t(r * in + k)])) * bf16_to_f32(W[size_t(o * in + k)]);
+        worst = std::max(worst, std::fabs(s - want[size_t(r * out + o)]) / std::sqrt(double(in)));
+      }
+    CHECK(worst < 1e-6);
+    const PackedBf16 pw = pack_bf16(W.data(), in, out, false), pp = pack_bf16(P.data(), in, out, true),
+                     pf = pack_bf16(Wv.data(), in, out, false);
+    CHECK(pw.data == pp.data);
+    CHECK(pw.data == pf.data);  // packing fp32 values = packing their RNE bits
+    for (Bf16Kernel k : kernels_here()) {
+      INFO(bf16_kernel_name(k));
+      std::vector<float> Y(size_t(rows * out), -7.f);
+      gemm_bf16(X.data(), pw, Y.data(), rows, k);
+      CHECK(same_bits(Y, want));
+    }
+  }
+}
+
+TEST_CASE("bf16 products: a row's result does not depend on the batch or the thread count", "[gemm][bf16]") {
+  const int64_t rows = 23, in = 700, out = 200;
+  auto X = randv(size_t(rows * in), 5), Wv = randv(size_t(out * in), 6);
+  const PackedBf16 pw = pack_bf16(Wv.data(), in, out, false);
+  for (Bf16Kernel k : kernels_here()) {
+    INFO(bf16_kernel_name(k));
+    std::vector<float> all(size_t(rows * out));
+    gemm_bf16(X.data(), pw, all.data(), rows, k);
+    for (int64_t r : {int64_t(0), int64_t(5), int64_t(6), int64_t(22)}) {
+      std::vector<float> one(static_cast<size_t>(out));
+      gemm_bf16(X.data() + r * in, pw, one.data(), 1, k);
+      CHECK(std::memcmp(one.data(), all.data() + r * out, size_t(out) * 4) == 0);
+    }
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    std::vector<float> serial(size_t(rows * out));
+    gemm_bf16(X.data(), pw, serial.data(), rows, k);
+    omp_set_num_threads(saved);
+    CHECK(same_bits(serial, all));
+  }
+}
+
+TEST_CASE("repacking from new fp32 values equals a fresh packing", "[gemm][bf16]") {
+  const int64_t in = 129, out = 65;
+  auto A = randv(size_t(in * out), 7), B = randv(size_t(in * out), 8);
+  PackedBf16 p = pack_bf16(A.data(), in, out, true);
+  repack_bf16(p, B.data(), true);
+  CHECK(p.data == pack_bf16(B.data(), in, out, true).data);
 }

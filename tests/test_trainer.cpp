@@ -108,8 +108,12 @@ TEST_CASE("metrics and samples have the documented fields", "[trainer]") {
   CHECK(rows[1].contains("val_score"));
   CHECK(test::count_lines(fs::path(run_directory(a)) / "samples.jsonl") == 4);
   CHECK(fs::exists(fs::path(run_directory(a)) / "config.yaml"));
-  // the written config loads back to the same config
-  CHECK(load_train_config((fs::path(run_directory(a)) / "config.yaml").string()) == a);
+  // the written config loads back to the same config, model.matrix_dtype resolved ("auto" -> f32
+  // for this fp32 model)
+  CHECK(a.model.matrix_dtype == "auto");
+  const TrainConfig saved = load_train_config((fs::path(run_directory(a)) / "config.yaml").string());
+  CHECK(saved.model.matrix_dtype == "f32");
+  CHECK(saved == resolve_matrix_dtype(a));
 }
 
 TEST_CASE("EGGROLL improves the trained byte-level model on a toy task", "[trainer][slow]") {

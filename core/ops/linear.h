@@ -20,8 +20,10 @@ float round_to_bf16(float x);
 namespace ref {
 
 // Y[B, out] = X[B, in] W^T, W [out, in] (y = W x) or, x_times_p, Y = X P, P [in, out].
-// fp32 weights: core/gemm.h. bf16 weights: X is rounded to bf16 first (the device GEMM takes
-// bf16 x bf16 with fp32 accumulation), then the same fp32 product.
+// fp32 weights: core/gemm.h. bf16 weights: X is rounded to bf16 (the device GEMM takes bf16 x
+// bf16 with fp32 accumulation), then the products summed as core/gemm_bf16.h defines (k in
+// pairs, odd element first, blocks of kGemmKC, subnormals flushed): the order of the CPU's
+// vdpbf16ps, written out one fma at a time.
 void linear_f32(const float* W, bool x_times_p, const float* X, float* Y, int64_t B, int64_t in, int64_t out);
 void linear_bf16(const uint16_t* W, bool x_times_p, const float* X, float* Y, int64_t B, int64_t in, int64_t out);
 

@@ -1,0 +1,53 @@
+#pragma once
+// bf16 products for the CPU backend: matrices stored once, as bf16 panels; inputs rounded to
+// bf16 (round to nearest even); products accumulated in fp32.
+//
+// Definition (what every kernel here computes, bit for bit; ref::linear_bf16 in
+// core/ops/linear.h is its scalar reference): k runs in pairs (2p, 2p+1), the last pair of an
+// odd `in` padded with zeros; for each output, in each block of kGemmKC consecutive k,
+//   acc = 0;  for each pair:  acc = fma(x[2p+1], w[2p+1], acc);  acc = fma(x[2p], w[2p], acc)
+// (the products of two bf16 values are exact in fp32; bf16 subnormal inputs and subnormal
+// results of each fma count as zero), and y = block 0's acc, then y += acc of each later block
+// in k order. That is the order of the AVX512-BF16 instruction vdpbf16ps (checked on the
+// hardware by tests/test_gemm.cpp), so the vector kernel and the scalar one agree exactly, and a
+// row's result never depends on the other rows, the batch size or the thread count (batch
+// invariance, as for the fp32 GEMM in core/gemm.h).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace eggroll {
+
+// The kernels: chosen at run time from the CPU's features (best_bf16_kernel()).
+enum class Bf16Kernel : uint8_t {
+  Scalar,      // portable: one fma at a time, flushing subnormals as the instruction does
+  Avx512Bf16,  // vdpbf16ps (AVX512-BF16: Intel Cooper Lake, Sapphire Rapids and later; AMD Zen 4 and later)
+};
+const char* bf16_kernel_name(Bf16Kernel k);
+bool bf16_kernel_supported(Bf16Kernel k);
+// The fastest supported kernel; EGGROLL_BF16_KERNEL=scalar|avx512bf16 overrides (tests, benchmarks).
+Bf16Kernel best_bf16_kernel();
+// Whether the CPU has bf16 dot-product instructions (then bf16 matrices are the CPU default).
+bool cpu_has_bf16_dot();
+
+// A matrix as bf16 panels: for each 64-wide tile of outputs, for each k pair p, the 64 outputs'
+// (w[2p], w[2p+1]) interleaved: data[((tile * pairs + p) * 64 + j) * 2 + e], zero-padded.
+struct PackedBf16 {
+  int64_t in = 0, out = 0, pairs = 0;
+  std::vector<uint16_t> data;
+  size_t bytes() const { return data.size() * 2; }
+};
+// The source of a packing: bf16 bits or fp32 values (rounded to nearest even), laid out as
+// W [out, in] (y = W x) or, x_times_p, P [in, out] (y = x P).
+PackedBf16 pack_bf16(const uint16_t* bits, int64_t in, int64_t out, bool x_times_p);
+PackedBf16 pack_bf16(const float* values, int64_t in, int64_t out, bool x_times_p);
+// Rewrites an existing packing of the same shape from new fp32 values (after an update).
+void repack_bf16(PackedBf16& p, const float* values, bool x_times_p);
+
+// Y[rows, out] = bf16(X)[rows, in] times the packed matrix, fp32 accumulation (definition above).
+void gemm_bf16(const float* X, const PackedBf16& W, float* Y, int64_t rows, Bf16Kernel k);
+inline void gemm_bf16(const float* X, const PackedBf16& W, float* Y, int64_t rows) {
+  gemm_bf16(X, W, Y, rows, best_bf16_kernel());
+}
+
+}  // namespace eggroll
