@@ -17,6 +17,7 @@
 #include "core/comm.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/gemm_bf16.h"
 #include "es/eggroll.h"
 #include "es/fitness.h"
 #include "es/ops_engine.h"
@@ -328,6 +329,11 @@ TrainResult train(const TrainConfig& given, const TrainHooks& hooks) {
   eo.noise_cache = cfg.es.noise_cache == "keep" ? NoiseCache::Keep : NoiseCache::Regenerate;
   eo.max_rows = int64_t(std::max(slice_max, task->val_size()));
   auto engine = std::make_unique<OpsEngine>(*backend, model, sel, nc, oc, opt, eo);
+  if (lead && hooks.progress)
+    fmt::print(stderr, "{}: {} matrices on {}{}\n", run.filename().string(), cfg.model.matrix_dtype, cfg.run.device,
+               eo.matrix_dtype == DType::BF16 && cfg.run.device == "cpu"
+                   ? fmt::format(" ({} kernel, fp32 masters)", bf16_kernel_name(best_bf16_kernel()))
+                   : "");
   const Rollout val_rollout = [&](std::span<const GenRequest> r, const GenOptions& g) {
     return engine->generate(r, g, false);
   };

@@ -8,7 +8,7 @@ namespace eggroll {
 // prepared matrices are pre-packed GEMM panels, which give the same bits as the unpacked product)
 // and core/gemm_bf16.h products (bf16 weights, stored only as prepared panels: the same bits as
 // ref::linear_bf16).
-class CpuBackend final : public Backend {
+class CpuBackend : public Backend {
  public:
   const char* name() const override { return "cpu"; }
   const void* prepare_weight(const WeightView& w, bool x_times_p) override;

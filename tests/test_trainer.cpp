@@ -66,6 +66,23 @@ TEST_CASE("a resumed run ends bit-identical to an uninterrupted one", "[trainer]
   CHECK(fs::exists(fs::path(run_directory(full)) / "checkpoints" / "step_6"));
 }
 
+TEST_CASE("bf16 matrices: a resumed run ends bit-identical to an uninterrupted one", "[trainer][resume][bf16]") {
+  TrainHooks quiet;
+  quiet.progress = false;
+  TrainConfig full = tiny_run("full16", {"model.matrix_dtype=bf16"});
+  train(full, quiet);
+  TrainConfig split = tiny_run("split16", {"model.matrix_dtype=bf16"});
+  TrainHooks stop = quiet;
+  stop.stop_after_steps = 3;
+  CHECK(train(split, stop).steps_done == 3);
+  CHECK(train(split, quiet).steps_done == 6);
+  CHECK(final_weights(full) == final_weights(split));
+  // and the bf16 run is not the fp32 one
+  TrainConfig f32 = tiny_run("full32", {"model.matrix_dtype=f32"});
+  train(f32, quiet);
+  CHECK(final_weights(full) != final_weights(f32));
+}
+
 TEST_CASE("same seed gives the same weights, another seed different ones", "[trainer]") {
   TrainHooks quiet;
   quiet.progress = false;
