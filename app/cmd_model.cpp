@@ -8,9 +8,13 @@
 #include <nlohmann/json.hpp>
 
 #include "core/checkpoint.h"
+#include "core/cpu_backend.h"
+#include "core/gemm_bf16.h"
 #include "core/error.h"
 #include "core/file_io.h"
 #include "app/commands.h"
+#include "app/plan.h"
+#include "rwkv/backend_model.h"
 #include "rwkv/forward.h"
 #include "rwkv/decoder.h"
 #include "rwkv/model.h"
@@ -146,7 +150,7 @@ void register_model_commands(CLI::App& app) {
   {
     auto* c = app.add_subcommand("generate", "Generate a continuation of a prompt");
     struct Opts {
-      std::string model, prompt, vocab, tokens, stop;
+      std::string model, prompt, vocab, tokens, stop, matrix_dtype = "auto";
       int max_tokens = 64, top_k = 0, n = 1;
       float temperature = 0.f, top_p = 1.f;
       uint64_t seed = 0;
@@ -167,6 +171,9 @@ void register_model_commands(CLI::App& app) {
     c->add_option("--stop", o->stop, "stop string (default: blank line \"\\n\\n\" when a tokenizer is known)");
     c->add_flag("--no-stop", o->no_stop, "do not stop on a string");
     c->add_flag("--json", o->json, "print a JSON object");
+    c->add_option("--matrix-dtype", o->matrix_dtype,
+                  "matrix products: f32, bf16, or auto (bf16 for a 16-bit checkpoint on a CPU with AVX512-BF16)")
+        ->check(CLI::IsMember({"auto", "f32", "bf16"}));
     c->callback([=] {
       if (o->prompt.empty() && o->tokens.empty()) throw InputError("generate: give --prompt TEXT or --tokens IDS");
       if (o->top_p <= 0.f) throw InputError("--top-p: must be in (0, 1]");
@@ -188,9 +195,23 @@ void register_model_commands(CLI::App& app) {
       if (tok && !o->no_stop) go.stop_strings = {o->stop.empty() ? std::string("\n\n") : o->stop};
       std::vector<GenRequest> reqs(size_t(o->n));
       for (int i = 0; i < o->n; i++) reqs[size_t(i)] = {prompt, o->seed + uint64_t(i), 0};
-      Forward fwd(m);
+      DType stored = DType::F32;
+      read_checkpoint_config(o->model, &stored);
+      const bool bf16 = o->matrix_dtype == "bf16" ||
+                        (o->matrix_dtype == "auto" && stored != DType::F32 && cpu_has_bf16_dot());
       GenStats stats;
-      auto res = generate(fwd, reqs, go, nullptr, &stats);
+      std::vector<GenResult> res;
+      if (bf16) {  // bf16 panels only: the fp32 copy is dropped once they exist
+        CpuBackend be;
+        BackendModel bm(be, m, DType::BF16);
+        bm.prepare_products();
+        for (Param& p : m.params) std::vector<float>().swap(p.data);
+        Decoder dec(be, bm.weights(), int64_t(o->n));
+        res = generate(dec, reqs, go, &stats);
+      } else {
+        Forward fwd(m);
+        res = generate(fwd, reqs, go, nullptr, &stats);
+      }
       if (o->json) {
         auto one = [&](const GenResult& r) {
           nlohmann::json j = {{"tokens", r.tokens}, {"stop_reason", r.stop_reason}};
@@ -204,6 +225,7 @@ void register_model_commands(CLI::App& app) {
           for (auto& r : res) j["samples"].push_back(one(r));
         }
         j["tokens_per_second"] = stats.seconds > 0 ? double(stats.generated_tokens) / stats.seconds : 0.0;
+        j["matrix_dtype"] = bf16 ? "bf16" : "f32";
         std::cout << json_dump(j) << "\n";
       } else {
         for (auto& r : res) {

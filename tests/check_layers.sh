@@ -3,6 +3,7 @@
 # its own layer or a layer below it:
 #   core  <- cuda                      (the CUDA backend plugin: core only)
 #   core  <- rwkv <- es <- tasks <- app (the command line may also use cuda)
+#   tools: stand-alone programs (e.g. the oneDNN comparison), may use any layer
 # Prints each upward or sideways include as FILE:LINE: INCLUDE (layer X may not include Y) and
 # exits 1 when there is one. Usage: check_layers.sh [SOURCE_DIR]
 set -euo pipefail
@@ -15,10 +16,11 @@ declare -A allowed=(
   [es]="core rwkv es"
   [tasks]="core rwkv es tasks"
   [app]="core rwkv es tasks app cuda"
+  [tools]="core rwkv es tasks app cuda tools"
 )
 bad=0
 files=0
-for layer in core cuda rwkv es tasks app; do
+for layer in core cuda rwkv es tasks app tools; do
   [ -d "$layer" ] || continue
   while IFS= read -r f; do
     files=$((files + 1))
