@@ -10,7 +10,8 @@
 #include "core/gemm.h"
 #include "app/bench_cuda.h"
 #include "app/commands.h"
-#include "es/eggroll.h"
+#include "es/optim.h"
+#include "es/perturbation.h"
 #include "rwkv/forward.h"
 #include "rwkv/model.h"
 

@@ -113,6 +113,10 @@ struct TaskOptions {
   // an answer that was found but is wrong
   std::string answer_tag = "answer";
   double format_reward = 0.0;
+  // math: text appended to every prompt (after the template) that the completion continues, and
+  // put back before the completion when it is scored (e.g. "\\boxed{": the model writes the
+  // answer straight into the box); "" = none. Not with chat_think (the answer follows </think>).
+  std::string answer_prefix;
   // external: the reward process's shell command and the wait for each answer line
   std::string command;
   double timeout_s = 60.0;
