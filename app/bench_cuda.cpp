@@ -34,7 +34,8 @@
 #include "rwkv/backend_model.h"
 #include "rwkv/decoder.h"
 #include "cuda/init.h"
-#include "es/eggroll.h"
+#include "es/optim.h"
+#include "es/perturbation.h"
 #include "app/plan.h"
 #include "rwkv/model_layout.h"
 #endif

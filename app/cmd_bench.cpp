@@ -15,7 +15,8 @@
 #include "rwkv/step.h"
 #include "app/bench_cuda.h"
 #include "app/commands.h"
-#include "es/eggroll.h"
+#include "es/optim.h"
+#include "es/perturbation.h"
 #include "rwkv/forward.h"
 #include "rwkv/model.h"
 

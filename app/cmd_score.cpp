@@ -55,6 +55,7 @@ void register_score_commands(CLI::App& app) {
   auto templ = std::make_shared<std::string>();
   auto tag = std::make_shared<std::string>("answer");
   auto format_reward = std::make_shared<double>(0.0);
+  auto prefix = std::make_shared<std::string>();
   auto vocab = std::make_shared<std::string>();
   auto in = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();
@@ -69,6 +70,7 @@ void register_score_commands(CLI::App& app) {
                                       "requires </think>)");
   c->add_option("--answer-tag", *tag, "math: answer tag searched when there is no \\boxed{} (default answer)");
   c->add_option("--format-reward", *format_reward, "math: reward of a found but wrong answer (default 0)");
+  c->add_option("--answer-prefix", *prefix, "math: the prompt's answer prefix, put back before each completion");
   c->add_option("--vocab", *vocab, "tokenizer for lines without \"tokens\": byte (default) or a World vocab file");
   c->add_option("--in", *in, "JSONL input: the task's fields plus \"completion\" (- = stdin)")->required();
   c->add_option("--out", *out, "output JSONL (default: stdout)");
@@ -76,9 +78,10 @@ void register_score_commands(CLI::App& app) {
     TaskOptions opts;
     std::string vocab_spec = *vocab;
     if (!config->empty()) {
-      if (!task->empty() || !templ->empty() || *tag != "answer" || *format_reward != 0.0 || !command->empty())
+      if (!task->empty() || !templ->empty() || *tag != "answer" || *format_reward != 0.0 || !command->empty() ||
+          !prefix->empty())
         throw InputError("--config: give the task options in the config (or as key.path=value overrides), not as "
-                         "--task/--template/--answer-tag/--format-reward");
+                         "--task/--template/--answer-tag/--format-reward/--answer-prefix");
       const TrainConfig cfg = load_train_config(*config, *overrides);
       opts = task_options(cfg);
       opts.train_path.clear();  // records come from --in; the data files need not exist here
@@ -94,6 +97,7 @@ void register_score_commands(CLI::App& app) {
       opts.template_name = *templ;
       opts.answer_tag = *tag;
       opts.format_reward = *format_reward;
+      opts.answer_prefix = *prefix;
       opts.command = *command;
       opts.timeout_s = *timeout;
     }

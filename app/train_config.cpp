@@ -195,6 +195,11 @@ Table make_table() {
            "external: reward process, started once per rank with /bin/sh -c (JSON lines on stdin/stdout)");
   b.real("task.timeout_s", EGGROLL_FIELD(task.timeout_s), "external: seconds to wait for each answer line",
          greater_than(0));
+  b.string("task.answer_prefix", EGGROLL_FIELD(task.answer_prefix),
+           "math: text appended to each prompt that the completion continues (e.g. \\boxed{); \"\" = none");
+  b.integer("task.chunk_tokens", EGGROLL_FIELD(task.chunk_tokens),
+            "sft: target tokens fed per pass, the recurrent state carried to the next (0 = whole target)",
+            at_least(0));
 
   // generation
   b.real("generation.temperature", EGGROLL_FIELD(generation.temperature),
@@ -315,6 +320,15 @@ void validate_cross(const TrainConfig& c) {
   }
   if (c.task.name == "sft" && c.task.train_path.empty()) {
     fail("task.name = sft requires task.train_path (a jsonl file with \"target\" or \"text\")");
+  }
+  if (!c.task.answer_prefix.empty() && c.task.name != "math") {
+    fail("task.answer_prefix applies to task.name = math only");
+  }
+  if (!c.task.answer_prefix.empty() && c.task.template_ == "chat_think") {
+    fail("task.answer_prefix: not with task.template = chat_think (the answer is searched after </think>)");
+  }
+  if (c.task.chunk_tokens > 0 && c.task.name != "sft") {
+    fail("task.chunk_tokens = " + std::to_string(c.task.chunk_tokens) + " applies to task.name = sft only (set it to 0)");
   }
   if (c.task.name == "math" && c.task.train_path.empty()) {
     fail("task.name = math requires task.train_path (a jsonl file with problem and answer)");

@@ -93,6 +93,8 @@ struct TrainConfig {
     double format_reward = 0.0;          // math: [0, 1]; reward of a found but wrong answer
     std::string command;                 // external: the reward process (/bin/sh -c), one per rank
     double timeout_s = 60.0;             // external: > 0; wait for each answer line
+    std::string answer_prefix;           // math: appended to the prompt; the completion continues it
+    int chunk_tokens = 0;                // sft: >= 0; target tokens per pass, state carried (0 = whole target)
     bool operator==(const Task&) const = default;
   } task;
 

@@ -18,7 +18,6 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/gemm_bf16.h"
-#include "es/eggroll.h"
 #include "es/fitness.h"
 #include "es/ops_engine.h"
 #include "app/plan.h"
@@ -97,6 +96,7 @@ TaskOptions task_options(const TrainConfig& cfg) {
   o.template_name = cfg.task.template_;
   o.answer_tag = cfg.task.answer_tag;
   o.format_reward = cfg.task.format_reward;
+  o.answer_prefix = cfg.task.answer_prefix;
   o.command = cfg.task.command;
   o.timeout_s = cfg.task.timeout_s;
   return o;
@@ -162,13 +162,13 @@ ScoreRequest score_request(const Tokenizer& tok, const Task& task, const Example
 }
 
 // sft validation: the mean per-token log-likelihood of the validation targets, current weights.
-double validation_loglik(const Model& m, OpsEngine& engine, const Task& task, const Tokenizer& tok) {
+double validation_loglik(const Model& m, OpsEngine& engine, const Task& task, const Tokenizer& tok, int chunk_tokens) {
   const size_t n = task.val_size();
   if (n == 0) return std::nan("");
   std::vector<ScoreRequest> reqs;
   for (size_t i = 0; i < n; i++) reqs.push_back(score_request(tok, task, task.val_example(i), m, 0));
   double lp = 0, toks = 0;
-  for (const ScoreResult& r : engine.score(reqs, false)) lp += r.logprob, toks += double(r.tokens);
+  for (const ScoreResult& r : engine.score(reqs, false, nullptr, chunk_tokens)) lp += r.logprob, toks += double(r.tokens);
   return toks > 0 ? lp / toks : std::nan("");
 }
 
@@ -222,7 +222,8 @@ void all_gather_host(Communicator& comm, Backend* be, const void* send, size_t b
   be->release(d);
 }
 
-void save_checkpoint_dir(const fs::path& run, int step, const Model& m, const Optimizer& opt, int keep) {
+// A checkpoint: the weights, the engine's optimizer state and the run state.
+void save_checkpoint_dir(const fs::path& run, int step, const Model& m, const OpsEngine& engine, int keep) {
   const fs::path dir = run / "checkpoints";
   fs::create_directories(dir);
   const std::string name = fmt::format("step_{}", step);
@@ -230,8 +231,8 @@ void save_checkpoint_dir(const fs::path& run, int step, const Model& m, const Op
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   save_safetensors((tmp / "model.safetensors").string(), m.to_state_dict(DType::F32));
-  save_safetensors((tmp / "optimizer.safetensors").string(), opt.state());
-  write_run_state(tmp.string(), {step, opt.steps()});
+  save_safetensors((tmp / "optimizer.safetensors").string(), engine.optimizer_state());
+  write_run_state(tmp.string(), {step, engine.optimizer_steps()});
   fs::remove_all(final);
   fs::rename(tmp, final);
   set_latest_checkpoint(run.string(), name);
@@ -284,9 +285,9 @@ TrainResult train(const TrainConfig& given, const TrainHooks& hooks) {
   oc.kind = parse_optim(cfg.optim.name);
   oc.beta1 = cfg.optim.beta1, oc.beta2 = cfg.optim.beta2, oc.eps = cfg.optim.eps;
   oc.weight_decay = cfg.optim.weight_decay, oc.clip_update_norm = cfg.optim.clip_update_norm;
-  Optimizer opt(oc, model, sel);
 
   int start = 0;
+  uint64_t optimizer_steps = 0;  // of the checkpoint resumed from
   const std::string ck = latest_checkpoint(run.string());
   if (!ck.empty()) {
     const RunState st = read_run_state(ck);
@@ -295,8 +296,7 @@ TrainResult train(const TrainConfig& given, const TrainHooks& hooks) {
       throw InputError(fmt::format("{}: checkpoint model ({}) differs from the configured one ({})", ck,
                                    loaded.cfg.describe(), model.cfg.describe()));
     model.params = std::move(loaded.params);
-    opt.load_state(load_safetensors((fs::path(ck) / "optimizer.safetensors").string()), ck);
-    opt.set_steps(st.optimizer_steps);
+    optimizer_steps = st.optimizer_steps;
     start = st.step;
     if (lead) fmt::print(stderr, "resuming {} from {} (step {})\n", run.string(), ck, start);
   }
@@ -322,13 +322,16 @@ TrainResult train(const TrainConfig& given, const TrainHooks& hooks) {
   const size_t pairs = size_t(G / 2);
   const size_t pair_lo = replicated ? 0 : pairs * size_t(rank) / size_t(world);
   const size_t pair_hi = replicated ? pairs : pairs * size_t(rank + 1) / size_t(world);
-  // weights, noise, states and optimizer state on the run.device backend; `model` and `opt` are
-  // brought up to date (engine->to_host) only for checkpoints
+  // weights, noise, states and optimizer state on the run.device backend; `model` is brought up
+  // to date (engine->to_host) only for checkpoints, which read the optimizer state from the engine
   OpsEngineOptions eo;
   eo.matrix_dtype = engine_matrix_dtype(cfg);
   eo.noise_cache = cfg.es.noise_cache == "keep" ? NoiseCache::Keep : NoiseCache::Regenerate;
   eo.max_rows = int64_t(std::max(slice_max, task->val_size()));
-  auto engine = std::make_unique<OpsEngine>(*backend, model, sel, nc, oc, opt, eo);
+  auto engine = std::make_unique<OpsEngine>(*backend, model, sel, nc, oc, eo);
+  if (!ck.empty())
+    engine->load_optimizer_state(load_safetensors((fs::path(ck) / "optimizer.safetensors").string()), optimizer_steps,
+                                 ck);
   if (lead && hooks.progress)
     fmt::print(stderr, "{}: {} matrices on {}{}\n", run.filename().string(), cfg.model.matrix_dtype, cfg.run.device,
                eo.matrix_dtype == DType::BF16 && cfg.run.device == "cpu"
@@ -371,7 +374,7 @@ TrainResult train(const TrainConfig& given, const TrainHooks& hooks) {
       // sft: fitness = mean per-token log-likelihood of the reference, teacher-forced
       std::vector<ScoreRequest> sreqs;
       for (size_t j = lo; j < hi; j++) sreqs.push_back(score_request(*tok, *task, ex[j / size_t(G)], model, int(j % size_t(G))));
-      const auto sres = engine->score(sreqs, true, &gs);
+      const auto sres = engine->score(sreqs, true, &gs, cfg.task.chunk_tokens);
       for (size_t j = lo; j < hi; j++) {
         const ScoreResult& r = sres[j - lo];
         mine[j - lo] = r.tokens > 0 ? r.logprob / double(r.tokens) : 0.0;
@@ -432,7 +435,7 @@ TrainResult train(const TrainConfig& given, const TrainHooks& hooks) {
                          {"bytes_sent", comm->bytes_sent() - bytes0}};
     if (lead) {
       if (cfg.run.eval_every > 0 && (step + 1) % cfg.run.eval_every == 0)
-        mj["val_score"] = task->teacher_forced() ? validation_loglik(model, *engine, *task, *tok)
+        mj["val_score"] = task->teacher_forced() ? validation_loglik(model, *engine, *task, *tok, cfg.task.chunk_tokens)
                                                  : validation_score(model, val_rollout, *task, *tok, cfg);
       append_line(run / "metrics.jsonl", json_line(mj));
     }
@@ -456,8 +459,8 @@ TrainResult train(const TrainConfig& given, const TrainHooks& hooks) {
 
     const bool last = step + 1 == cfg.run.steps;
     if (lead && (last || (cfg.run.checkpoint_every > 0 && (step + 1) % cfg.run.checkpoint_every == 0))) {
-      engine->to_host(model, opt);
-      save_checkpoint_dir(run, step + 1, model, opt, cfg.run.keep_checkpoints);
+      engine->to_host(model);
+      save_checkpoint_dir(run, step + 1, model, *engine, cfg.run.keep_checkpoints);
     }
     done_here++;
     result.steps_done = step + 1;
@@ -491,13 +494,12 @@ EvalResult evaluate(const TrainConfig& cfg, const std::string& checkpoint) {
   ParamSelection none;
   none.lowrank.assign(m.params.size(), 0);
   none.full.assign(m.params.size(), 0);
-  const Optimizer opt({}, m, none);
   OpsEngineOptions eo;
   eo.matrix_dtype = engine_matrix_dtype(cfg);
   eo.max_rows = int64_t(r.examples);
-  OpsEngine engine(*backend, m, none, NoiseConfig{}, {}, opt, eo);
+  OpsEngine engine(*backend, m, none, NoiseConfig{}, {}, eo);
   r.score = task->teacher_forced()
-                ? validation_loglik(m, engine, *task, *tok)
+                ? validation_loglik(m, engine, *task, *tok, cfg.task.chunk_tokens)
                 : validation_score(
                       m, [&](std::span<const GenRequest> q, const GenOptions& g) { return engine.generate(q, g, false); },
                       *task, *tok, cfg);

@@ -152,7 +152,7 @@ constexpr int kReduceBlocks = 1024;
 // Sum of squares of x[n] in double into out[0].
 void sum_squares(const float* x, int64_t n, double* out, void* stream = nullptr);
 // Optimizer steps on one array (ref::sgd_update / ref::adam_update), arithmetic in double as the
-// CPU Optimizer. sq_out[0] receives the sum of squares of the applied change. w_bf16 (optional):
+// CPU reference ops. sq_out[0] receives the sum of squares of the applied change. w_bf16 (optional):
 // the bf16 copy of w that the forward reads, rewritten from the updated fp32 master.
 void sgd_update(float* w, const float* g, int64_t n, double lr, double scale, double* sq_out,
                 uint16_t* w_bf16 = nullptr, void* stream = nullptr);

@@ -17,7 +17,7 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// Coefficient of pair k, exactly as eggroll_gradient computes it (double, one rounding to float
+// Coefficient of pair k, exactly as ref::update_factors computes it (double, one rounding to float
 // for matrices after the 1/sqrt(r)).
 __device__ __forceinline__ double pair_coef(const float* fitness, int64_t k, float sigma, int64_t N) {
   return double(fitness[2 * k] - fitness[2 * k + 1]) * double(sigma) / sqrt(double(N));

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "core/dtype.h"
+#include "core/error.h"
 #include "core/tensor.h"
 
 namespace eggroll {
@@ -14,7 +15,7 @@ namespace eggroll {
 // ---- OpsEngine ----------------------------------------------------------------------------------
 
 OpsEngine::OpsEngine(Backend& be, Model& m, const ParamSelection& sel, const NoiseConfig& nc,
-                     const OptimConfig& oc, const Optimizer& opt, const OpsEngineOptions& o)
+                     const OptimConfig& oc, const OpsEngineOptions& o)
     : be_(be), host_model_(&m), sel_(sel), oc_(oc), o_(o), buffers_(be) {
   if (sel.lowrank.size() != m.params.size() || sel.full.size() != m.params.size())
     throw std::invalid_argument("OpsEngine: selection does not match the model");
@@ -27,7 +28,6 @@ OpsEngine::OpsEngine(Backend& be, Model& m, const ParamSelection& sel, const Noi
   model_ = std::make_unique<BackendModel>(be, m, o.matrix_dtype, &updated, /*in_place=*/true);
   model_->prepare_products();  // the CPU backend's GEMM panels (refreshed after each update)
   w_ = model_->weights();
-  const StateDict ostate = opt.state();
   {
     int64_t grad_max = 0;
     for (size_t pid = 0; pid < P; pid++) {
@@ -37,12 +37,12 @@ OpsEngine::OpsEngine(Backend& be, Model& m, const ParamSelection& sel, const Noi
         grad_max = std::max(grad_max, n);
         if (oc.kind != OptimKind::SGD) {
           m1_[pid] = buffers_.array(n), m2_[pid] = buffers_.array(n);
-          be_.upload(m1_[pid], ostate.at("m." + p.name, "optimizer").to_f32().data(), size_t(n) * 4);
-          be_.upload(m2_[pid], ostate.at("v." + p.name, "optimizer").to_f32().data(), size_t(n) * 4);
+          be_.zero(m1_[pid], size_t(n) * sizeof(float));
+          be_.zero(m2_[pid], size_t(n) * sizeof(float));
         }
       }
     }
-    t_ = opt.steps();
+    t_ = 0;
     grad_ = buffers_.array(grad_max);
     red_ = buffers_.array<double>(int64_t(2 * P) * be_.reduce_doubles());
   }
@@ -68,12 +68,13 @@ std::vector<GenResult> OpsEngine::generate(std::span<const GenRequest> reqs, con
   return res;
 }
 
-std::vector<ScoreResult> OpsEngine::score(std::span<const ScoreRequest> reqs, bool perturbed, GenStats* stats) {
+std::vector<ScoreResult> OpsEngine::score(std::span<const ScoreRequest> reqs, bool perturbed, GenStats* stats,
+                                          int64_t chunk_tokens) {
   if (int64_t(reqs.size()) > o_.max_rows)
     throw std::invalid_argument(fmt::format("OpsEngine::score: {} requests, the engine was sized for {}",
                                             reqs.size(), o_.max_rows));
   stepper_->set_perturbation(perturbed ? &pert_->step() : nullptr);
-  auto res = score_targets(*stepper_, reqs, stats);
+  auto res = score_targets(*stepper_, reqs, stats, chunk_tokens);
   stepper_->set_perturbation(nullptr);
   return res;
 }
@@ -173,22 +174,45 @@ StepReport OpsEngine::update(std::span<const float> fitness, size_t pair_lo, siz
   return rep;
 }
 
-void OpsEngine::to_host(Model& m, Optimizer& opt) const {
-  StateDict sd;
+void OpsEngine::to_host(Model& m) const {
   for (int pid : sel_.ids()) {
     Param& p = m.params[size_t(pid)];
     if (p.data.data() != model_->master(pid))  // not the array the engine updates in place
       be_.download(p.data.data(), model_->master(pid), p.numel() * sizeof(float));
-    if (oc_.kind != OptimKind::SGD) {
-      std::vector<float> a(p.numel()), b(p.numel());
-      be_.download(a.data(), m1_[size_t(pid)], a.size() * sizeof(float));
-      be_.download(b.data(), m2_[size_t(pid)], b.size() * sizeof(float));
-      sd.tensors.push_back(Tensor::from_f32("m." + p.name, {int64_t(a.size())}, a.data(), DType::F32));
-      sd.tensors.push_back(Tensor::from_f32("v." + p.name, {int64_t(b.size())}, b.data(), DType::F32));
+  }
+}
+
+StateDict OpsEngine::optimizer_state() const {
+  StateDict sd;
+  if (oc_.kind == OptimKind::SGD) return sd;
+  for (int pid : sel_.ids()) {
+    const Param& p = host_model_->params[size_t(pid)];
+    std::vector<float> a(p.numel());
+    for (const auto& [prefix, dev] : {std::pair{"m.", m1_[size_t(pid)]}, std::pair{"v.", m2_[size_t(pid)]}}) {
+      be_.download(a.data(), dev, a.size() * sizeof(float));
+      sd.tensors.push_back(Tensor::from_f32(prefix + p.name, {int64_t(a.size())}, a.data(), DType::F32));
     }
   }
-  if (oc_.kind != OptimKind::SGD) opt.load_state(sd, "device optimizer state");
-  opt.set_steps(t_);
+  return sd;
+}
+
+void OpsEngine::load_optimizer_state(const StateDict& sd, uint64_t steps, const std::string& source) {
+  if (oc_.kind != OptimKind::SGD) {
+    // every tensor checked before any is uploaded: a bad file leaves the state as it was
+    std::vector<std::pair<float*, std::vector<float>>> up;
+    for (int pid : sel_.ids()) {
+      const Param& p = host_model_->params[size_t(pid)];
+      for (const auto& [prefix, dev] : {std::pair{"m.", m1_[size_t(pid)]}, std::pair{"v.", m2_[size_t(pid)]}}) {
+        const std::string name = prefix + p.name;
+        const Tensor& t = sd.at(name, source);
+        if (t.numel() != p.numel() || t.dtype != DType::F32)
+          throw InputError(fmt::format("{}: optimizer tensor '{}' has the wrong size or type", source, name));
+        up.emplace_back(dev, t.to_f32());
+      }
+    }
+    for (const auto& [dev, host] : up) be_.upload(dev, host.data(), host.size() * sizeof(float));
+  }
+  t_ = steps;
 }
 
 }  // namespace eggroll

@@ -4,13 +4,14 @@
 // must decode (stop strings, rewards) and the scalars it must log.
 //
 //   OpsEngine    a training run's state on a backend: begin_step (noise), generate (perturbed
-//                rollouts or plain greedy validation), update (gradient GEMMs, optional
-//                all-reduce, optimizer), and to_host (weights and optimizer state back into the
-//                host Model / Optimizer for checkpoints).
+//                rollouts or plain greedy validation), score (teacher-forced log-likelihood),
+//                update (gradient GEMMs, optional all-reduce, the optimizer step), the optimizer
+//                state (moments, step count; saved and restored for checkpoints) and to_host
+//                (the weights back into the host Model for checkpoints).
 //
-// With CpuBackend and fp32 weights, an OpsEngine reproduces the CPU trainer's step bit for
-// bit (tests/test_ops_engine.cpp): the CUDA backend runs the same code, so only its ops need
-// checking against their references (tests/gpu_ops_main.cpp).
+// tests/test_ops_engine.cpp checks the update against the gradient sum and the SGD / Adam
+// formulas written out in the test; the CUDA backend runs the same code, so only its ops need
+// checking against their references (tests/test_backend_ops.cpp, tests/gpu_ops_main.cpp).
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -18,7 +19,8 @@
 #include <vector>
 
 #include "core/comm.h"
-#include "es/eggroll.h"
+#include "core/tensor.h"
+#include "es/optim.h"
 #include "es/perturbation.h"
 #include "rwkv/backend_model.h"
 #include "rwkv/decoder.h"
@@ -33,11 +35,12 @@ struct OpsEngineOptions {
 
 class OpsEngine {
  public:
-  // Uploads m's parameters and opt's state (moments, step count). nc: seed, rank, dist, reuse.
-  // On a backend that shares host memory (the CPU) m's fp32 parameters are used in place, so
-  // update() changes m directly; m must outlive the engine either way.
+  // Uploads m's parameters; the optimizer starts at step 0 with zero moments (restore a
+  // checkpoint's with load_optimizer_state). nc: seed, rank, dist, reuse. On a backend that
+  // shares host memory (the CPU) m's fp32 parameters are used in place, so update() changes m
+  // directly; m must outlive the engine either way.
   OpsEngine(Backend& be, Model& m, const ParamSelection& sel, const NoiseConfig& nc,
-            const OptimConfig& oc, const Optimizer& opt, const OpsEngineOptions& o);
+            const OptimConfig& oc, const OpsEngineOptions& o);
   ~OpsEngine();
   OpsEngine(const OpsEngine&) = delete;
   OpsEngine& operator=(const OpsEngine&) = delete;
@@ -48,14 +51,28 @@ class OpsEngine {
                                   GenStats* stats = nullptr);
   // Teacher-forced log-likelihood of each request's target (score_targets), perturbed
   // (member = request.member) or with the current weights (task.name: sft).
-  std::vector<ScoreResult> score(std::span<const ScoreRequest> reqs, bool perturbed, GenStats* stats = nullptr);
+  // chunk_tokens > 0: targets fed in sub-sequences of that many tokens, state carried (task.chunk_tokens).
+  std::vector<ScoreResult> score(std::span<const ScoreRequest> reqs, bool perturbed, GenStats* stats = nullptr,
+                                 int64_t chunk_tokens = 0);
   // g = (1/sqrt(N)) sum_i f_i E_i from the pairs [pair_lo, pair_hi) (fitness of all N members),
   // summed over ranks by `comm` when given (device buffers go to a "nccl" communicator directly,
-  // otherwise through host memory), then the optimizer step (Optimizer::step's rules: clipping,
-  // bias correction, decoupled decay). Norms are summed per parameter in double.
+  // otherwise through host memory), then one optimizer step on every updated parameter (ascent):
+  // the step count t += 1; g scaled by min(1, clip / ||g||) when optim.clip_update_norm > 0;
+  // SGD W += lr g; Adam m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2,
+  // W += lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps), with L2 decay (g -= wd W) for Adam,
+  // decoupled decay (W -= lr wd W) for AdamW. Norms are summed per parameter in double.
   StepReport update(std::span<const float> fitness, size_t pair_lo, size_t pair_hi, Communicator* comm, double lr);
-  // Writes the updated parameters into m and the optimizer state (moments, step count) into opt.
-  void to_host(Model& m, Optimizer& opt) const;
+  // Writes the updated parameters into m.
+  void to_host(Model& m) const;
+
+  // The optimizer state. steps: the optimizer steps taken. optimizer_state(): Adam/AdamW moments
+  // as fp32 tensors "m.<param>" and "v.<param>" [numel], per updated parameter in parameter
+  // order (the layout of a checkpoint's optimizer.safetensors; none for SGD).
+  uint64_t optimizer_steps() const { return t_; }
+  StateDict optimizer_state() const;
+  // Restores what optimizer_state() and optimizer_steps() gave. InputError "<source>: ..." naming
+  // a missing tensor, or one of the wrong size or type (SGD reads no tensors).
+  void load_optimizer_state(const StateDict& sd, uint64_t steps, const std::string& source);
   size_t cache_bytes() const { return pert_->cache_bytes(); }
   size_t weight_bytes() const { return model_->bytes(); }  // held by the engine (not m's, used in place)
   Backend& backend() { return be_; }

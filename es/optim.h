@@ -1,12 +1,10 @@
 #pragma once
-// Optimizers (ascent on the ES gradient) and the lr / sigma schedules.
+// The optimizer's configuration (ascent on the ES gradient: SGD W += lr g; Adam/AdamW with bias
+// correction, AdamW with decoupled weight decay) and the lr / sigma schedules. The optimizer step
+// and its state (moments, step count) belong to the population engine (es/ops_engine.h), which
+// runs it on its backend (Backend::sgd_update / adam_update).
 #include <cstdint>
 #include <string>
-#include <vector>
-
-#include "core/tensor.h"
-#include "es/perturbation.h"
-#include "rwkv/model.h"
 
 namespace eggroll {
 
@@ -22,25 +20,6 @@ struct OptimConfig {
 struct StepReport {
   double grad_norm = 0;    // ||g|| before clipping
   double update_norm = 0;  // ||delta W|| applied
-};
-
-// Ascent on g: SGD W += lr g; Adam/AdamW with bias correction (AdamW: decoupled weight decay).
-class Optimizer {
- public:
-  Optimizer(const OptimConfig& cfg, const Model& m, const ParamSelection& sel);
-  StepReport step(Model& m, std::vector<std::vector<float>>& grads, double lr);
-  uint64_t steps() const { return t_; }
-  void set_steps(uint64_t t);
-  // State as named tensors (for checkpoints) and back; InputError on a mismatch.
-  StateDict state() const;
-  void load_state(const StateDict& sd, const std::string& source);
-
- private:
-  OptimConfig cfg_;
-  ParamSelection sel_;
-  uint64_t t_ = 0;
-  std::vector<std::vector<float>> m1_, m2_;  // per pid (Adam)
-  std::vector<std::string> names_;
 };
 
 // lr and sigma schedules: constant; linear from v0 to v0 * decay over `steps`; multiplicative v0 * decay^t.

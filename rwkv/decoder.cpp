@@ -143,18 +143,21 @@ void Decoder::step_logprobs(const DecodeRows& rows, std::span<const int32_t> nex
   }
 }
 
-std::vector<ScoreResult> score_targets(Decoder& stepper, std::span<const ScoreRequest> requests, GenStats* stats) {
+std::vector<ScoreResult> score_targets(Decoder& stepper, std::span<const ScoreRequest> requests, GenStats* stats,
+                                       int64_t chunk_tokens) {
   const auto t0 = std::chrono::steady_clock::now();
   const size_t n = requests.size();
   std::vector<ScoreResult> out(n);
   if (n == 0) return out;
+  if (chunk_tokens < 0) throw std::invalid_argument("score_targets: chunk_tokens must be >= 0");
   std::vector<std::vector<int32_t>> seq(n);
-  size_t longest = 0;
+  int64_t chunks = 1;  // passes: the prompt and the first chunk of the target, then one chunk each
   for (size_t j = 0; j < n; j++) {
     if (requests[j].prompt.empty()) throw InputError("score_targets: empty prompt (give at least one token)");
     seq[j] = requests[j].prompt;
     seq[j].insert(seq[j].end(), requests[j].target.begin(), requests[j].target.end());
-    longest = std::max(longest, seq[j].size());
+    const int64_t T = int64_t(requests[j].target.size());
+    if (chunk_tokens > 0) chunks = std::max(chunks, (T + chunk_tokens - 1) / chunk_tokens);
   }
   stepper.reset(int(n));
   std::vector<int32_t> tokens, next;
@@ -162,31 +165,45 @@ std::vector<ScoreResult> score_targets(Decoder& stepper, std::span<const ScoreRe
   std::vector<uint8_t> need;
   std::vector<double> lp;
   GenStats s;
-  // step t feeds token t of every sequence that still has a token after it; the logits after
-  // token t score token t + 1 when that token belongs to the target
-  for (size_t t = 0; t + 1 < longest; t++) {
-    tokens.clear(), slots.clear(), members.clear(), need.clear(), next.clear();
-    for (size_t j = 0; j < n; j++) {
-      if (t + 1 >= seq[j].size()) continue;
-      tokens.push_back(seq[j][t]);
-      slots.push_back(int(j));
-      members.push_back(requests[j].member);
-      const bool scored = t + 1 >= requests[j].prompt.size();
-      need.push_back(scored ? 1 : 0);
-      if (scored) next.push_back(seq[j][t + 1]);
-      (scored ? s.generated_tokens : s.prompt_tokens)++;
-    }
-    lp.assign(next.size(), 0.0);
-    s.steps++;
-    DecodeRows rows{tokens, slots, members, need, {}, {}};
-    stepper.step_logprobs(rows, next, lp);
-    size_t k = 0;
-    for (size_t i = 0; i < tokens.size(); i++)
-      if (need[i]) {
-        ScoreResult& r = out[size_t(slots[i])];
-        r.logprob += lp[k++];
-        r.tokens++;
+  // Feeding token t of a sequence gives the logits that score token t + 1 when that token
+  // belongs to the target. Pass c feeds, for every sequence, the tokens that score target chunk
+  // c (target tokens [c C, (c + 1) C), C = chunk_tokens; pass 0 feeds the prompt before them);
+  // the state slots are not reset between passes, so the state is carried from one chunk to the
+  // next. Without chunks (C = 0), one pass feeds everything.
+  auto feed_end = [&](size_t j, int64_t c) {  // one past the last token position pass c feeds
+    const size_t P = requests[j].prompt.size(), len = seq[j].size();
+    if (chunk_tokens == 0 || c + 1 >= chunks) return len - 1;
+    return std::min(len - 1, P - 1 + size_t(c + 1) * size_t(chunk_tokens));
+  };
+  std::vector<size_t> pos(n, 0);  // next position to feed
+  for (int64_t c = 0; c < chunks; c++) {
+    for (;;) {
+      tokens.clear(), slots.clear(), members.clear(), need.clear(), next.clear();
+      for (size_t j = 0; j < n; j++) {
+        const size_t t = pos[j];
+        if (t >= feed_end(j, c)) continue;
+        tokens.push_back(seq[j][t]);
+        slots.push_back(int(j));
+        members.push_back(requests[j].member);
+        const bool scored = t + 1 >= requests[j].prompt.size();
+        need.push_back(scored ? 1 : 0);
+        if (scored) next.push_back(seq[j][t + 1]);
+        (scored ? s.generated_tokens : s.prompt_tokens)++;
+        pos[j]++;
       }
+      if (tokens.empty()) break;
+      lp.assign(next.size(), 0.0);
+      s.steps++;
+      DecodeRows rows{tokens, slots, members, need, {}, {}};
+      stepper.step_logprobs(rows, next, lp);
+      size_t k = 0;
+      for (size_t i = 0; i < tokens.size(); i++)
+        if (need[i]) {
+          ScoreResult& r = out[size_t(slots[i])];
+          r.logprob += lp[k++];
+          r.tokens++;
+        }
+    }
   }
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (stats) *stats = s;

@@ -98,6 +98,9 @@ class Decoder {
 
 // Teacher-forced log-likelihood (no sampling, no decode loop): each request feeds prompt then
 // target through the recurrent step, and sums log p(target[t] | prompt, target[<t]).
+// chunk_tokens > 0 splits each target into sub-sequences of that many tokens, fed in successive
+// passes over the batch (the first with the prompt), the recurrent state carried from one to the
+// next: the sums equal the unchunked ones (tests/test_ops_engine.cpp). 0: one pass.
 struct ScoreRequest {
   std::vector<int32_t> prompt;  // at least one token
   std::vector<int32_t> target;  // the scored tokens
@@ -108,7 +111,7 @@ struct ScoreResult {
   int64_t tokens = 0;  // target tokens scored
 };
 std::vector<ScoreResult> score_targets(Decoder& decoder, std::span<const ScoreRequest> requests,
-                                       GenStats* stats = nullptr);
+                                       GenStats* stats = nullptr, int64_t chunk_tokens = 0);
 
 std::vector<GenResult> generate(Decoder& decoder, std::span<const GenRequest> requests, const GenOptions& opt,
                                 GenStats* stats = nullptr);

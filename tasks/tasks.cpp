@@ -214,6 +214,9 @@ class MathTask final : public FileTask<math::Item> {
     rules_.require_think = template_ == "chat_think";
     rules_.answer_tag = o.answer_tag;
     rules_.format_reward = o.format_reward;
+    require(o.answer_prefix.empty() || template_ != "chat_think", "task.answer_prefix",
+            "not with the chat_think template (its answer is searched after </think>, which the prompt would precede)");
+    prefix_ = o.answer_prefix;
     load_files(o, [](const std::string& path) { return math::load_jsonl(path); });
   }
 
@@ -221,7 +224,8 @@ class MathTask final : public FileTask<math::Item> {
 
   double reward(const Example& ex, std::string_view text,
                 std::span<const int32_t>) const override {
-    return math::reward(text, ex.meta.at("gold").get<std::string>(), rules_);
+    if (prefix_.empty()) return math::reward(text, ex.meta.at("gold").get<std::string>(), rules_);
+    return math::reward(prefix_ + std::string(text), ex.meta.at("gold").get<std::string>(), rules_);
   }
 
   Example example_from_record(const nlohmann::json& record, const std::string& where) const override {
@@ -231,7 +235,7 @@ class MathTask final : public FileTask<math::Item> {
  private:
   Example make(const math::Item& it, uint64_t index, const char* split) const override {
     Example ex;
-    ex.prompt = apply_template(template_, it.problem);
+    ex.prompt = apply_template(template_, it.problem) + prefix_;
     ex.meta = {{"index", index}, {"split", split}, {"gold", it.gold}};
     ex.record = {{"problem", it.problem}, {"answer", it.gold}};
     return ex;
@@ -239,6 +243,7 @@ class MathTask final : public FileTask<math::Item> {
 
   std::string template_;
   math::RewardOptions rules_;
+  std::string prefix_;
 };
 
 // ---- external -------------------------------------------------------------------------

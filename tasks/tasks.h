@@ -6,7 +6,8 @@
 //   gsm8k      JSONL ("question", "answer" with the solution after "####"); reward 1 / 0
 //   math       JSONL ("problem"/"question", "answer"/"solution"); \boxed{} answers compared
 //              after normalisation, numerically where possible; reward 1 / format_reward / 0
-//              (see tasks/math.h for every rule)
+//              (see tasks/math.h for every rule); answer_prefix ends the prompt and is put back
+//              before the completion when it is scored
 //   sft        JSONL ("prompt" optional, "target" or "text"); fitness is the mean per-token
 //              log-likelihood of the target under the (perturbed) model, teacher-forced
 //   external   JSONL ("prompt", any other fields); the reward comes from a long-lived process
@@ -113,6 +114,10 @@ struct TaskOptions {
   // an answer that was found but is wrong
   std::string answer_tag = "answer";
   double format_reward = 0.0;
+  // math: text appended to every prompt (after the template) that the completion continues, and
+  // put back before the completion when it is scored (e.g. "\\boxed{": the model writes the
+  // answer straight into the box); "" = none. Not with chat_think (the answer follows </think>).
+  std::string answer_prefix;
   // external: the reward process's shell command and the wait for each answer line
   std::string command;
   double timeout_s = 60.0;

@@ -32,7 +32,8 @@
 
 #include "core/dtype.h"
 #include "core/philox.h"
-#include "es/eggroll.h"
+#include "es/optim.h"
+#include "es/perturbation.h"
 #include "es/fitness.h"
 #include "es/noise.h"
 #include "es/ops_engine.h"
@@ -421,12 +422,11 @@ void gpu_es_step() {
       nc.seed = 7, nc.rank = 2, nc.sigma = 0.05f;
       OptimConfig oc;
       oc.kind = kind;
-      Optimizer oc_cpu(oc, mc, sel), oc_dev(oc, md, sel);
       OpsEngineOptions eo;
       eo.max_rows = 8;
       CpuBackend cpu;
       cuda::CudaBackend dev;
-      OpsEngine ec(cpu, mc, sel, nc, oc, oc_cpu, eo), ed(dev, md, sel, nc, oc, oc_dev, eo);
+      OpsEngine ec(cpu, mc, sel, nc, oc, eo), ed(dev, md, sel, nc, oc, eo);
       GenOptions g;
       g.max_tokens = 8;
       int same_tokens = 0, total = 0;
@@ -450,8 +450,8 @@ void gpu_es_step() {
       }
       report(same_tokens == total, "es step greedy perturbed rollouts equal" + tag,
              std::to_string(same_tokens) + " of " + std::to_string(total));
-      ec.to_host(mc, oc_cpu);
-      ed.to_host(md, oc_dev);
+      ec.to_host(mc);
+      ed.to_host(md);
       double worst = 0;
       for (int pid : sel.ids()) worst = std::max(worst, norm_err(md.params[size_t(pid)].data, mc.params[size_t(pid)].data));
       check_err("es step updated weights" + tag, worst, 1e-5);
@@ -468,20 +468,19 @@ void gpu_es_step() {
     const ParamSelection sel = select_params(m0, {"*"}, {"emb.weight", "head.weight"}, true);
     NoiseConfig nc;
     nc.seed = 7, nc.rank = 1, nc.sigma = 0.05f;
-    Optimizer o1({}, mc, sel), o2({}, md, sel);
     OpsEngineOptions eo;
     eo.max_rows = 8;
     eo.matrix_dtype = DType::BF16;
     CpuBackend cpu;
     cuda::CudaBackend dev;
-    OpsEngine ec(cpu, mc, sel, nc, {}, o1, eo), ed(dev, md, sel, nc, {}, o2, eo);
+    OpsEngine ec(cpu, mc, sel, nc, {}, eo), ed(dev, md, sel, nc, {}, eo);
     ec.begin_step(0, 8, nc.sigma);
     ed.begin_step(0, 8, nc.sigma);
     const std::vector<float> fit = {1, -1, 0.5f, 0.25f, -0.5f, 2, 0, -2};
     ec.update(fit, 0, 4, nullptr, 0.1);
     ed.update(fit, 0, 4, nullptr, 0.1);
-    ec.to_host(mc, o1);
-    ed.to_host(md, o2);
+    ec.to_host(mc);
+    ed.to_host(md);
     double worst = 0;
     for (int pid : sel.ids()) worst = std::max(worst, norm_err(md.params[size_t(pid)].data, mc.params[size_t(pid)].data));
     check_err("es step bf16 masters updated", worst, 1e-5);

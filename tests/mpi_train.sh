@@ -3,6 +3,7 @@
 #   2 ranks, update_mode=replicated  -> weights bit-identical to 1 rank
 #   2 ranks, update_mode=allreduce   -> weights within 1e-6 relative of 1 rank
 #   a checkpoint written by a 2-rank run resumes on 1 rank and ends identical to the 1-rank run
+#   task.name external (a reward process per rank), 2 ranks replicated -> identical to 1 rank
 # usage: mpi_train.sh EGGROLL MPIEXEC [mpiexec flags...]
 set -u
 EGG=$1 MPIEXEC=$2
@@ -54,5 +55,22 @@ PY
 mpi run.name=mixed run.steps=2 dist.update_mode=replicated || bad "2-rank first half failed"
 "$EGG" train "${common[@]}" run.name=mixed run.steps=4 dist.update_mode=replicated || bad "1-rank resume failed"
 cmp -s "$(weights one 4)" "$(weights mixed 4)" && ok || bad "2-rank checkpoint resumed on 1 rank differs"
+# task.name external under mpirun: each rank starts its own reward process (fork + exec from an
+# MPI process) and scores its slice; with replicated updates, 2 ranks end bit-identical to 1
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ext=(task.name=external "task.command=python3 $ROOT/examples/keyword-reward/keyword_reward.py" task.timeout_s=30
+     task.train_path="$ROOT/examples/keyword-reward/prompts.jsonl" task.answer_length=8 es.directions=16
+     es.prompts_per_step=2 run.steps=2 dist.update_mode=replicated)
+"$EGG" train "${common[@]}" run.name=ext_one "${ext[@]}" || bad "1-rank external run failed"
+mpi run.name=ext_two "${ext[@]}" || bad "2-rank external run failed"
+cmp -s "$(weights ext_one 2)" "$(weights ext_two 2)" && ok || bad "external: 2 ranks differ from 1 rank"
+python3 - "$TMP/ext_one/metrics.jsonl" "$TMP/ext_two/metrics.jsonl" "$TMP/ext_two/samples.rank1.jsonl" <<'PY' && ok || bad "external: 2-rank rewards differ from 1 rank, or rank 1 scored nothing"
+import json, sys
+a, b = ([json.loads(l) for l in open(p)] for p in sys.argv[1:3])
+assert [x["reward_mean"] for x in a] == [x["reward_mean"] for x in b], (a, b)
+rows = [json.loads(l) for l in open(sys.argv[3])]
+assert rows and all(r["rank"] == 1 and "reward" in r for r in rows), rows
+print("external under mpirun: reward means", [x["reward_mean"] for x in b])
+PY
 echo "$passes passed, $fails failed"
 [ "$fails" -eq 0 ]

@@ -46,7 +46,8 @@
 #include "core/noise.h"
 #include "core/ops/init.h"
 #include "core/ops/ops.h"
-#include "es/eggroll.h"
+#include "es/noise.h"
+#include "es/perturbation.h"
 #include "es/fitness.h"
 #include "es/noise.h"
 #include "rwkv/model.h"
@@ -836,7 +837,7 @@ void noise_rows(bool large) {
   }
 }
 
-// update operands, update GEMM, vector gradients, the composite against eggroll_gradient
+// update operands, update GEMM, vector gradients, the composite against the explicit sum of f_i E_i
 void update_rows(bool large) {
   const uint32_t pid = 21;
   const int64_t N = 12;
@@ -937,7 +938,7 @@ void update_rows(bool large) {
     r.flops = 2.0 * double(m * n * K);
   }
   if (large) return;
-  // update_factors + update_gemm of a real model matrix against es/ eggroll_gradient
+  // update_factors + update_gemm of a real model matrix against the explicit sum of f_i E_i
   {
     static const Model mdl = [] {
       ModelConfig c = ModelConfig::preset("tiny", 97);
@@ -960,17 +961,37 @@ void update_rows(bool large) {
       be.update_factors(ns, uint32_t(p), M, Nn, P(q, f), 8, 0, 4, nullptr, P(q, A), P(q, Bm));
       be.update_gemm(P(q, A), P(q, Bm), P(q, G), M, Nn, K);
     };
-    r.ref = [=](const Ptrs& q) {  // es/eggroll.h eggroll_gradient, the trainer's reference update
-      ParamSelection sel;
-      sel.lowrank.assign(mdl.params.size(), 0);
-      sel.full.assign(mdl.params.size(), 0);
-      sel.lowrank[size_t(p)] = 1;
-      std::vector<std::vector<float>> grads;
-      eggroll_gradient(mdl, sel, nc, 3, f8, grads);
-      std::memcpy(P(q, G), grads[size_t(p)].data(), size_t(M * Nn) * 4);
+    r.ref = [=](const Ptrs& q) {
       ref::update_factors(ns, uint32_t(p), M, Nn, f8.data(), 8, 0, 4, nullptr, P(q, A), P(q, Bm));
+      ref::update_gemm(P(q, A), P(q, Bm), P(q, G), M, Nn, K);
     };
-    r.why64 = "the float64 columns of update_factors and update_gemm cover both ops";
+    // float64: g = (1/sqrt(N)) sum_i f_i E_i written out, E_i = s_i sigma A_i B_i^T / sqrt(r)
+    // from the members' noise factors (the update the engine applies); A_all and B_all as the
+    // update_factors rows build them
+    r.f64 = [=](const std::vector<Buf>&) {
+      const int rank = nc.rank;
+      const int64_t len = (M + Nn) * rank;
+      std::vector<double> g(size_t(M * Nn), 0.0), a(size_t(M * K)), b(size_t(Nn * K));
+      for (uint32_t i = 0; i < 8; i++) {
+        const auto F = factors(ns, uint32_t(p), i, len);  // members 2k and 2k + 1 share factors
+        const double c = (i % 2 ? -1.0 : 1.0) * double(nc.sigma) / std::sqrt(double(rank)) * f8[i] / std::sqrt(8.0);
+        for (int64_t o = 0; o < M; o++)
+          for (int64_t j = 0; j < Nn; j++) {
+            double ab = 0;
+            for (int q = 0; q < rank; q++) ab += double(F[size_t(o * rank + q)]) * F[size_t((M + j) * rank + q)];
+            g[size_t(o * Nn + j)] += c * ab;
+          }
+        if (i % 2) continue;
+        const int64_t k = i / 2;
+        const double coef = (double(f8[i]) - f8[i + 1]) * nc.sigma / std::sqrt(8.0 * rank);
+        for (int64_t o = 0; o < M; o++)
+          for (int q = 0; q < rank; q++) a[size_t(o * K + k * rank + q)] = coef * F[size_t(o * rank + q)];
+        for (int64_t j = 0; j < Nn; j++)
+          for (int q = 0; q < rank; q++) b[size_t(j * K + k * rank + q)] = F[size_t((M + j) * rank + q)];
+      }
+      return F64{g, a, b};
+    };
+    r.tol64 = 1e-6, r.why64 = "the coefficients rounded to fp32, fp32 products summed over K = 8";
     r.outs = {{G, 1e-5, "regenerated factors (ulps) and cuBLAS accumulation order"},
               {A, 1e-5, "as update_factors"},
               {Bm, 1e-5, "as update_factors"}};

@@ -424,7 +424,7 @@ TEST_CASE("train config: defaults", "[config][train]") {
 
   // the schema lists every key once, and required task.name has no default
   const auto& s = train_config_schema();
-  CHECK(s.entries().size() == 60);
+  CHECK(s.entries().size() == 62);
   CHECK(c.run.device == "cpu");
   CHECK(s.find("task.name")->required());
   CHECK(s.find("task.template") != nullptr);
@@ -502,6 +502,13 @@ TEST_CASE("train config: cross-key errors name the keys", "[config][train]") {
       {{"task.name=external", "task.train_path=p.jsonl"}, "task.name = external requires task.train_path"},
       {{"task.timeout_s=0"}, "task.timeout_s"},
       {{"task.format_reward=1.5"}, "task.format_reward"},
+      {{"task.chunk_tokens=-1"}, "task.chunk_tokens: -1 is out of range"},
+      {{"task.chunk_tokens=x"}, "task.chunk_tokens: expected an integer"},
+      {{"task.chunk_tokens=4"}, "task.chunk_tokens = 4 applies to task.name = sft only"},
+      {{"task.answer_prefix=x"}, "task.answer_prefix applies to task.name = math only"},
+      {{"task.name=math", "task.train_path=m.jsonl", "task.template=chat_think", "task.thinking_length=8",
+        "task.answer_prefix=\\boxed{"},
+       "task.answer_prefix: not with task.template = chat_think"},
   };
   for (const auto& c : cases) {
     INFO(c.expect);
@@ -510,6 +517,7 @@ TEST_CASE("train config: cross-key errors name the keys", "[config][train]") {
   }
   // the fixes are accepted
   CHECK_NOTHROW(load_train_config(p, {"task.name=gsm8k", "task.train_path=train.jsonl"}));
+  CHECK(load_train_config(p, {"task.name=sft", "task.train_path=t.jsonl", "task.chunk_tokens=4"}).task.chunk_tokens == 4);
   CHECK_NOTHROW(load_train_config(p, {"task.template=chat_think", "task.thinking_length=64"}));
   CHECK_NOTHROW(load_train_config(p, {"dist.rendezvous=tcp", "dist.rendezvous_path=node0:29500"}));
   CHECK_NOTHROW(load_train_config(p, {"generation.temperature=1", "generation.top_k=5"}));

@@ -3,7 +3,8 @@
 #include <cmath>
 #include <random>
 
-#include "es/eggroll.h"
+#include "core/cpu_backend.h"
+#include "es/ops_engine.h"
 #include "core/ops/ops.h"
 #include "rwkv/forward.h"
 
@@ -103,16 +104,25 @@ TEST_CASE("antithetic members get exactly opposite perturbations", "[eggroll]") 
   CHECK(e0 != e2);
 }
 
-TEST_CASE("the update GEMM equals the explicit sum of f_i E_i", "[eggroll]") {
-  Model m = Model::random(small_cfg(), 5);
+TEST_CASE("the engine's update GEMM equals the explicit sum of f_i E_i", "[eggroll]") {
+  const Model m = Model::random(small_cfg(), 5);
   for (bool freeze : {true, false}) {
     auto sel = select_params(m, {"blocks.1.*", "head.weight"}, {}, freeze);
     NoiseConfig nc;
     nc.seed = 8, nc.rank = 2, nc.sigma = 0.02f;
     std::vector<float> fit = {0.5f, -1.f, 2.f, 0.25f, -0.75f, 1.5f, 0.f, -2.f};
     const int N = int(fit.size());
-    std::vector<std::vector<float>> grads;
-    eggroll_gradient(m, sel, nc, 3, fit, grads);
+    // SGD with lr 1: the weights move by g (up to the rounding of w + g)
+    Model moved = m;
+    {
+      CpuBackend be;
+      OpsEngineOptions o;
+      o.max_rows = N;
+      OpsEngine eng(be, moved, sel, nc, {}, o);
+      eng.begin_step(3, N, nc.sigma);
+      eng.update(fit, 0, size_t(N / 2), nullptr, 1.0);
+      eng.to_host(moved);
+    }
     double worst = 0;
     for (int pid : sel.ids()) {
       const size_t n = m.params[size_t(pid)].numel();
@@ -128,7 +138,8 @@ TEST_CASE("the update GEMM equals the explicit sum of f_i E_i", "[eggroll]") {
         }
         for (size_t j = 0; j < n; j++) want[j] += fit[size_t(i)] * double(E[j]) / std::sqrt(double(N));
       }
-      for (size_t j = 0; j < n; j++) worst = std::max(worst, std::fabs(want[j] - grads[size_t(pid)][j]));
+      const auto &w0 = m.params[size_t(pid)].data, &w1 = moved.params[size_t(pid)].data;
+      for (size_t j = 0; j < n; j++) worst = std::max(worst, std::fabs(want[j] - (double(w1[j]) - w0[j])));
     }
     CHECK(worst < 1e-6);
   }
@@ -207,28 +218,41 @@ TEST_CASE("parameter selection by glob patterns", "[eggroll]") {
 }
 
 TEST_CASE("optimizers and schedules", "[eggroll][optim]") {
-  Model m = Model::random(small_cfg(), 2);
+  // the engine's optimizer on one matrix (tests/test_ops_engine.cpp checks every formula)
+  const Model m = Model::random(small_cfg(), 2);
   auto sel = select_params(m, {"blocks.0.att.w1"}, {}, true);
   const int pid = m.layers[0].w1;
-  std::vector<std::vector<float>> g(m.params.size());
-  g[size_t(pid)].assign(m.params[size_t(pid)].numel(), 0.5f);
-  Model a = m;
-  Optimizer sgd({OptimKind::SGD}, a, sel);
-  auto rep = sgd.step(a, g, 0.1);
-  CHECK(a.params[size_t(pid)].data[0] == Approx(m.params[size_t(pid)].data[0] + 0.05f));
-  CHECK(rep.grad_norm == Approx(0.5 * std::sqrt(double(g[size_t(pid)].size()))));
-  // Adam's first step moves every weight by lr (sign of g)
-  Model b = m;
-  Optimizer adam({OptimKind::Adam}, b, sel);
-  adam.step(b, g, 0.01);
-  CHECK(b.params[size_t(pid)].data[3] == Approx(m.params[size_t(pid)].data[3] + 0.01f).margin(1e-6));
-  // clipping
-  Model c = m;
-  OptimConfig oc{OptimKind::SGD};
-  oc.clip_update_norm = 1.0;
-  Optimizer clipped(oc, c, sel);
-  auto r2 = clipped.step(c, g, 1.0);
-  CHECK(r2.update_norm == Approx(1.0).epsilon(1e-4));
+  const std::vector<float> fit = {1.f, -1.f, 0.5f, 2.f};
+  auto one_step = [&](OptimConfig oc, double lr, Model& out) {
+    out = m;
+    CpuBackend be;
+    OpsEngineOptions o;
+    o.max_rows = 4;
+    NoiseConfig nc;
+    nc.seed = 1, nc.rank = 2, nc.sigma = 0.1f;
+    OpsEngine eng(be, out, sel, nc, oc, o);
+    eng.begin_step(0, 4, nc.sigma);
+    const StepReport r = eng.update(fit, 0, 2, nullptr, lr);
+    eng.to_host(out);
+    CHECK(eng.optimizer_steps() == 1);
+    return r;
+  };
+  Model a, b, c;
+  const StepReport sgd = one_step({OptimKind::SGD}, 0.1, a);
+  CHECK(sgd.update_norm == Approx(0.1 * sgd.grad_norm).epsilon(1e-5));
+  // Adam's first step moves every weight by lr (the sign of g), whatever |g| (>> eps)
+  one_step({OptimKind::Adam}, 0.01, b);
+  const auto &w0 = m.params[size_t(pid)].data, &wb = b.params[size_t(pid)].data, &wa = a.params[size_t(pid)].data;
+  for (size_t j = 0; j < w0.size(); j += 97) {
+    CHECK(std::fabs(wb[j] - w0[j]) == Approx(0.01).epsilon(1e-3));
+    CHECK((wb[j] > w0[j]) == (wa[j] > w0[j]));  // the direction SGD takes
+  }
+  // clipping: the update norm of SGD with lr 1 is the clip norm
+  OptimConfig clipped{OptimKind::SGD};
+  clipped.clip_update_norm = 1e-3;
+  const StepReport r2 = one_step(clipped, 1.0, c);
+  CHECK(r2.grad_norm > 1e-3);
+  CHECK(r2.update_norm == Approx(1e-3).epsilon(1e-4));
   CHECK(schedule_value(ScheduleKind::Linear, 1.0, 0.0, 0, 11) == 1.0);
   CHECK(schedule_value(ScheduleKind::Linear, 1.0, 0.0, 10, 11) == Approx(0.0));
   CHECK(schedule_value(ScheduleKind::Multiplicative, 2.0, 0.5, 3, 10) == Approx(0.25));

@@ -330,6 +330,21 @@ TEST_CASE("math records and the task", "[math]") {
   // no </think> needed with the chat template
   o.template_name = "chat";
   CHECK(make_task(o)->reward(e0, "\\boxed{3/4}", {}) == 1.0);
+  // task.answer_prefix ends the prompt and is read before the completion
+  o.answer_prefix = "The answer is \\boxed{";
+  {
+    auto tp = make_task(o);
+    const Example p0 = tp->train_example(0);
+    CHECK(p0.prompt == "User: What is 1/2 + 1/4?\n\nAssistant:The answer is \\boxed{");
+    CHECK(tp->reward(p0, "3/4}.", {}) == 1.0);
+    CHECK(tp->reward(p0, "0.7}", {}) == 0.25);
+    CHECK(tp->reward(p0, "3/4", {}) == 0.0);  // the box never closes: no answer
+    CHECK(tp->reward(tp->example_from_record(p0.record, "rec"), "0.75}", {}) == 1.0);
+    o.template_name = "chat_think";
+    CHECK_THROWS_WITH(make_task(o), Catch::StartsWith("task.answer_prefix:"));
+    o.template_name = "chat";
+  }
+  o.answer_prefix.clear();
   // errors
   o.val_path = "";
   o.train_path = bad.str();

@@ -19,16 +19,16 @@ namespace ref {
 // The two operands of the update GEMM of matrix pid (m x n) from the antithetic pairs
 // [pair_begin, pair_begin + pairs) of a population of N members (fitness [N]; all pairs:
 // 0, N / 2): A_all [m][pairs r], columns of pair k scaled by (f_2k - f_2k+1) sigma / sqrt(r N)
-// (as eggroll_gradient: coefficient in double, rounded to float once); B_all [n][pairs r].
+// (coefficient in double, rounded to float once); B_all [n][pairs r].
 // g = A_all B_all^T (linear_f32(B_all, false, A_all, g, m, pairs r, n)). A pair range gives
-// one rank's partial update (eggroll_gradient's pair range); the cache holds every pair.
+// one rank's partial update; the cache holds every pair.
 void update_factors(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, const float* fitness, int64_t N,
                     int64_t pair_begin, int64_t pairs, const float* cache, float* A_all, float* B_all);
 // Full-rank vector gradient: g[j] = sum_k coef_k eps_k[j] (pairs of the range, in order).
 void vector_gradient(const NoiseSpec& ns, uint32_t pid, int64_t n, const float* fitness, int64_t N,
                      int64_t pair_begin, int64_t pairs, const float* cache, float* g);
 
-// Optimizer steps on one array (as Optimizer::step, ascent on g scaled by `scale` for clipping).
+// Optimizer steps on one array (the engine's, es/ops_engine.h: ascent on g scaled by `scale` for clipping).
 // Each returns the sum of squares of the applied change (for the update norm).
 double sgd_update(float* w, const float* g, int64_t n, double lr, double scale);
 // adamw = false: Adam with L2 weight decay folded into g; true: AdamW (decoupled decay).
