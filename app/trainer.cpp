@@ -9,7 +9,6 @@
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
-#include <omp.h>
 #include <sstream>
 
 #include "core/hash.h"
@@ -17,6 +16,7 @@
 #include "core/comm.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/parallel.h"
 #include "es/eggroll.h"
 #include "es/fitness.h"
 #include "es/ops_engine.h"
@@ -252,7 +252,7 @@ void save_checkpoint_dir(const fs::path& run, int step, const Model& m, const Op
 }  // namespace
 
 TrainResult train(const TrainConfig& cfg, const TrainHooks& hooks) {
-  if (cfg.run.threads > 0) omp_set_num_threads(cfg.run.threads);
+  if (cfg.run.threads > 0) set_num_threads(cfg.run.threads);  // core/parallel.h
   CommOptions co;
   co.backend = cfg.dist.backend;
   co.rendezvous = cfg.dist.rendezvous;
