@@ -155,7 +155,7 @@ TEST_CASE("one thread runs everything on the caller; more threads share the work
     ThreadsGuard g(3);
     std::mutex mu;
     std::set<std::thread::id> ids;
-    parallel_for(60, 1, [&](int64_t) {
+    parallel_for(200, 1, [&](int64_t) {
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
       std::lock_guard<std::mutex> l(mu);
       ids.insert(std::this_thread::get_id());
