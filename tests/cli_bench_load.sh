@@ -4,22 +4,20 @@
 # bench (also when the bench is killed); EGGROLL_PARALLEL=openmp is reported; bad values exit 2.
 . "$(dirname "$0")/lib_cli.sh"
 
-# a unique --seconds value marks this test's processes (the busy children are forks of the bench)
-mark=0.0517
-count_procs() { pgrep -c -f -- "--seconds $mark" || true; }
-
-"$EGG" bench forward --preset tiny --batch 1,8 --seconds $mark --competing-load 1 --repeat 2 >"$TMP/fwd" 2>"$TMP/err" &
+"$EGG" bench forward --preset tiny --batch 1,8 --seconds 0.05 --competing-load 1 --repeat 2 >"$TMP/fwd" 2>"$TMP/err" &
 bench=$!
-maxp=0
+seen=
 while kill -0 $bench 2>/dev/null; do
-  n=$(count_procs)
-  [ "$n" -gt "$maxp" ] && maxp=$n
-  sleep 0.01
+  for p in $(pgrep -P $bench || true); do
+    case " $seen " in *" $p "*) ;; *) seen="$seen $p" ;; esac
+  done
+  sleep 0.005
 done
 wait $bench || bad "bench forward --competing-load: exit $? ($(tail -c 300 "$TMP/err"))"
-[ "$maxp" -ge 2 ] && ok || bad "no busy process seen next to the bench (max $maxp processes)"
-sleep 0.2
-[ "$(count_procs)" -eq 0 ] && ok || bad "busy processes left after the bench: $(pgrep -a -f -- "--seconds $mark")"
+[ -n "$seen" ] && ok || bad "no busy process seen next to the bench"
+left=
+for p in $seen; do kill -0 "$p" 2>/dev/null && left="$left $p"; done
+[ -z "$left" ] && ok || { bad "busy processes left after the bench:$left"; kill -9 $left 2>/dev/null; }
 python3 - "$TMP/fwd" <<'PY' && ok || bad "bench forward JSON: $(cat "$TMP/fwd")"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
@@ -53,19 +51,21 @@ for k in ("loaded_inference_tokens_per_s", "loaded_eggroll_keep_tokens_per_s", "
     assert r[k] > 0, (k, r)
 PY
 
-# the bench killed while its load runs: the busy processes die with it
-"$EGG" bench forward --preset tiny --batch 1 --seconds $mark --competing-load 2 --repeat 50 >/dev/null 2>&1 &
+# the bench killed while its load runs (one loaded phase of 3 s after a quiet one): the busy
+# processes die with it
+"$EGG" bench forward --preset tiny --batch 1 --seconds 3.0517 --competing-load 2 >/dev/null 2>&1 &
 bench=$!
-for _ in $(seq 1 500); do
-  [ "$(count_procs)" -ge 3 ] && break
+kids=
+for _ in $(seq 1 1500); do
+  kids=$(pgrep -P $bench || true)
+  [ "$(echo $kids | wc -w)" -eq 2 ] && break
   sleep 0.01
 done
-kids=$(pgrep -P $bench || true)
 [ "$(echo $kids | wc -w)" -eq 2 ] && ok || bad "the bench's 2 busy processes never ran (children: $kids)"
 kill -9 $bench
 wait $bench 2>/dev/null
 alive() { local n=0 p; for p in $kids; do kill -0 "$p" 2>/dev/null && n=$((n + 1)); done; echo $n; }
-for _ in $(seq 1 200); do
+for _ in $(seq 1 300); do
   [ "$(alive)" -eq 0 ] && break
   sleep 0.01
 done
