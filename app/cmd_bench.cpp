@@ -4,13 +4,18 @@
 #include <fmt/format.h>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <omp.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "core/cpu_backend.h"
 #include "core/gemm.h"
 #include "core/gemm_bf16.h"
+#include "core/parallel.h"
 #include "rwkv/backend_model.h"
 #include "rwkv/step.h"
 #include "app/bench_cuda.h"
@@ -42,6 +47,57 @@ double time_per_call(F&& fn, double min_seconds, int min_iters) {
   }
   return (t - t0) / iters;
 }
+
+// Competing load for the "loaded" measurements: n child processes that spin on a CPU each (a
+// busy process of someone else on a shared machine), started by start() and killed by stop().
+// A child dies with the bench (PR_SET_PDEATHSIG), so none outlives an interrupted run.
+class CompetingLoad {
+ public:
+  explicit CompetingLoad(int n) : n_(n) {}
+  CompetingLoad(const CompetingLoad&) = delete;
+  CompetingLoad& operator=(const CompetingLoad&) = delete;
+  ~CompetingLoad() { stop(); }
+  void start() {
+    const pid_t parent = getpid();
+    for (int i = 0; i < n_; i++) {
+      const pid_t pid = fork();
+      if (pid < 0) {
+        stop();
+        throw std::runtime_error("--competing-load: fork failed");
+      }
+      if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(0);
+        volatile uint64_t x = 0;
+        for (;;) x = x + 1;
+      }
+      pids_.push_back(pid);
+    }
+    // let the scheduler place them before the measurement starts
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  void stop() {
+    for (pid_t p : pids_) kill(p, SIGKILL);
+    for (pid_t p : pids_) waitpid(p, nullptr, 0);
+    pids_.clear();
+  }
+
+ private:
+  int n_;
+  std::vector<pid_t> pids_;
+};
+
+// Runs fn with the competing load running.
+template <class F>
+auto with_load(int n, F&& fn) {
+  CompetingLoad load(n);
+  load.start();
+  auto r = fn();
+  load.stop();
+  return r;
+}
+
+nlohmann::json rates(const std::vector<double>& v) { return nlohmann::json(v); }
 
 struct GemmShape {
   int pid;
@@ -95,7 +151,7 @@ void register_bench_commands(CLI::App& app) {
   struct Opts {
     std::string preset = "0.1b", batch = "1,16,64,256", dtype = "f32";
     double seconds = 2.0;
-    int threads = 0;
+    int threads = 0, competing_load = 0, repeat = 1;
   };
   auto o = std::make_shared<Opts>();
   c->add_option("--preset", o->preset, "model size preset (random weights)");
@@ -104,11 +160,16 @@ void register_bench_commands(CLI::App& app) {
       ->check(CLI::IsMember({"f32", "bf16"}));
   c->add_option("--seconds", o->seconds, "minimum timed seconds per measurement")->check(CLI::Range(0.0, 3600.0));
   c->add_option("--threads", o->threads, "CPU threads (0 = all)")->check(CLI::Range(0, 4096));
+  c->add_option("--competing-load", o->competing_load,
+                "also measure with N busy-spinning processes running (quiet and loaded interleaved)")
+      ->check(CLI::Range(0, 1024));
+  c->add_option("--repeat", o->repeat, "interleaved repetitions (quiet, loaded); the best of each counts")
+      ->check(CLI::Range(1, 100));
   c->callback([=] {
     auto batches = parse_int_list("--batch", o->batch);
     for (auto b : batches)
       if (b < 1 || b > 65536) throw InputError(fmt::format("--batch: {} is not in [1, 65536]", b));
-    if (o->threads > 0) omp_set_num_threads(o->threads);
+    set_num_threads(o->threads);
     const DType dt = o->dtype == "bf16" ? DType::BF16 : DType::F32;
     ModelConfig cfg = ModelConfig::preset(o->preset);
     fmt::print(stderr, "bench forward: building random {} model ({:.0f}M params, {} matrices{})\n", o->preset,
@@ -127,8 +188,19 @@ void register_bench_commands(CLI::App& app) {
       std::vector<int32_t> toks(static_cast<size_t>(B)), slots(static_cast<size_t>(B));
       for (int64_t i = 0; i < B; i++) toks[size_t(i)] = int32_t((i * 7919) % cfg.vocab), slots[size_t(i)] = int32_t(i);
       std::vector<float> logits(size_t(B) * size_t(cfg.vocab));
-      const double t_fwd = time_per_call(
-          [&] { step.step(toks.data(), slots.data(), slots.data(), B, st.view(), logits.data()); }, o->seconds, 2);
+      auto one_step = [&] { step.step(toks.data(), slots.data(), slots.data(), B, st.view(), logits.data()); };
+      double t_fwd = 1e300, t_loaded = 1e300;
+      std::vector<double> quiet_rates, loaded_rates;
+      for (int rep = 0; rep < o->repeat; rep++) {
+        const double t = time_per_call(one_step, o->seconds, 2);
+        t_fwd = std::min(t_fwd, t);
+        quiet_rates.push_back(double(B) / t);
+        if (o->competing_load > 0) {
+          const double tl = with_load(o->competing_load, [&] { return time_per_call(one_step, o->seconds, 2); });
+          t_loaded = std::min(t_loaded, tl);
+          loaded_rates.push_back(double(B) / tl);
+        }
+      }
       // the same products on their own, same kernels, same prepared weights, same threads
       const auto gemms = step_gemms(w);
       int64_t maxdim = cfg.vocab;
@@ -144,7 +216,8 @@ void register_bench_commands(CLI::App& app) {
                           {"dtype", dtype_name(dt)},
                           {"kernel", dt == DType::BF16 ? bf16_kernel_name(best_bf16_kernel()) : "f32"},
                           {"batch", B},
-                          {"threads", omp_get_max_threads()},
+                          {"threads", num_threads()},
+                          {"parallel", parallel_backend()},
                           {"tokens_per_s", double(B) / t_fwd},
                           {"ms_per_step", t_fwd * 1e3},
                           {"gflops", flops_tok * double(B) / t_fwd / 1e9},
@@ -152,6 +225,14 @@ void register_bench_commands(CLI::App& app) {
                           {"ratio_vs_gemm", t_gemm / t_fwd},
                           {"weights_bytes", model.bytes() + prepared_bytes(w)},
                           {"peak_rss_bytes", peak_rss_bytes()}};
+      if (o->competing_load > 0) {
+        j["competing_load"] = o->competing_load;
+        j["repeat"] = o->repeat;
+        j["loaded_tokens_per_s"] = double(B) / t_loaded;
+        j["loaded_vs_quiet"] = t_fwd / t_loaded;
+        j["quiet_samples_tokens_per_s"] = rates(quiet_rates);
+        j["loaded_samples_tokens_per_s"] = rates(loaded_rates);
+      }
       std::cout << j.dump() << std::endl;
     }
   });
@@ -171,17 +252,21 @@ void register_bench_commands(CLI::App& app) {
       ->check(CLI::Range(1, 100));
   e->add_option("--sigma", eo->sigma, "noise scale")->check(CLI::Range(0.0, 10.0));
   e->add_option("--threads", eo->threads, "CPU threads (0 = all)")->check(CLI::Range(0, 4096));
+  e->add_option("--competing-load", eo->competing_load,
+                "cpu: also measure inference and EGGROLL (kept) with N busy-spinning processes running")
+      ->check(CLI::Range(0, 1024));
   e->callback([=] {
     auto pops = parse_int_list("--population", eo->population);
     for (auto n : pops)
       if (n < 2 || n % 2 || n > (1 << 20)) throw InputError(fmt::format("--population: {} is not an even number in [2, 2^20]", n));
     if (eo->backend == "cuda") {
+      if (eo->competing_load > 0) throw InputError("--competing-load: only for --backend cpu");
       bench_es_cuda(*eo, pops);
       return;
     }
     if (!eo->dtype.empty() && eo->dtype != "f32" && eo->dtype != "fp32" && eo->dtype != "float32")
       throw InputError(fmt::format("--dtype: '{}' needs --backend cuda (the CPU benchmark runs fp32 weights)", eo->dtype));
-    if (eo->threads > 0) omp_set_num_threads(eo->threads);
+    set_num_threads(eo->threads);
     ModelConfig cfg = ModelConfig::preset(eo->preset);
     fmt::print(stderr, "bench es: building random {} model ({:.0f}M params, fp32)\n", eo->preset,
                double(cfg.param_count()) / 1e6);
@@ -209,7 +294,7 @@ void register_bench_commands(CLI::App& app) {
       fmt::print(stderr, "bench es: population {}\n", N);
       // interleaved repetitions, best time of each variant (the machines are shared and noisy);
       // a fresh perturbation each time, so the kept noise is generated inside every measurement
-      double t_pure = 1e300, t_regen = 1e300, t_keep = 1e300;
+      double t_pure = 1e300, t_regen = 1e300, t_keep = 1e300, tl_pure = 1e300, tl_keep = 1e300;
       size_t cache_bytes = 0;
       for (int rep = 0; rep < eo->repeat; rep++) {
         t_pure = std::min(t_pure, decode(N, nullptr));
@@ -218,8 +303,18 @@ void register_bench_commands(CLI::App& app) {
           t_keep = std::min(t_keep, decode(N, &keep));
           cache_bytes = keep.cache_bytes();
         }
-        EggrollPerturbation regen(m, sel, nc, NoiseCache::Regenerate);
-        t_regen = std::min(t_regen, decode(N, &regen));
+        {
+          EggrollPerturbation regen(m, sel, nc, NoiseCache::Regenerate);
+          t_regen = std::min(t_regen, decode(N, &regen));
+        }
+        if (eo->competing_load > 0) {
+          CompetingLoad load(eo->competing_load);
+          load.start();
+          tl_pure = std::min(tl_pure, decode(N, nullptr));
+          EggrollPerturbation keep(m, sel, nc, NoiseCache::Keep);
+          tl_keep = std::min(tl_keep, decode(N, &keep));
+          load.stop();
+        }
       }
       // OpenES: every member materialises W + sigma * eps (full-rank) and decodes alone
       const int M = eo->openes_members, To = eo->openes_tokens;
@@ -257,7 +352,8 @@ void register_bench_commands(CLI::App& app) {
                           {"population", N},
                           {"tokens", T},
                           {"rank", eo->rank},
-                          {"threads", omp_get_max_threads()},
+                          {"threads", num_threads()},
+                          {"parallel", parallel_backend()},
                           {"inference_tokens_per_s", pure},
                           {"eggroll_regenerate_tokens_per_s", rg},
                           {"eggroll_keep_tokens_per_s", kp},
@@ -268,6 +364,13 @@ void register_bench_commands(CLI::App& app) {
                           {"ratio_keep_vs_inference", kp / pure},
                           {"ratio_regenerate_vs_inference", rg / pure},
                           {"ratio_keep_vs_openes", kp / op}};
+      if (eo->competing_load > 0) {
+        j["competing_load"] = eo->competing_load;
+        j["loaded_inference_tokens_per_s"] = double(N) * T / tl_pure;
+        j["loaded_eggroll_keep_tokens_per_s"] = double(N) * T / tl_keep;
+        j["loaded_vs_quiet_inference"] = t_pure / tl_pure;
+        j["loaded_vs_quiet_keep"] = t_keep / tl_keep;
+      }
       std::cout << j.dump() << std::endl;
     }
   });

@@ -116,7 +116,9 @@ Table make_table() {
   b.integer("run.eval_every", EGGROLL_FIELD(run.eval_every), "validate every N steps (0 = never)",
             at_least(0));
   b.integer("run.log_every", EGGROLL_FIELD(run.log_every), "refresh the console progress line every N steps", at_least(1));
-  b.integer("run.threads", EGGROLL_FIELD(run.threads), "CPU threads (0 = all cores)", at_least(0));
+  b.integer("run.threads", EGGROLL_FIELD(run.threads),
+            "CPU threads (0 = EGGROLL_NUM_THREADS, else OMP_NUM_THREADS, else the CPUs this process may use)",
+            at_least(0));
   b.enumeration("run.device", EGGROLL_FIELD(run.device), {"cpu", "cuda"},
                 "where the population step runs: cpu, or cuda (one GPU per process)");
 

@@ -9,7 +9,6 @@
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
-#include <omp.h>
 #include <sstream>
 
 #include "core/hash.h"
@@ -18,6 +17,7 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/gemm_bf16.h"
+#include "core/parallel.h"
 #include "es/fitness.h"
 #include "es/ops_engine.h"
 #include "app/plan.h"
@@ -250,7 +250,7 @@ void save_checkpoint_dir(const fs::path& run, int step, const Model& m, const Op
 
 TrainResult train(const TrainConfig& given, const TrainHooks& hooks) {
   const TrainConfig cfg = resolve_matrix_dtype(given);  // config.yaml records what "auto" meant here
-  if (cfg.run.threads > 0) omp_set_num_threads(cfg.run.threads);
+  if (cfg.run.threads > 0) set_num_threads(cfg.run.threads);  // core/parallel.h
   CommOptions co;
   co.backend = cfg.dist.backend;
   co.rendezvous = cfg.dist.rendezvous;

@@ -21,6 +21,7 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/mapped_file.h"
+#include "core/parallel.h"
 #include "core/pickle.h"
 #include "core/zip.h"
 
@@ -106,15 +107,14 @@ void run_copies(const std::vector<CopyJob>& jobs, std::vector<Tensor>& tensors, 
                 const std::string& source) {
   uint64_t total = 0;
   for (const CopyJob& j : jobs) total += j.nbytes;
-  [[maybe_unused]] const bool parallel = total >= (uint64_t(64) << 20);
+  const bool parallel = total >= (uint64_t(64) << 20);
   std::vector<std::exception_ptr> errors(jobs.size());
   const long n = long(jobs.size());
-#pragma omp parallel for schedule(dynamic, 1) if (parallel)
-  for (long i = 0; i < n; i++) {
+  auto copy_one = [&](int64_t i) {
     const CopyJob& j = jobs[size_t(i)];
     Tensor& t = tensors[size_t(i)];
     try {
-      if (j.nbytes == 0) continue;
+      if (j.nbytes == 0) return;
       if (j.crc_entry) zr->verify_crc(*j.entry);
       if (j.contiguous) {
         uint32_t c = copy_bytes(j.src, size_t(j.nbytes), t.data, j.crc_fused);
@@ -129,7 +129,10 @@ void run_copies(const std::vector<CopyJob>& jobs, std::vector<Tensor>& tensors, 
     } catch (...) {
       errors[size_t(i)] = std::current_exception();
     }
-  }
+  };
+  if (parallel) parallel_for(n, 1, copy_one);
+  else
+    for (long i = 0; i < n; i++) copy_one(i);
   for (const std::exception_ptr& e : errors)
     if (e) std::rethrow_exception(e);
 }

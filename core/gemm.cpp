@@ -1,4 +1,5 @@
 #include "core/gemm.h"
+#include "core/parallel.h"
 
 #include <algorithm>
 #include <vector>
@@ -95,11 +96,10 @@ void gemm_driver(const float* X, float* Y, int64_t rows, int64_t in, int64_t out
     std::fill_n(Y, rows * out, 0.f);
     return;
   }
-#pragma omp parallel
-  {
-    std::vector<float> pack;
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t t = 0; t < tiles; t++) {
+  // one output tile per chunk, claimed dynamically by the pool's threads (core/parallel.h)
+  parallel_for(tiles, 1, [&](int64_t t) {
+    thread_local std::vector<float> pack;
+    {
       const int64_t o0 = t * NR, nr = std::min(NR, out - o0);
       for (int64_t k0 = 0; k0 < in; k0 += kGemmKC) {
         const int64_t kc = std::min(kGemmKC, in - k0);
@@ -110,7 +110,7 @@ void gemm_driver(const float* X, float* Y, int64_t rows, int64_t in, int64_t out
                        k0 == 0);
       }
     }
-  }
+  });
 }
 
 }  // namespace
@@ -142,15 +142,14 @@ PackedWeights pack_weights(const float* W, int64_t in, int64_t out) {
   p.in = in, p.out = out;
   const int64_t tiles = (out + NR - 1) / NR;
   p.data.assign(size_t(tiles * in * NR), 0.f);
-#pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < tiles; t++) {
+  parallel_for(tiles, 1, [&](int64_t t) {
     const int64_t nr = std::min(NR, out - t * NR);
     float* dst = p.data.data() + t * in * NR;
     for (int64_t j = 0; j < nr; j++) {
       const float* w = W + (t * NR + j) * in;
       for (int64_t k = 0; k < in; k++) dst[k * NR + j] = w[k];
     }
-  }
+  });
   return p;
 }
 

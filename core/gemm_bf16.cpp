@@ -8,6 +8,7 @@
 
 #include "core/dtype.h"
 #include "core/gemm.h"
+#include "core/parallel.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -112,8 +113,7 @@ template <class Src>
 void pack_into(PackedBf16& p, Src src, bool x_times_p) {
   // src(i) reads element i of the source array (bf16 bits out)
   const int64_t in = p.in, out = p.out, tiles = (out + NR - 1) / NR;
-#pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < tiles; t++) {
+  parallel_for(tiles, 1, [&](int64_t t) {
     uint16_t* dst = p.data.data() + t * p.pairs * NR * 2;
     const int64_t nr = std::min(NR, out - t * NR);
     for (int64_t k = 0; k < in; k++)
@@ -121,7 +121,7 @@ void pack_into(PackedBf16& p, Src src, bool x_times_p) {
         const int64_t o = t * NR + j;
         dst[((k / 2) * NR + j) * 2 + (k % 2)] = src(x_times_p ? k * out + o : o * in + k);
       }
-  }
+  });
 }
 
 PackedBf16 shaped(int64_t in, int64_t out) {
@@ -190,8 +190,7 @@ void gemm_bf16(const float* X, const PackedBf16& W, float* Y, int64_t rows, Bf16
   thread_local std::vector<uint32_t> xb;
   round_rows(X, rows, in, pairs, xb);
   const uint32_t* Xb = xb.data();
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t t = 0; t < tiles; t++) {
+  parallel_for(tiles, 1, [&](int64_t t) {  // a thread's share never changes what a tile computes
     const int64_t o0 = t * NR, nr = std::min(NR, out - o0);
     for (int64_t p0 = 0; p0 < pairs; p0 += KP) {
       const int64_t kp = std::min(KP, pairs - p0);
@@ -207,7 +206,7 @@ void gemm_bf16(const float* X, const PackedBf16& W, float* Y, int64_t rows, Bf16
         micro_scalar(Xb + r0 * pairs + p0, pairs, B, Y + r0 * out + o0, out, mr, nr, kp, p0 == 0);
       }
     }
-  }
+  });
 }
 
 }  // namespace eggroll

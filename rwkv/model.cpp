@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/ops/init.h"
+#include "core/parallel.h"
 #include "rwkv/model_layout.h"
 
 namespace eggroll {
@@ -51,8 +52,9 @@ void random_values(const std::string& name, const std::vector<int64_t>& shape, u
   const uint64_t base = init_param_base(seed, pid);
   float lo, hi;
   init_range(name, shape, lo, hi);
-#pragma omp parallel for schedule(static)
-  for (int64_t j = 0; j < int64_t(n); j++) out[size_t(j)] = init_value(base, uint64_t(j), lo, hi);
+  parallel_for_chunks(int64_t(n), int64_t(1) << 14, [&](int64_t b, int64_t e) {
+    for (int64_t j = b; j < e; j++) out[size_t(j)] = init_value(base, uint64_t(j), lo, hi);
+  });
 }
 
 }  // namespace

@@ -7,5 +7,6 @@ bash scripts/setup.sh
 bash scripts/build.sh
 # ctest runs two tests at once on these 2-core machines: OpenMP threads that spin while they wait
 # for a descheduled sibling make an oversubscribed test many times slower, so they sleep instead
+# (this matters only for EGGROLL_PARALLEL=openmp: our own pool, core/parallel.h, sleeps by itself)
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 ctest --test-dir build --output-on-failure -j"${EGGROLL_TEST_JOBS:-2}" "$@"

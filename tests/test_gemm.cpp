@@ -5,11 +5,11 @@
 #include <vector>
 
 #include <cstring>
-#include <omp.h>
 
 #include "core/dtype.h"
 #include "core/gemm.h"
 #include "core/gemm_bf16.h"
+#include "core/parallel.h"
 #include "core/ops/linear.h"
 
 using namespace eggroll;
@@ -143,11 +143,10 @@ TEST_CASE("bf16 products: a row's result does not depend on the batch or the thr
       gemm_bf16(X.data() + r * in, pw, one.data(), 1, k);
       CHECK(std::memcmp(one.data(), all.data() + r * out, size_t(out) * 4) == 0);
     }
-    const int saved = omp_get_max_threads();
-    omp_set_num_threads(1);
+    set_num_threads(1);
     std::vector<float> serial(size_t(rows * out));
     gemm_bf16(X.data(), pw, serial.data(), rows, k);
-    omp_set_num_threads(saved);
+    set_num_threads(0);
     CHECK(same_bits(serial, all));
   }
 }

@@ -22,6 +22,7 @@
 
 #include "core/dtype.h"
 #include "core/gemm_bf16.h"
+#include "core/parallel.h"
 
 using namespace eggroll;
 
@@ -128,7 +129,8 @@ int main(int argc, char** argv) {
       nlohmann::json j = {{"bench", "gemm_bf16_vs_onednn"},
                           {"shape", s.name},
                           {"batch", B},
-                          {"threads", omp_get_max_threads()},
+                          {"threads", num_threads()},
+                          {"onednn_threads", omp_get_max_threads()},
                           {"kernel", bf16_kernel_name(best_bf16_kernel())},
                           {"ours_us", t_ours * 1e6},
                           {"onednn_us", t_dnnl * 1e6},

@@ -4,12 +4,17 @@
 #include <cmath>
 #include <cstring>
 #include "core/dtype.h"
+#include "core/parallel.h"
 
 namespace eggroll {
 namespace ref {
 
 namespace {
 inline float sigmoidf(float x) { return 1.f / (1.f + std::exp(-x)); }
+// Chunk sizes for the pool (core/parallel.h): about 8K elements per chunk, so that a chunk is
+// worth claiming; smaller inputs run on the calling thread alone.
+constexpr int64_t kElementGrain = 8192, kHeadGrain = kElementGrain / 64;
+inline int64_t row_grain(int64_t row_elements) { return std::max<int64_t>(1, kElementGrain / std::max<int64_t>(row_elements, 1)); }
 }  // namespace
 
 void embed_rows(const float* emb_f32, const uint16_t* emb_bf16, const int32_t* tokens, int64_t B, int64_t C,
@@ -26,15 +31,15 @@ void embed_rows(const float* emb_f32, const uint16_t* emb_bf16, const int32_t* t
 
 void layer_norm_rows(const float* x, const float* w, int64_t w_stride, const float* b, int64_t b_stride, float* y,
                      int64_t B, int64_t n, float eps) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < B; i++) layer_norm_row(x + i * n, w + i * w_stride, b + i * b_stride, y + i * n, n, eps);
+  parallel_for(B, row_grain(n), [&](int64_t i) {
+    layer_norm_row(x + i * n, w + i * w_stride, b + i * b_stride, y + i * n, n, eps);
+  });
 }
 
 void time_shift6(const float* xa, float* state, const int32_t* slots, int64_t slot_stride, int64_t layer_offset,
                  const float* const mu[6], const int64_t mu_stride[6], float* out, int64_t B, int64_t C) {
   const int64_t BC = B * C;
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < B; i++) {
+  parallel_for(B, row_grain(6 * C), [&](int64_t i) {
     float* prev = state + int64_t(slots[i]) * slot_stride + layer_offset;
     const float* x = xa + i * C;
     for (int64_t j = 0; j < C; j++) {
@@ -42,13 +47,12 @@ void time_shift6(const float* xa, float* state, const int32_t* slots, int64_t sl
       for (int q = 0; q < 6; q++) out[q * BC + i * C + j] = x[j] + d * mu[q][i * mu_stride[q] + j];
       prev[j] = x[j];
     }
-  }
+  });
 }
 
 void channel_shift(const float* xf, float* state, const int32_t* slots, int64_t slot_stride, int64_t layer_offset,
                    const float* mu, int64_t mu_stride, float* out, int64_t B, int64_t C) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < B; i++) {
+  parallel_for(B, row_grain(C), [&](int64_t i) {
     float* prev = state + int64_t(slots[i]) * slot_stride + layer_offset;
     const float* x = xf + i * C;
     float* o = out + i * C;
@@ -56,7 +60,7 @@ void channel_shift(const float* xf, float* state, const int32_t* slots, int64_t 
       o[j] = x[j] + (prev[j] - x[j]) * mu[i * mu_stride + j];
       prev[j] = x[j];
     }
-  }
+  });
 }
 
 void tanh_inplace(float* x, int64_t n) {
@@ -93,9 +97,9 @@ void value_residual_rows(float* v, const float* v_first, const float* t, const f
 void kk_prepare(float* k, const float* a, const float* k_k, int64_t kk_stride, const float* k_a, int64_t ka_stride,
                 float* kk, int64_t B, int64_t H) {
   const int64_t C = H * 64;
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t i = 0; i < B; i++)
-    for (int64_t h = 0; h < H; h++) {
+  parallel_for(B * H, kHeadGrain, [&](int64_t ih) {
+    {
+      const int64_t i = ih / H, h = ih % H;
       const int64_t o = i * C + h * 64;
       float* kr = k + o;
       const float* ar = a + o;
@@ -109,15 +113,16 @@ void kk_prepare(float* k, const float* a, const float* k_k, int64_t kk_stride, c
       for (int j = 0; j < 64; j++) kkr[j] *= inv;
       for (int j = 0; j < 64; j++) kr[j] *= 1.f + (ar[j] - 1.f) * k_a[i * ka_stride + h * 64 + j];
     }
+  });
 }
 
 void group_norm_bonus_gate(float* y, const float* r, const float* k, const float* v, const float* g,
                            const float* r_k, int64_t rk_stride, const float* lw, int64_t lw_stride, const float* lb,
                            int64_t lb_stride, int64_t B, int64_t H, float eps) {
   const int64_t C = H * 64;
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t i = 0; i < B; i++)
-    for (int64_t h = 0; h < H; h++) {
+  parallel_for(B * H, kHeadGrain, [&](int64_t ih) {
+    {
+      const int64_t i = ih / H, h = ih % H;
       const int64_t o = i * C + h * 64;
       float* yr = y + o;
       double mean = 0, var = 0;
@@ -134,6 +139,7 @@ void group_norm_bonus_gate(float* y, const float* r, const float* k, const float
         yr[j] = (yn + bonus * v[o + j]) * g[o + j];
       }
     }
+  });
 }
 
 void add_inplace(float* x, const float* t, int64_t n) {
@@ -141,11 +147,12 @@ void add_inplace(float* x, const float* t, int64_t n) {
 }
 
 void relu_sq_inplace(float* x, int64_t n) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; i++) {
-    const float t = std::max(x[i], 0.f);
-    x[i] = t * t;
-  }
+  parallel_for_chunks(n, kElementGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; i++) {
+      const float t = std::max(x[i], 0.f);
+      x[i] = t * t;
+    }
+  });
 }
 
 void gather_rows(const float* src, const int32_t* rows, int64_t n, int64_t C, float* dst) {

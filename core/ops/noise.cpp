@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 #include "core/ops/factor_array.h"
+#include "core/parallel.h"
 
 namespace eggroll {
 namespace ref {
@@ -15,12 +16,11 @@ void lowrank_add(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, bool x
   const int r = ns.rank;
   const int64_t len = (m + n) * r;
   const int64_t in = x_times_p ? m : n, out = x_times_p ? n : m;
-#pragma omp parallel
-  {
+  // two rows per chunk: an antithetic pair's rows usually sit next to each other (one generation)
+  parallel_for_chunks(B, 2, [&](int64_t b, int64_t e) {
     FactorBuffer buf;
     std::vector<float> t(static_cast<size_t>(r));
-#pragma omp for schedule(dynamic, 2)  // an antithetic pair's rows usually sit next to each other
-    for (int64_t i = 0; i < B; i++) {
+    for (int64_t i = b; i < e; i++) {
       const uint32_t mem = uint32_t(members[i]);
       const float* F = factor_array(ns, pid, mem, len, cache, buf);
       const float* A = F;          // [m, r]
@@ -30,7 +30,7 @@ void lowrank_add(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, bool x
       const float c = noise_spec_lowrank_scale(ns, mem);
       lowrank_correct_row(X + i * in, in, In, Out, out, r, c, Y + i * out, t.data());
     }
-  }
+  });
 }
 
 void lowrank_correct_row(const float* x, int64_t in, const float* In, const float* Out, int64_t out, int r, float c,
@@ -97,9 +97,9 @@ void vector_noise_rows(const NoiseSpec& ns, uint32_t pid, const float* base, int
 }
 
 void fill_noise_cache(const NoiseSpec& ns, uint32_t pid, int64_t len, int64_t pairs, float* out) {
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t p = 0; p < pairs; p++)
+  parallel_for(pairs, 1, [&](int64_t p) {
     fill_noise(noise_spec_key(ns, pid, uint32_t(2 * p)), ns.dist, 0, size_t(len), out + p * len);
+  });
 }
 
 void philox_blocks(const uint32_t* counters, const uint32_t* keys, int64_t n, uint32_t* out) {

@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <vector>
 #include "core/ops/factor_array.h"
+#include "core/parallel.h"
 
 namespace eggroll {
 namespace ref {
@@ -27,11 +28,9 @@ void update_factors(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, con
                     int64_t pair_begin, int64_t pairs, const float* cache, float* A_all, float* B_all) {
   const auto coef = pair_coefficients(ns, fitness, N, pair_begin, pairs);
   const int64_t r = ns.rank, K = pairs * r, len = (m + n) * r;
-#pragma omp parallel
-  {
+  parallel_for(pairs, 1, [&](int64_t k) {
     FactorBuffer buf;
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t k = 0; k < pairs; k++) {
+    {
       const float* f = factor_array(ns, pid, uint32_t(2 * (pair_begin + k)), len, cache, buf);
       const float s = float(coef[size_t(k)] / std::sqrt(double(r)));
       for (int64_t o = 0; o < m; o++)
@@ -39,7 +38,7 @@ void update_factors(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, con
       for (int64_t j = 0; j < n; j++)
         for (int64_t q = 0; q < r; q++) B_all[j * K + k * r + q] = f[m * r + j * r + q];
     }
-  }
+  });
 }
 
 void vector_gradient(const NoiseSpec& ns, uint32_t pid, int64_t n, const float* fitness, int64_t N,
@@ -63,12 +62,11 @@ double chunked_sum(int64_t n, F&& body) {
   constexpr int64_t kChunk = 1 << 16;
   const int64_t chunks = (n + kChunk - 1) / kChunk;
   std::vector<double> part(static_cast<size_t>(std::max<int64_t>(chunks, 0)), 0.0);
-#pragma omp parallel for schedule(static) if (chunks > 1)
-  for (int64_t c = 0; c < chunks; c++) {
+  parallel_for(chunks, 1, [&](int64_t c) {
     double s = 0;
     for (int64_t j = c * kChunk; j < std::min(n, (c + 1) * kChunk); j++) s += body(j);
     part[size_t(c)] = s;
-  }
+  });
   double s = 0;
   for (double v : part) s += v;
   return s;

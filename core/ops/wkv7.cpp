@@ -1,4 +1,5 @@
 #include "core/ops/wkv7.h"
+#include "core/parallel.h"
 
 
 
@@ -9,13 +10,13 @@ void wkv7_rows(float* state, const int32_t* slots, int64_t slot_stride, int64_t 
                const float* decay, const float* k, const float* v, const float* kk, const float* a, float* y,
                int64_t B, int64_t H) {
   const int64_t C = H * 64;
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t i = 0; i < B; i++)
-    for (int64_t h = 0; h < H; h++) {
-      const int64_t o = i * C + h * 64;
-      float* S = state + int64_t(slots[i]) * slot_stride + layer_offset + h * kWkvHeadState;
-      wkv7_head(S, r + o, decay + o, k + o, v + o, kk + o, a + o, y + o);
-    }
+  // one head (64 x 64 state) per chunk
+  parallel_for(B * H, 1, [&](int64_t ih) {
+    const int64_t i = ih / H, h = ih % H;
+    const int64_t o = i * C + h * 64;
+    float* S = state + int64_t(slots[i]) * slot_stride + layer_offset + h * kWkvHeadState;
+    wkv7_head(S, r + o, decay + o, k + o, v + o, kk + o, a + o, y + o);
+  });
 }
 
 void wkv7_head(float* S, const float* r, const float* decay, const float* k, const float* v, const float* kk,
