@@ -27,6 +27,9 @@
 #              then bf16 weights, reported only).
 #              Exit status 0 only if every check passed (a SKIPPED program, status 77, counts as
 #              a failure there: that machine has a GPU).
+#              `run quick` (one short lease): tight time limits (op table 120 s, gpu_ops 90 s,
+#              others 45 s, NCCL 25 s), no --perf, the quickstart in fp32 only (75 s), and
+#              bench-es on populations 256,1024 (110 s); about 7 minutes at most.
 #              `run sanitize` also runs gpu_ops_main and test_backend_ops --backend cuda under
 #              compute-sanitizer memcheck (works on Firecracker machines, not on gVisor ones:
 #              KINDS.md).
@@ -48,11 +51,13 @@ mode=${1:-}
 shift || true
 sanitize=0
 tests=1
+quick=0
 bench_es_presets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     sanitize) sanitize=1; shift ;;
     skip-tests) tests=0; shift ;;
+    quick) quick=1; shift ;;
     bench-es)
       shift
       presets=()
@@ -160,6 +165,14 @@ run_checks() {
     fi
     local limit=300
     [ "$name" = nccl_comm_main ] && limit=120
+    if [ "$quick" = 1 ]; then  # one short lease: tight limits, no --perf, quickstart in fp32 only
+      case "$name" in
+        test_backend_ops) limit=120 ;;
+        gpu_ops_main) limit=90 ;;
+        nccl_comm_main) limit=25 ;;
+        *) limit=45 ;;
+      esac
+    fi
     if [ "$name" = test_backend_ops ]; then
       # the op table: its cuda column must run here (SKIPPED counts as a failure on a GPU machine)
       timeout "$limit" "$b" | tee "${OUT:-.}/backend-ops.log"
@@ -167,6 +180,7 @@ run_checks() {
       if grep -q "SKIPPED cuda column" "${OUT:-.}/backend-ops.log"; then rc=77; fi
       echo "== $name: exit $rc"
       [ "$rc" -ne 0 ] && failed=$((failed + 1))
+      [ "$quick" = 1 ] && continue
       echo "== $name --perf (JSON lines, also in \$OUT/backend-ops-perf.jsonl)"
       timeout 120 "$b" --perf --backend cuda | tee "${OUT:-.}/backend-ops-perf.jsonl"
       timeout 180 "$b" --perf --large --backend cuda | tee -a "${OUT:-.}/backend-ops-perf.jsonl"
@@ -201,11 +215,13 @@ run_checks() {
   if [ "$tests" = 1 ]; then
     # the trainer on the GPU: the embedded quickstart (tiny model, digits task, 30 steps)
     local dtype score
-    for dtype in f32 bf16; do
+    local dtypes="f32 bf16" train_limit=240
+    [ "$quick" = 1 ] && dtypes=f32 train_limit=75
+    for dtype in $dtypes; do
       echo
       echo "== eggroll train (quickstart) run.device=cuda model.init_dtype=$dtype"
       rm -rf "${OUT:-.}/runs/quickstart-cuda-$dtype"
-      timeout 240 "$BUNDLE/bin/eggroll" train run.device=cuda model.init_dtype=$dtype \
+      timeout "$train_limit" "$BUNDLE/bin/eggroll" train run.device=cuda model.init_dtype=$dtype \
         run.name=quickstart-cuda-$dtype run.dir="${OUT:-.}/runs" run.threads=4
       rc=$?
       score=$(grep -o '"val_score":[-0-9.e]*' "${OUT:-.}/runs/quickstart-cuda-$dtype/metrics.jsonl" 2>/dev/null |
@@ -220,10 +236,12 @@ run_checks() {
   local p json
   for p in "${bench_es_presets[@]}"; do
     echo
-    echo "== eggroll bench es --backend cuda --preset $p --population 256,1024,2048 --tokens 16"
+    local pops=256,1024,2048 bench_limit=420
+    [ "$quick" = 1 ] && pops=256,1024 bench_limit=110
+    echo "== eggroll bench es --backend cuda --preset $p --population $pops --tokens 16"
     json=${OUT:-.}/bench-es-$p.jsonl
-    timeout 420 "$BUNDLE/bin/eggroll" bench es --backend cuda --preset "$p" --population 256,1024,2048 --tokens 16 \
-      >"$json"
+    timeout "$bench_limit" "$BUNDLE/bin/eggroll" bench es --backend cuda --preset "$p" --population "$pops" \
+      --tokens 16 >"$json"
     rc=$?
     cat "$json"
     echo "== bench-es $p: exit $rc"
