@@ -9,7 +9,7 @@
 //   eggroll keep          the per-step noise cache generated first (begin_step inside the timing)
 // interleaved --repeat times, best time of each; and OpenES once: --openes-members members, each
 // materialising W + sigma eps (full rank, every perturbed matrix) into a copy of the weights on the
-// device and decoding --openes-tokens tokens at batch 1, materialisation included in the time.
+// device and decoding --openes-tokens (default: --tokens) tokens at batch 1, materialisation included in the time.
 //
 // Derived numbers (per variant, from its best time t for N x T tokens):
 //   tflops = forward GEMM FLOPs per token (2 x parameters of the products, app/plan.h) x tokens/s
@@ -282,10 +282,13 @@ void bench_es_cuda(const BenchEsOptions& o, const std::vector<int64_t>& pops) {
                                 {"openes_tokens_per_s", op_tps},
                                 {"openes_members_timed", M},
                                 {"openes_tokens", To},
+                                {"eggroll_tokens_per_member", T},
+                                {"openes_tokens_per_member", To},
                                 {"noise_cache_bytes", cache_bytes},
                                 {"ratio_keep_vs_inference", kp / pure},
                                 {"ratio_regenerate_vs_inference", rg / pure},
                                 {"ratio_keep_vs_openes", kp / op_tps},
+                                {"ratio_regenerate_vs_openes", rg / op_tps},
                                 {"inference_ms_per_step", t_pure / T * 1e3},
                                 {"eggroll_keep_ms_per_step", t_keep / T * 1e3},
                                 {"eggroll_regenerate_ms_per_step", t_regen / T * 1e3},

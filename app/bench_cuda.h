@@ -10,7 +10,8 @@ struct BenchEsOptions {
   std::string backend = "cpu";  // cpu | cuda
   std::string preset = "0.1b", population = "64,256,1024";
   std::string dtype;  // matrices: f32 | bf16; empty = f32 on the CPU, bf16 on the device
-  int tokens = 16, openes_members = 2, openes_tokens = 1, rank = 1, threads = 0, repeat = 2;
+  int tokens = 16, openes_members = 2, rank = 1, threads = 0, repeat = 2;
+  int openes_tokens = 0;  // 0: --tokens (each OpenES member decodes as many tokens as an EGGROLL member)
   int competing_load = 0;  // cpu: busy processes started for the loaded measurements (app/cmd_bench.cpp)
   double sigma = 1e-3;
 };

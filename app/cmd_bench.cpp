@@ -1,5 +1,6 @@
 // Benchmarks: JSON lines on stdout, every ratio measured in the same run.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <fmt/format.h>
 #include <iostream>
@@ -10,19 +11,23 @@
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
+#include <utility>
 
 #include "core/error.h"
 #include "core/cpu_backend.h"
 #include "core/gemm.h"
 #include "core/gemm_bf16.h"
+#include "core/noise.h"
 #include "core/parallel.h"
 #include "rwkv/backend_model.h"
+#include "rwkv/decoder.h"
 #include "rwkv/step.h"
 #include "app/bench_cuda.h"
 #include "app/commands.h"
 #include "es/optim.h"
 #include "es/perturbation.h"
 #include "rwkv/forward.h"
+#include "rwkv/step.h"
 #include "rwkv/model.h"
 
 namespace eggroll {
@@ -242,11 +247,12 @@ void register_bench_commands(CLI::App& app) {
   e->add_option("--backend", eo->backend, "cpu, or cuda (random weights made on the device; app/bench_cuda.cpp)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   e->add_option("--preset", eo->preset, "model size preset (random weights)");
-  e->add_option("--dtype", eo->dtype, "matrix dtype: f32 (cpu; the default there) or bf16 (cuda default) / f32");
+  e->add_option("--dtype", eo->dtype, "matrix dtype: f32 or bf16 (default: f32 on the cpu, bf16 on cuda)");
   e->add_option("--population", eo->population, "comma-separated population sizes (even)");
   e->add_option("--tokens", eo->tokens, "decode steps per measurement")->check(CLI::Range(1, 100000));
   e->add_option("--openes-members", eo->openes_members, "members timed for OpenES")->check(CLI::Range(1, 1 << 20));
-  e->add_option("--openes-tokens", eo->openes_tokens, "tokens per OpenES member")->check(CLI::Range(1, 100000));
+  e->add_option("--openes-tokens", eo->openes_tokens, "tokens per OpenES member (default: --tokens)")
+      ->check(CLI::Range(1, 100000));
   e->add_option("--rank", eo->rank, "perturbation rank r")->check(CLI::Range(1, 1024));
   e->add_option("--repeat", eo->repeat, "interleaved repetitions; the best time of each variant counts")
       ->check(CLI::Range(1, 100));
@@ -259,37 +265,113 @@ void register_bench_commands(CLI::App& app) {
     auto pops = parse_int_list("--population", eo->population);
     for (auto n : pops)
       if (n < 2 || n % 2 || n > (1 << 20)) throw InputError(fmt::format("--population: {} is not an even number in [2, 2^20]", n));
+    if (eo->openes_tokens == 0) eo->openes_tokens = eo->tokens;  // the same work per member as EGGROLL
     if (eo->backend == "cuda") {
       if (eo->competing_load > 0) throw InputError("--competing-load: only for --backend cpu");
       bench_es_cuda(*eo, pops);
       return;
     }
-    if (!eo->dtype.empty() && eo->dtype != "f32" && eo->dtype != "fp32" && eo->dtype != "float32")
-      throw InputError(fmt::format("--dtype: '{}' needs --backend cuda (the CPU benchmark runs fp32 weights)", eo->dtype));
+    DType dt = DType::F32;
+    if (!eo->dtype.empty() && (!parse_dtype(eo->dtype, dt) || dt == DType::F16))
+      throw InputError(fmt::format("--dtype: '{}' is not one of f32, bf16", eo->dtype));
     set_num_threads(eo->threads);
     ModelConfig cfg = ModelConfig::preset(eo->preset);
-    fmt::print(stderr, "bench es: building random {} model ({:.0f}M params, fp32)\n", eo->preset,
-               double(cfg.param_count()) / 1e6);
+    fmt::print(stderr, "bench es: building random {} model ({:.0f}M params, {} matrices)\n", eo->preset,
+               double(cfg.param_count()) / 1e6, dtype_name(dt));
     Model m = Model::random(cfg, 1);
     auto sel = select_params(m, {"*"}, {"emb.weight", "head.weight"}, true);
     NoiseConfig nc;
     nc.seed = 1, nc.rank = eo->rank, nc.sigma = float(eo->sigma);
-    const int T = eo->tokens;
-    // decode T tokens for B members from a fresh state; returns seconds (noise set-up included)
-    Forward fwd(m);
+    const int T = eo->tokens, To = eo->openes_tokens, M = eo->openes_members;
+    // Every variant decodes through the Decoder's timed greedy mode (rwkv/decoder.h: ModelStep on
+    // the CPU backend, argmax on the backend, each step's argmax the next input), as training does.
+    // the model's weights as training holds them: matrices in `dt`, every product prepared (fp32
+    // panels, or bf16 panels that replace the plain bf16 arrays)
+    CpuBackend mbe;
+    BackendModel bm(mbe, m, dt);
+    std::vector<std::vector<uint16_t>> base_bits(m.params.size());  // OpenES's bf16 bases
+    if (dt == DType::BF16)
+      for (int pid : sel.ids())
+        if (m.params[size_t(pid)].is_matrix) {
+          base_bits[size_t(pid)].resize(m.params[size_t(pid)].numel());
+          mbe.download(base_bits[size_t(pid)].data(), bm.weights().params[size_t(pid)].data, base_bits[size_t(pid)].size() * 2);
+        }
+    bm.prepare_products();
+    const ModelWeights& mw = bm.weights();
+    std::vector<int32_t> tok0;
+    // T greedy steps of members 0..B-1 from a fresh state; seconds (the perturbation's begin_step included)
     auto decode = [&](int64_t B, EggrollPerturbation* pert) {
-      BatchState st(cfg, int(B));
-      std::vector<int32_t> toks(static_cast<size_t>(B));
-      std::vector<int> slots(static_cast<size_t>(B));
-      std::vector<float> logits(size_t(B) * size_t(cfg.vocab));
+      Decoder dec(mbe, mw, B);
+      dec.reset(int(B));
+      dec.set_perturbation(pert ? &pert->step() : nullptr);
+      tok0.resize(size_t(B));
+      for (int64_t i = 0; i < B; i++) tok0[size_t(i)] = int32_t((i * 7919) % cfg.vocab);
       const double t0 = now_s();
       if (pert) pert->begin_step(0, int(B));
-      for (int t = 0; t < T; t++) {
-        for (int64_t i = 0; i < B; i++) toks[size_t(i)] = int32_t((i * 7919 + t * 31) % cfg.vocab), slots[size_t(i)] = int(i);
-        fwd.step(toks, slots, st, logits.data(), {}, pert ? &pert->step() : nullptr);
-      }
+      dec.greedy_steps(tok0, T);
       return now_s() - t0;
     };
+    // OpenES: each member materialises W + sigma eps of every selected matrix (Backend::perturb_full,
+    // the model's matrix dtype, vectorised noise), its y = W x matrices are packed again
+    // (Backend::refresh_prepared), and it decodes To tokens alone (batch 1) through the same Decoder.
+    // Returns the seconds of M members: (materialisation, decode).
+    auto openes = [&]() {
+      CpuBackend be;
+      ModelWeights pw = mw;  // the base weights; the selected matrices replaced by copies below
+      const std::vector<int> ids = sel.ids();
+      std::vector<std::vector<uint8_t>> copies;
+      for (int pid : ids) {
+        WeightView& w = pw.params[size_t(pid)];
+        copies.emplace_back(size_t(w.rows * w.cols) * dtype_size(w.dtype));
+        w.data = copies.back().data();
+        w.prepared = nullptr;
+      }
+      const std::vector<ProductMatrix> wx = product_matrices(pw);
+      std::vector<uint8_t> own(pw.params.size(), 0);  // prepared handles this function made
+      auto materialise = [&](int member) {
+        for (size_t k = 0; k < ids.size(); k++) {
+          const int pid = ids[k];
+          const WeightView& base = mw.params[size_t(pid)];
+          const void* b = base_bits[size_t(pid)].empty() ? base.data : base_bits[size_t(pid)].data();
+          be.perturb_full(noise_key(nc, uint32_t(pid), 0, uint32_t(member)), nc.dist, vector_scale(nc, uint32_t(member)),
+                          b, copies[k].data(), base.dtype, base.rows * base.cols);
+        }
+        for (const ProductMatrix& pm : wx) {
+          const int pid = pm.pid;
+          WeightView& w = pw.params[size_t(pid)];
+          if (w.data == mw.params[size_t(pid)].data) continue;  // not perturbed: the model's packing
+          if (!own[size_t(pid)]) {
+            w.prepared = be.prepare_weight(w, pm.x_times_p);
+            own[size_t(pid)] = 1;
+          } else {
+            be.refresh_prepared(w.prepared, w);
+          }
+        }
+      };
+      Decoder dec(be, pw, 1);
+      materialise(0);  // warm-up (untimed): member 0, one token
+      dec.reset(1);
+      dec.greedy_steps(std::vector<int32_t>{0}, 1);
+      double t_mat = 0, t_dec = 0;
+      for (int i = 0; i < M; i++) {
+        const double t0 = now_s();
+        materialise(i);
+        const double t1 = now_s();
+        dec.reset(1);
+        dec.greedy_steps(std::vector<int32_t>{int32_t((int64_t(i) * 7919) % cfg.vocab)}, To);
+        t_mat += t1 - t0;
+        t_dec += now_s() - t1;
+      }
+      for (const ProductMatrix& pm : wx)
+        if (own[size_t(pm.pid)]) be.release_prepared(pw.params[size_t(pm.pid)].prepared);
+      return std::pair<double, double>(t_mat, t_dec);
+    };
+    fmt::print(stderr, "bench es: OpenES, {} members x {} tokens at batch 1\n", M, To);
+    double t_open = 1e300, t_open_mat = 0, t_open_dec = 0;  // the best repetition and its two parts
+    for (int rep = 0; rep < eo->repeat; rep++) {
+      const auto [tm, td] = openes();
+      if (tm + td < t_open) t_open = tm + td, t_open_mat = tm, t_open_dec = td;
+    }
     for (int64_t N : pops) {
       fmt::print(stderr, "bench es: population {}\n", N);
       // interleaved repetitions, best time of each variant (the machines are shared and noisy);
@@ -316,54 +398,35 @@ void register_bench_commands(CLI::App& app) {
           load.stop();
         }
       }
-      // OpenES: every member materialises W + sigma * eps (full-rank) and decodes alone
-      const int M = eo->openes_members, To = eo->openes_tokens;
-      double t_open = 0;
-      {
-        Model pm = m;
-        Forward pfwd(pm, /*pack=*/false);  // its weights change per member
-        std::vector<float> eps;
-        const double t0 = now_s();
-        for (int i = 0; i < M; i++) {
-          for (int pid : sel.ids()) {
-            const Param& p = m.params[size_t(pid)];
-            eps.resize(p.numel());
-            NoiseKey key = noise_key(nc, uint32_t(pid), 0, uint32_t(i));
-            fill_noise(key, nc.dist, 0, p.numel(), eps.data());
-            auto& w = pm.params[size_t(pid)].data;
-            const float c = vector_scale(nc, uint32_t(i));
-            for (size_t j = 0; j < w.size(); j++) w[j] = p.data[j] + c * eps[j];
-          }
-          BatchState st(cfg, 1);
-          std::vector<float> logits(size_t(cfg.vocab));
-          const int slot = 0;
-          for (int t = 0; t < To; t++) {
-            int32_t tok = int32_t((i * 7919 + t * 31) % cfg.vocab);
-            pfwd.step(std::span(&tok, 1), std::span(&slot, 1), st, logits.data());
-          }
-        }
-        t_open = now_s() - t0;
-      }
       const double pure = double(N) * T / t_pure, rg = double(N) * T / t_regen, kp = double(N) * T / t_keep,
                    op = double(M) * To / t_open;
-      nlohmann::json j = {{"bench", "es"},
-                          {"backend", "cpu"},
-                          {"preset", eo->preset},
-                          {"population", N},
-                          {"tokens", T},
-                          {"rank", eo->rank},
-                          {"threads", num_threads()},
-                          {"parallel", parallel_backend()},
-                          {"inference_tokens_per_s", pure},
-                          {"eggroll_regenerate_tokens_per_s", rg},
-                          {"eggroll_keep_tokens_per_s", kp},
-                          {"openes_tokens_per_s", op},
-                          {"openes_members_timed", M},
-                          {"noise_cache_bytes", cache_bytes},
-                          {"repeat", eo->repeat},
-                          {"ratio_keep_vs_inference", kp / pure},
-                          {"ratio_regenerate_vs_inference", rg / pure},
-                          {"ratio_keep_vs_openes", kp / op}};
+      nlohmann::ordered_json j = {{"bench", "es"},
+                                  {"backend", "cpu"},
+                                  {"preset", eo->preset},
+                                  {"population", N},
+                                  {"tokens", T},
+                                  {"rank", eo->rank},
+                                  {"dtype", dtype_name(dt)},
+                                  {"kernel", dt == DType::BF16 ? bf16_kernel_name(best_bf16_kernel()) : "f32"},
+                                  {"threads", num_threads()},
+                                  {"parallel", parallel_backend()},
+                                  {"noise_simd", noise_simd_active()},
+                                  {"inference_tokens_per_s", pure},
+                                  {"eggroll_regenerate_tokens_per_s", rg},
+                                  {"eggroll_keep_tokens_per_s", kp},
+                                  {"openes_tokens_per_s", op},
+                                  {"openes_members_timed", M},
+                                  {"openes_tokens", To},
+                                  {"eggroll_tokens_per_member", T},
+                                  {"openes_tokens_per_member", To},
+                                  {"openes_materialise_s_per_member", t_open_mat / M},
+                                  {"openes_decode_s_per_member", t_open_dec / M},
+                                  {"noise_cache_bytes", cache_bytes},
+                                  {"repeat", eo->repeat},
+                                  {"ratio_keep_vs_inference", kp / pure},
+                                  {"ratio_regenerate_vs_inference", rg / pure},
+                                  {"ratio_keep_vs_openes", kp / op},
+                                  {"ratio_regenerate_vs_openes", rg / op}};
       if (eo->competing_load > 0) {
         j["competing_load"] = eo->competing_load;
         j["loaded_inference_tokens_per_s"] = double(N) * T / tl_pure;

@@ -11,6 +11,7 @@
 #include "core/registry.h"
 #include "core/gemm.h"
 #include "core/gemm_bf16.h"
+#include "core/parallel.h"
 #include "core/ops/init.h"
 #include "core/ops/layer.h"
 #include "core/ops/linear.h"
@@ -169,9 +170,23 @@ void CpuBackend::init_uniform(void* out, DType dtype, int64_t n, uint64_t base, 
 }
 void CpuBackend::perturb_full(const NoiseKey& key, NoiseDist dist, float scale, const void* base, void* out,
                               DType dtype, int64_t n) {
-  if (dtype == DType::F32)
-    return ref::perturb_full(key, dist, scale, static_cast<const float*>(base), static_cast<float*>(out), n);
-  ref::perturb_full_bf16(key, dist, scale, static_cast<const uint16_t*>(base), static_cast<uint16_t*>(out), n);
+  // ref::perturb_full's arithmetic, with the noise made by fill_noise (vectorised) in chunks.
+  constexpr int64_t kChunk = 4096;
+  parallel_for((n + kChunk - 1) / kChunk, 1, [&](int64_t c) {
+    const int64_t c0 = c * kChunk;
+    alignas(64) float eps[kChunk];
+    const int64_t len = std::min(kChunk, n - c0);
+    fill_noise(key, dist, size_t(c0), size_t(len), eps);
+    if (dtype == DType::F32) {
+      const float* b = static_cast<const float*>(base) + c0;
+      float* o = static_cast<float*>(out) + c0;
+      for (int64_t j = 0; j < len; j++) o[j] = ref::perturb_element(b[j], scale, eps[j]);
+    } else {
+      const uint16_t* b = static_cast<const uint16_t*>(base) + c0;
+      uint16_t* o = static_cast<uint16_t*>(out) + c0;
+      for (int64_t j = 0; j < len; j++) o[j] = f32_to_bf16(ref::perturb_element(bf16_to_f32(b[j]), scale, eps[j]));
+    }
+  });
 }
 void CpuBackend::sample(const float* logits, int64_t rows, int64_t V, const SamplingParams& p,
                             const uint64_t* seeds, const uint64_t* counters, int32_t* out) {

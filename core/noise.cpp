@@ -18,6 +18,11 @@ const char* noise_dist_name(NoiseDist d) {
 }
 
 void fill_noise(const NoiseKey& key, NoiseDist dist, size_t start, size_t count, float* out) {
+  if (count >= 16 && noise_simd_active()) return fill_noise_simd(key, dist, start, count, out);
+  fill_noise_scalar(key, dist, start, count, out);
+}
+
+void fill_noise_scalar(const NoiseKey& key, NoiseDist dist, size_t start, size_t count, float* out) {
   if (count == 0) return;
   if (start > kMaxNoiseElements || count > kMaxNoiseElements - start)
     throw std::out_of_range("fill_noise: range exceeds 2^34 elements");

@@ -88,8 +88,24 @@ EGGROLL_HD float noise_element(const NoiseKey& key, NoiseDist dist, uint64_t j) 
 }
 
 // out[i] = noise_element(key, dist, start + i) for i < count. Throws std::out_of_range when
-// start + count > kMaxNoiseElements.
+// start + count > kMaxNoiseElements. Uses fill_noise_simd when noise_simd_active(), else
+// fill_noise_scalar; both give the same bits.
 void fill_noise(const NoiseKey& key, NoiseDist dist, size_t start, size_t count, float* out);
+// The scalar loop (block by block).
+void fill_noise_scalar(const NoiseKey& key, NoiseDist dist, size_t start, size_t count, float* out);
+// AVX-512F: 16 Philox blocks (64 elements) at a time (core/noise_simd.cpp); any start and count.
+// Throws std::logic_error when the CPU lacks AVX-512F.
+void fill_noise_simd(const NoiseKey& key, NoiseDist dist, size_t start, size_t count, float* out);
+// The AVX-512 building blocks, for the tests (throw std::logic_error without AVX-512F):
+// out[4 l + w] = word w of philox4x32_10(c0 + l, c1, c2, c3, k0, k1), l = 0..15;
+void philox4x32_10_x16(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1,
+                       uint32_t out[64]);
+// philox_box_muller(x[i], y[i], first[i], second[i]) for i < n.
+void box_muller_simd(const uint32_t* x, const uint32_t* y, size_t n, float* first, float* second);
+// Whether this CPU has AVX-512F (checked at run time: a build without -march=native has the code).
+bool noise_simd_supported();
+// noise_simd_supported() unless the environment sets EGGROLL_NOISE_SIMD=0 (read once).
+bool noise_simd_active();
 
 // The EGGROLL noise of one step as the kernels see it: key fields above with the epoch
 // bucket already computed (epoch_bucket(epoch, noise_reuse); es/noise.h noise_spec builds it from a run's NoiseConfig).

@@ -7,8 +7,8 @@
 // against it by the op table (tests/test_backend_ops.cpp) and tests/gpu_init_main.cpp:
 //   init_uniform    <- ref::init_uniform (the element function of Model::random itself:
 //                      core/ops/init.h init_value; identical bits, bf16 = its RNE rounding)
-//   perturb_full    <- ref::perturb_full (Rademacher: identical bits; Gaussian: the device's
-//                      logf/sinf/cosf differ from the host's in the last ulps, as for fill_noise)
+//   perturb_full    <- ref::perturb_full (identical bits: the noise is core/philox.h's own
+//                      log/sin/cos on both sides, as for fill_noise)
 //
 // A model made on the device is BackendModel(backend, cfg, seed, dtype) (rwkv/backend_model.h,
 // through CudaBackend::init_uniform): parameter pid gets

@@ -4,8 +4,8 @@
 // ref::lowrank_add, ref::embedding_lowrank_add, ref::vector_noise_rows (core/ops/noise.h).
 //
 // Factors are either generated here with the same Philox4x32-10 counters as core/noise.h
-// (noise_block / noise_element are __host__ __device__: identical raw bits; the Gaussian values
-// agree with the host's to the last ulp of logf/sinf/cosf) or read from a per-step cache laid
+// (noise_block / noise_element are __host__ __device__: identical raw bits, and identical Gaussian
+// values: core/philox.h's own log/sin/cos run here too) or read from a per-step cache laid
 // out [pair][(m + n) r] exactly like EggrollPerturbation's.
 #include <cuda_runtime.h>
 

@@ -57,4 +57,18 @@ assert (j['n_layer'], j['n_embd'], j['vocab'], j['layer0_vlora'], j['dtype']) ==
   && python3 -c "import json;j=json.load(open('$TMP/ti.json'));assert j['n_layer']==2 and j['vocab']==256, j" && ok || bad "init-model preset"
 "$EGG" init-model --layers 1 --embd 64 --vocab 100 --dw 8 --da 8 --dv 8 --dg 8 --out "$TMP/e.safetensors" --dtype f32 2>/dev/null \
   && "$EGG" generate --model "$TMP/e.safetensors" --tokens 1,2 --max-tokens 3 --json >/dev/null && ok || bad "init-model explicit dims"
+# bench es: OpenES decodes as many tokens per member as EGGROLL unless told otherwise
+"$EGG" bench es --preset tiny --population 2 --tokens 3 --openes-members 1 --repeat 1 >"$TMP/be.json" 2>/dev/null \
+  && "$EGG" bench es --preset tiny --population 2 --tokens 3 --openes-tokens 5 --openes-members 1 --repeat 1 >"$TMP/be5.json" 2>/dev/null \
+  && python3 - "$TMP/be.json" "$TMP/be5.json" <<'PY' && ok || bad "bench es tokens per member"
+import json, sys
+a = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+b = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])
+assert a["eggroll_tokens_per_member"] == 3 and a["openes_tokens_per_member"] == 3, a
+assert b["eggroll_tokens_per_member"] == 3 and b["openes_tokens_per_member"] == 5, b
+for j in (a, b):
+    for k in ("openes_tokens_per_s", "ratio_keep_vs_openes", "ratio_regenerate_vs_openes",
+              "openes_materialise_s_per_member", "openes_decode_s_per_member"):
+        assert j[k] > 0, (k, j)
+PY
 finish

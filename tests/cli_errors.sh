@@ -54,7 +54,7 @@ expect_error "bad output extension" "\.bin" -- "$EGG" convert --model "$M" --out
 expect_error "unwritable output" "logits|out" -- "$EGG" logits --model "$M" --tokens 1 --out "$TMP/no/such/dir/x"
 expect_error "bad batch list" "--batch" -- "$EGG" bench forward --batch 0,2
 expect_error "unknown bench backend" "--backend" -- "$EGG" bench es --backend gpu
-expect_error "bf16 bench on the cpu" "--dtype.*--backend cuda" -- "$EGG" bench es --dtype bf16 --preset tiny
+expect_error "bench es: an unknown matrix dtype" "--dtype: 'f16' is not one of f32, bf16" -- "$EGG" bench es --dtype f16 --preset tiny
 # bench es --backend cuda exits 2 everywhere with a population no GPU holds: one line where there
 # is no device (or no CUDA build); the memory plan, then the refusal, where there is one
 if nvidia-smi -L >/dev/null 2>&1; then

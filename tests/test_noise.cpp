@@ -4,6 +4,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -55,6 +58,24 @@ TEST_CASE("noise elements follow the documented Philox layout", "[noise]") {
     float one = 0.0f;
     fill_noise(k, NoiseDist::Gaussian, j, 1, &one);
     CHECK(one == noise_element(k, NoiseDist::Gaussian, j));
+  }
+}
+
+TEST_CASE("Gaussian noise known answers (our log/sin/cos definition)", "[noise]") {
+  // Pinned bits of noise_element under core/philox.h's own log/sin/cos: the same on the CPU
+  // (scalar and AVX-512) and on CUDA; they change only if the definition changes.
+  const NoiseKey k{0x0123456789abcdefull, 17u, 5u, 9u};
+  const std::pair<uint64_t, uint32_t> kat[] = {{0ull, 0x3e40da91u},    {1ull, 0xbe8fdd34u},
+                                               {2ull, 0x3f16511eu},    {3ull, 0x3e083839u},
+                                               {4097ull, 0x3e9b9690u}, {17179869183ull, 0x3f0bbb46u}};
+  for (const auto& [j, bits] : kat) {
+    const float v = noise_element(k, NoiseDist::Gaussian, j);
+    uint32_t u;
+    std::memcpy(&u, &v, 4);
+    CHECK(u == bits);
+    float f = 0.0f;
+    fill_noise(k, NoiseDist::Gaussian, j, 1, &f);
+    CHECK(f == v);
   }
 }
 
@@ -220,4 +241,94 @@ TEST_CASE("Rademacher values", "[noise]") {
     plus += x == 1.0f;
   }
   CHECK(std::fabs(double(plus) / n - 0.5) < 0.003);
+}
+
+// The AVX-512 noise (core/noise_simd.cpp) against the scalar definition, bit for bit.
+namespace {
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+}  // namespace
+
+TEST_CASE("AVX-512 noise equals the scalar noise bit for bit", "[noise][simd]") {
+  // fill_noise (the dispatcher) always equals the scalar loop, with or without AVX-512.
+  const NoiseKey k0{42, 3, 1, 7};
+  for (NoiseDist d : {NoiseDist::Gaussian, NoiseDist::Rademacher}) {
+    std::vector<float> a(1000), b(1000);
+    fill_noise(k0, d, 3, a.size(), a.data());
+    fill_noise_scalar(k0, d, 3, b.size(), b.data());
+    CHECK(same_bits(a, b));
+  }
+  if (!noise_simd_supported()) {
+    WARN("this CPU has no AVX-512F: the vector noise is not checked here");
+    return;
+  }
+  CHECK_THROWS_AS(fill_noise_simd(k0, NoiseDist::Gaussian, kMaxNoiseElements - 1, 2, nullptr), std::out_of_range);
+  const NoiseKey keys[] = {{0, 0, 0, 0},
+                           {0x0123456789abcdefull, 17, 5, 9},
+                           {~0ull, 0xffffffffu, 0xffffffffu, 0xffffffffu},
+                           {12345, 2, 0, 511},
+                           {0xdeadbeefcafef00dull, 1000, 77, 3}};
+  const size_t starts[] = {0, 1, 2, 3, 4, 5, 15, 16, 17, 63, 64, 65, 1001};
+  const size_t counts[] = {0, 1, 2, 3, 4, 15, 16, 17, 31, 63, 64, 65, 127, 200, 1000, 4099};
+  size_t checked = 0;
+  for (const NoiseKey& k : keys)
+    for (NoiseDist d : {NoiseDist::Gaussian, NoiseDist::Rademacher})
+      for (size_t s : starts)
+        for (size_t c : counts) {
+          std::vector<float> v(c), r(c);
+          fill_noise_simd(k, d, s, c, v.data());
+          fill_noise_scalar(k, d, s, c, r.data());
+          INFO("seed " << k.seed << " dist " << noise_dist_name(d) << " start " << s << " count " << c);
+          REQUIRE(same_bits(v, r));
+          for (size_t i = 0; i < c; i += 97) REQUIRE(v[i] == noise_element(k, d, s + i));
+          checked += c;
+        }
+  CHECK(checked > 500000);
+  // The last blocks of the 2^34-element range (the lanes past the end wrap and are dropped).
+  for (size_t c : {size_t(1), size_t(13), size_t(64), size_t(100)}) {
+    std::vector<float> v(c), r(c);
+    fill_noise_simd(keys[1], NoiseDist::Gaussian, kMaxNoiseElements - c, c, v.data());
+    fill_noise_scalar(keys[1], NoiseDist::Gaussian, kMaxNoiseElements - c, c, r.data());
+    CHECK(same_bits(v, r));
+  }
+  // A long array (the cache of one 0.1b matrix-sized factor array) in one call.
+  std::vector<float> v(3 * 1024 * 1024 + 7), r(v.size());
+  fill_noise_simd(keys[4], NoiseDist::Gaussian, 5, v.size(), v.data());
+  fill_noise_scalar(keys[4], NoiseDist::Gaussian, 5, r.size(), r.data());
+  CHECK(same_bits(v, r));
+}
+
+TEST_CASE("AVX-512 Box-Muller equals the scalar transform on a sweep of words", "[noise][simd]") {
+  if (!noise_simd_supported()) {
+    WARN("this CPU has no AVX-512F: the vector Box-Muller is not checked here");
+    return;
+  }
+  // Radius words and angle words over the whole 32-bit range (every 4099th value, and the ends),
+  // so every quadrant boundary of the angle and both halves of the log's [sqrt(1/2), sqrt(2))
+  // reduction are crossed; n not a multiple of 16.
+  std::vector<uint32_t> x, y;
+  for (uint64_t w = 0; w <= 0xffffffffull; w += 4099) {
+    x.push_back(uint32_t(w * 2654435761ull));
+    y.push_back(uint32_t(w));
+  }
+  for (uint32_t w : {0u, 1u, 2u, 0x7fffffffu, 0x80000000u, 0xfffffffeu, 0xffffffffu}) {
+    x.push_back(w);
+    y.push_back(w);
+    x.push_back(0x12345678u);
+    y.push_back(w);
+    x.push_back(w);
+    y.push_back(0x9abcdef0u);
+  }
+  REQUIRE(x.size() % 16 != 0);
+  std::vector<float> f(x.size()), s(x.size());
+  box_muller_simd(x.data(), y.data(), x.size(), f.data(), s.data());
+  size_t bad = 0;
+  for (size_t i = 0; i < x.size(); i++) {
+    float a, b;
+    philox_box_muller(x[i], y[i], a, b);
+    bad += std::memcmp(&a, &f[i], 4) != 0 || std::memcmp(&b, &s[i], 4) != 0;
+  }
+  CHECK(x.size() > 1000000);
+  CHECK(bad == 0);
 }
