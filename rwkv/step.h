@@ -83,6 +83,7 @@ struct StateLayout {
 class ModelStep {
  public:
   // max_rows: the largest batch step() will be given. Scratch is allocated in the backend.
+  // w is copied: prepare the products (prepare_products) before, not after, making the step.
   ModelStep(Backend& be, const ModelWeights& w, int64_t max_rows);
   ModelStep(const ModelStep&) = delete;
   ModelStep& operator=(const ModelStep&) = delete;
