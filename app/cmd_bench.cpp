@@ -104,26 +104,6 @@ auto with_load(int n, F&& fn) {
 
 nlohmann::json rates(const std::vector<double>& v) { return nlohmann::json(v); }
 
-struct GemmShape {
-  int pid;
-  bool x_times_p;
-};
-
-// The matrix products of one token step, in order (layer matrices, then the head).
-std::vector<GemmShape> step_gemms(const ModelWeights& m) {
-  std::vector<GemmShape> g;
-  for (int l = 0; l < m.cfg.n_layer; l++) {
-    const LayerParams& L = m.layers[size_t(l)];
-    for (int pid : {L.Wr, L.Wk, L.Wv}) g.push_back({pid, false});
-    for (int pid : {L.w1, L.w2, L.a1, L.a2, L.g1, L.g2}) g.push_back({pid, true});
-    if (l > 0)
-      for (int pid : {L.v1, L.v2}) g.push_back({pid, true});
-    for (int pid : {L.Wo, L.ffn_key, L.ffn_value}) g.push_back({pid, false});
-  }
-  g.push_back({m.head, false});
-  return g;
-}
-
 // Peak resident memory of this process (bytes; Linux ru_maxrss is in KiB).
 uint64_t peak_rss_bytes() {
   rusage u{};
@@ -145,7 +125,7 @@ uint64_t prepared_bytes(const ModelWeights& w) {
 
 double gemm_flops_per_token(const ModelWeights& m) {
   double f = 0;
-  for (auto& g : step_gemms(m)) f += 2.0 * double(m.params[size_t(g.pid)].rows * m.params[size_t(g.pid)].cols);
+  for (const ProductMatrix& g : product_matrices(m)) f += 2.0 * double(m.params[size_t(g.pid)].rows * m.params[size_t(g.pid)].cols);
   return f;
 }
 
@@ -207,7 +187,7 @@ void register_bench_commands(CLI::App& app) {
         }
       }
       // the same products on their own, same kernels, same prepared weights, same threads
-      const auto gemms = step_gemms(w);
+      const auto gemms = product_matrices(w);  // the step's products, each once
       int64_t maxdim = cfg.vocab;
       for (auto& g : gemms) maxdim = std::max({maxdim, w.params[size_t(g.pid)].rows, w.params[size_t(g.pid)].cols});
       std::vector<float> X(size_t(B * maxdim), 0.01f), Y(size_t(B * maxdim));

@@ -14,6 +14,7 @@
 #include "core/file_io.h"
 #include "app/commands.h"
 #include "app/plan.h"
+#include "app/train_config.h"
 #include "rwkv/backend_model.h"
 #include "rwkv/forward.h"
 #include "rwkv/decoder.h"
@@ -197,8 +198,7 @@ void register_model_commands(CLI::App& app) {
       for (int i = 0; i < o->n; i++) reqs[size_t(i)] = {prompt, o->seed + uint64_t(i), 0};
       DType stored = DType::F32;
       read_checkpoint_config(o->model, &stored);
-      const bool bf16 = o->matrix_dtype == "bf16" ||
-                        (o->matrix_dtype == "auto" && stored != DType::F32 && cpu_has_bf16_dot());
+      const bool bf16 = matrix_dtype_for(o->matrix_dtype, stored, cpu_has_bf16_dot()) == "bf16";
       GenStats stats;
       std::vector<GenResult> res;
       if (bf16) {  // bf16 panels only: the fp32 copy is dropped once they exist

@@ -426,11 +426,16 @@ DType stored_weight_dtype(const TrainConfig& cfg) {
   return dt;
 }
 
+std::string matrix_dtype_for(const std::string& key, DType stored, bool bf16_products) {
+  if (key != "auto") return key;
+  return stored != DType::F32 && bf16_products ? "bf16" : "f32";
+}
+
 TrainConfig resolve_matrix_dtype(const TrainConfig& cfg) {
   TrainConfig r = cfg;
   if (r.model.matrix_dtype != "auto") return r;
-  const bool bf16_products = cfg.run.device == "cuda" || cpu_has_bf16_dot();
-  r.model.matrix_dtype = stored_weight_dtype(cfg) != DType::F32 && bf16_products ? "bf16" : "f32";
+  r.model.matrix_dtype =
+      matrix_dtype_for("auto", stored_weight_dtype(cfg), cfg.run.device == "cuda" || cpu_has_bf16_dot());
   return r;
 }
 
@@ -441,8 +446,7 @@ void require_resumable(const TrainConfig& saved_cfg, const std::string& saved_pa
   if (saved.model.matrix_dtype != now.model.matrix_dtype) {
     if (now.model.matrix_dtype == "auto") now = resolve_matrix_dtype(now);
     if (saved.model.matrix_dtype == "auto")
-      saved.model.matrix_dtype =
-          saved.run.device == "cuda" && stored_weight_dtype(saved) != DType::F32 ? "bf16" : "f32";
+      saved.model.matrix_dtype = matrix_dtype_for("auto", stored_weight_dtype(saved), saved.run.device == "cuda");
   }
   auto d = diff(saved, now, resume_mutable_keys());
   if (d.empty()) return;

@@ -156,6 +156,9 @@ void require_resumable(const TrainConfig& saved, const std::string& saved_path, 
 // The dtype the model is stored in: model.path's tensors (read from the file's header), or
 // model.init_dtype for a random init.
 DType stored_weight_dtype(const TrainConfig& cfg);
+// What a model.matrix_dtype value ("auto", "f32", "bf16") means for a model stored in `stored`
+// on a device that has bf16 products or not: "f32" or "bf16" (`eggroll generate` uses it too).
+std::string matrix_dtype_for(const std::string& key, DType stored, bool bf16_products);
 // cfg with model.matrix_dtype "auto" replaced by what it means on run.device: bf16 when the model
 // is stored in bf16/f16 and the device computes bf16 products (cuda; a CPU with AVX512-BF16),
 // else f32. The trainer records the result in the run's config.yaml.

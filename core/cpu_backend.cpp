@@ -95,7 +95,7 @@ void CpuBackend::refresh_prepared(const void* handle, const WeightView& w) {
   const int64_t in = product_in(w, h->x_times_p), out = product_out(w, h->x_times_p);
   if (h->is_bf16) {
     if (h->bf16.in != in || h->bf16.out != out) throw std::logic_error("refresh_prepared: shape changed");
-    if (w.dtype == DType::BF16) h->bf16 = pack_bf16(static_cast<const uint16_t*>(w.data), in, out, h->x_times_p);
+    if (w.dtype == DType::BF16) repack_bf16(h->bf16, static_cast<const uint16_t*>(w.data), h->x_times_p);
     else repack_bf16(h->bf16, w.f32(), h->x_times_p);
   } else {
     if (w.dtype != DType::F32) throw std::logic_error("refresh_prepared: an fp32 packing given bf16 values");

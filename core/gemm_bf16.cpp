@@ -24,9 +24,7 @@ constexpr int64_t MR = 6;                // rows per micro-tile
 constexpr int64_t KP = kGemmKC / 2;      // k pairs per block
 static_assert(kGemmKC % 2 == 0, "k blocks hold whole pairs");
 
-// bf16 subnormals (and fp32 ones) count as zero, sign kept: the instruction's DAZ/FTZ.
-inline float flush(float v) { return std::fabs(v) < 1.17549435e-38f ? std::copysign(0.f, v) : v; }
-inline float widen(uint16_t b) { return flush(bf16_to_f32(b)); }
+inline float widen(uint16_t b) { return bf16_dot_flush(bf16_to_f32(b)); }
 
 // X [rows, in] fp32 -> bf16 pairs [rows][pairs] (uint32: low half k = 2p, high half 2p+1).
 void round_rows(const float* X, int64_t rows, int64_t in, int64_t pairs, std::vector<uint32_t>& out) {
@@ -52,8 +50,8 @@ void micro_scalar(const uint32_t* X, int64_t ldx, const uint16_t* Bp, float* Y, 
       const float xe = widen(uint16_t(xp & 0xffff)), xo = widen(uint16_t(xp >> 16));
       const uint16_t* b = Bp + p * NR * 2;
       for (int64_t j = 0; j < nr; j++) {
-        acc[j] = flush(std::fma(xo, widen(b[2 * j + 1]), acc[j]));
-        acc[j] = flush(std::fma(xe, widen(b[2 * j]), acc[j]));
+        acc[j] = bf16_dot_flush(std::fma(xo, widen(b[2 * j + 1]), acc[j]));
+        acc[j] = bf16_dot_flush(std::fma(xe, widen(b[2 * j]), acc[j]));
       }
     }
     float* y = Y + r * ldy;
@@ -165,7 +163,7 @@ Bf16Kernel best_bf16_kernel() {
 
 PackedBf16 pack_bf16(const uint16_t* bits, int64_t in, int64_t out, bool x_times_p) {
   PackedBf16 p = shaped(in, out);
-  pack_into(p, [bits](int64_t i) { return bits[i]; }, x_times_p);
+  repack_bf16(p, bits, x_times_p);
   return p;
 }
 
@@ -173,6 +171,10 @@ PackedBf16 pack_bf16(const float* values, int64_t in, int64_t out, bool x_times_
   PackedBf16 p = shaped(in, out);
   repack_bf16(p, values, x_times_p);
   return p;
+}
+
+void repack_bf16(PackedBf16& p, const uint16_t* bits, bool x_times_p) {
+  pack_into(p, [bits](int64_t i) { return bits[i]; }, x_times_p);
 }
 
 void repack_bf16(PackedBf16& p, const float* values, bool x_times_p) {

@@ -12,11 +12,19 @@
 // hardware by tests/test_gemm.cpp), so the vector kernel and the scalar one agree exactly, and a
 // row's result never depends on the other rows, the batch size or the thread count (batch
 // invariance, as for the fp32 GEMM in core/gemm.h).
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
 namespace eggroll {
+
+// A bf16 subnormal input or an fp32 subnormal fma result counts as zero, sign kept (the
+// instruction's DAZ/FTZ; part of the definition above).
+inline float bf16_dot_flush(float v) {
+  return std::fabs(v) < std::numeric_limits<float>::min() ? std::copysign(0.f, v) : v;
+}
 
 // The kernels: chosen at run time from the CPU's features (best_bf16_kernel()).
 enum class Bf16Kernel : uint8_t {
@@ -41,7 +49,8 @@ struct PackedBf16 {
 // W [out, in] (y = W x) or, x_times_p, P [in, out] (y = x P).
 PackedBf16 pack_bf16(const uint16_t* bits, int64_t in, int64_t out, bool x_times_p);
 PackedBf16 pack_bf16(const float* values, int64_t in, int64_t out, bool x_times_p);
-// Rewrites an existing packing of the same shape from new fp32 values (after an update).
+// Rewrites an existing packing of the same shape in place, from new bf16 bits or fp32 values.
+void repack_bf16(PackedBf16& p, const uint16_t* bits, bool x_times_p);
 void repack_bf16(PackedBf16& p, const float* values, bool x_times_p);
 
 // Y[rows, out] = bf16(X)[rows, in] times the packed matrix, fp32 accumulation (definition above).

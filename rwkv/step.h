@@ -44,18 +44,21 @@ ModelWeights weights_layout(const Model& m);
 // The layout of `m` with every parameter pointing at the host Model's fp32 data (CPU backend).
 ModelWeights host_step_weights(const Model& m);
 
-// The matrices the step multiplies: y = W x (W [out, in]: receptance, key, value, output, the
-// FFN's key and value, the head) and y = x P (the LoRA matrices, P [in, out]).
+// The matrices the step multiplies, each once per token: y = W x (W [out, in]: receptance, key,
+// value, output, the FFN's key and value, the head) and y = x P (the LoRA matrices, P [in, out];
+// layer 0's v1/v2, when a checkpoint carries them, are not multiplied: no value residual there).
 struct ProductMatrix {
   int pid;
   bool x_times_p;
 };
 inline std::vector<ProductMatrix> product_matrices(const ModelWeights& w) {
   std::vector<ProductMatrix> ids;
-  for (const LayerParams& L : w.layers) {
+  for (size_t l = 0; l < w.layers.size(); l++) {
+    const LayerParams& L = w.layers[l];
     for (int pid : {L.Wr, L.Wk, L.Wv, L.Wo, L.ffn_key, L.ffn_value}) ids.push_back({pid, false});
-    for (int pid : {L.w1, L.w2, L.a1, L.a2, L.g1, L.g2, L.v1, L.v2})
-      if (pid >= 0) ids.push_back({pid, true});
+    for (int pid : {L.w1, L.w2, L.a1, L.a2, L.g1, L.g2}) ids.push_back({pid, true});
+    if (l > 0)
+      for (int pid : {L.v1, L.v2}) ids.push_back({pid, true});
   }
   ids.push_back({w.head, false});
   return ids;

@@ -5,6 +5,7 @@
 #include <vector>
 #include "core/dtype.h"
 #include "core/gemm.h"
+#include "core/gemm_bf16.h"
 
 namespace eggroll {
 
@@ -17,27 +18,22 @@ void linear_f32(const float* W, bool x_times_p, const float* X, float* Y, int64_
   else gemm_xwt(X, W, Y, B, in, out);
 }
 
-namespace {
-// bf16 subnormals and subnormal fma results count as zero (sign kept), as in vdpbf16ps.
-float flush(float v) { return std::fabs(v) < 1.17549435e-38f ? std::copysign(0.f, v) : v; }
-}  // namespace
-
 void linear_bf16(const uint16_t* W, bool x_times_p, const float* X, float* Y, int64_t B, int64_t in, int64_t out) {
   // w(k, o): element k of output o's row
   auto w = [&](int64_t k, int64_t o) {
-    return k >= in ? 0.f : flush(bf16_to_f32(x_times_p ? W[k * out + o] : W[o * in + k]));
+    return k >= in ? 0.f : bf16_dot_flush(bf16_to_f32(x_times_p ? W[k * out + o] : W[o * in + k]));
   };
   std::vector<float> x(size_t(in + 1));
   for (int64_t r = 0; r < B; r++) {
-    for (int64_t k = 0; k < in; k++) x[size_t(k)] = flush(round_to_bf16(X[r * in + k]));
+    for (int64_t k = 0; k < in; k++) x[size_t(k)] = bf16_dot_flush(round_to_bf16(X[r * in + k]));
     x[size_t(in)] = 0.f;  // the zero padding of an odd last pair
     for (int64_t o = 0; o < out; o++) {
       float y = 0.f;
       for (int64_t k0 = 0; k0 < in; k0 += kGemmKC) {
         float acc = 0.f;
         for (int64_t k = k0; k < std::min(in, k0 + kGemmKC); k += 2) {
-          acc = flush(std::fma(x[size_t(k + 1)], w(k + 1, o), acc));
-          acc = flush(std::fma(x[size_t(k)], w(k, o), acc));
+          acc = bf16_dot_flush(std::fma(x[size_t(k + 1)], w(k + 1, o), acc));
+          acc = bf16_dot_flush(std::fma(x[size_t(k)], w(k, o), acc));
         }
         y = k0 == 0 ? acc : y + acc;
       }
