@@ -125,16 +125,8 @@ TEST_CASE("AVX-512 Philox gives the known answers and the scalar words", "[philo
 
 // ---- our own log / sin / cos (core/philox.h, philox_math) ------------------------------------
 namespace {
-float from_bits(uint32_t u) {
-  float x;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
-uint32_t to_bits(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  return u;
-}
+float from_bits(uint32_t u) { return philox_math::bits_float(u); }
+uint32_t to_bits(float x) { return philox_math::float_bits(x); }
 // |got - exact| in units of the last place of the float nearest to exact.
 double ulp_error(float got, long double exact) {
   const long double a = std::fabs(exact);
