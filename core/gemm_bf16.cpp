@@ -11,7 +11,10 @@
 #include "core/parallel.h"
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #define EGGROLL_X86 1
 #endif
 
@@ -27,8 +30,10 @@ static_assert(kGemmKC % 2 == 0, "k blocks hold whole pairs");
 inline float widen(uint16_t b) { return bf16_dot_flush(bf16_to_f32(b)); }
 
 // X [rows, in] fp32 -> bf16 pairs [rows][pairs] (uint32: low half k = 2p, high half 2p+1).
-void round_rows(const float* X, int64_t rows, int64_t in, int64_t pairs, std::vector<uint32_t>& out) {
-  out.assign(size_t(rows * pairs), 0u);
+// `padded_rows` >= rows: the rows past `rows` are zeros (the AMX kernel reads 16 rows at a time).
+void round_rows(const float* X, int64_t rows, int64_t padded_rows, int64_t in, int64_t pairs,
+                std::vector<uint32_t>& out) {
+  out.assign(size_t(padded_rows * pairs), 0u);
   for (int64_t r = 0; r < rows; r++) {
     const float* x = X + r * in;
     uint32_t* o = out.data() + r * pairs;
@@ -105,6 +110,92 @@ EGGROLL_BF16_TARGET void micro_avx512bf16_rows(const uint32_t* X, int64_t ldx, c
     default: return micro_avx512bf16<1>(X, ldx, Bp, Y, ldy, nr, kp, first);
   }
 }
+
+// ---- AMX-BF16 kernel ---------------------------------------------------------------------------
+// 16 rows x 64 outputs per call: C tiles tmm0-3 (16 x 16 fp32 each), the rows' bf16 pairs in
+// tmm4 (16 rows x 16 pairs), the panel's 16 pairs x 16 outputs in tmm5-7 (the panel layout is
+// already the tiles' pair-interleaved one: a B tile is 16 panel lines of 64 bytes, stride 256).
+// Each C element is one row's own sum, so a row's result does not depend on the batch (batch
+// invariance holds within this kernel); but tdpbf16ps does not round its running sums as the
+// definition does (measured on a Sapphire Rapids-class CPU: not the same bits, as close to the
+// float64 product; tests/test_gemm.cpp), so this kernel is never the default. Pairs past the last
+// whole group of 16 continue the sums with vdpbf16ps. Rows past `mr` are zero padding, not stored.
+
+#define EGGROLL_AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16")))
+
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+EGGROLL_AMX_TARGET void micro_amx(const uint32_t* X, int64_t ldx, const uint16_t* Bp, float* Y, int64_t ldy,
+                                  int64_t mr, int64_t nr, int64_t kp, bool first) {
+  static const TileConfig cfg = [] {
+    TileConfig c;
+    for (int t = 0; t < 8; t++) c.colsb[t] = 64, c.rows[t] = 16;
+    return c;
+  }();
+  alignas(64) float c[16][NR];
+  const int64_t kg = kp / 16 * 16;
+  if (kg > 0) {
+    _tile_loadconfig(&cfg);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t p = 0; p < kg; p += 16) {
+      const uint16_t* b = Bp + p * NR * 2;
+      _tile_loadd(4, X + p, ldx * 4);
+      _tile_loadd(5, b, NR * 4);
+      _tile_dpbf16ps(0, 4, 5);
+      _tile_loadd(6, b + 32, NR * 4);
+      _tile_dpbf16ps(1, 4, 6);
+      _tile_loadd(7, b + 64, NR * 4);
+      _tile_dpbf16ps(2, 4, 7);
+      _tile_loadd(5, b + 96, NR * 4);
+      _tile_dpbf16ps(3, 4, 5);
+    }
+    _tile_stored(0, &c[0][0], NR * 4);
+    _tile_stored(1, &c[0][16], NR * 4);
+    _tile_stored(2, &c[0][32], NR * 4);
+    _tile_stored(3, &c[0][48], NR * 4);
+  } else {
+    std::fill_n(&c[0][0], 16 * NR, 0.f);
+  }
+  for (int64_t p = kg; p < kp; p++) {
+    const uint16_t* b = Bp + p * NR * 2;
+    for (int64_t r = 0; r < mr; r++) {
+      const __m512bh x = (__m512bh)_mm512_set1_epi32(int(X[r * ldx + p]));
+      for (int v = 0; v < 4; v++)
+        _mm512_store_ps(&c[r][16 * v], _mm512_dpbf16_ps(_mm512_load_ps(&c[r][16 * v]), x,
+                                                        (__m512bh)_mm512_loadu_si512(b + 32 * v)));
+    }
+  }
+  for (int64_t r = 0; r < mr; r++) {
+    float* y = Y + r * ldy;
+    for (int64_t j = 0; j < nr; j++) y[j] = first ? c[r][j] : y[j] + c[r][j];
+  }
+}
+
+bool amx_usable() {
+  // Linux hands a process the AMX tile state only on request (arch_prctl ARCH_REQ_XCOMP_PERM for
+  // XFEATURE_XTILEDATA); without it the first tile instruction faults.
+  static const bool ok = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;  // CPUID leaf 7: EDX bit 22 AMX-BF16, bit 24 AMX-TILE
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 22)) || !(d & (1u << 24))) return false;
+    if (!__builtin_cpu_supports("avx512bf16") || !__builtin_cpu_supports("avx512bw") ||
+        !__builtin_cpu_supports("avx512vl"))
+      return false;
+#ifdef __linux__
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+    return false;
+#endif
+  }();
+  return ok;
+}
 #endif
 
 template <class Src>
@@ -132,11 +223,18 @@ PackedBf16 shaped(int64_t in, int64_t out) {
 
 }  // namespace
 
-const char* bf16_kernel_name(Bf16Kernel k) { return k == Bf16Kernel::Avx512Bf16 ? "avx512bf16" : "scalar"; }
+const char* bf16_kernel_name(Bf16Kernel k) {
+  switch (k) {
+    case Bf16Kernel::Avx512Bf16: return "avx512bf16";
+    case Bf16Kernel::Amx: return "amx";
+    default: return "scalar";
+  }
+}
 
 bool bf16_kernel_supported(Bf16Kernel k) {
   if (k == Bf16Kernel::Scalar) return true;
 #if EGGROLL_X86
+  if (k == Bf16Kernel::Amx) return amx_usable();
   return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl");
 #else
@@ -150,12 +248,15 @@ Bf16Kernel best_bf16_kernel() {
   static const Bf16Kernel k = [] {
     if (const char* e = std::getenv("EGGROLL_BF16_KERNEL")) {
       const std::string s = e;
-      if (s == "scalar") return Bf16Kernel::Scalar;
-      if (s == "avx512bf16" && bf16_kernel_supported(Bf16Kernel::Avx512Bf16)) return Bf16Kernel::Avx512Bf16;
-      if (s != "avx512bf16")
-        throw std::invalid_argument("EGGROLL_BF16_KERNEL='" + s + "': expected scalar or avx512bf16");
-      throw std::invalid_argument("EGGROLL_BF16_KERNEL=avx512bf16: this CPU has no AVX512-BF16");
+      for (Bf16Kernel k : {Bf16Kernel::Scalar, Bf16Kernel::Avx512Bf16, Bf16Kernel::Amx}) {
+        if (s != bf16_kernel_name(k)) continue;
+        if (!bf16_kernel_supported(k))
+          throw std::invalid_argument("EGGROLL_BF16_KERNEL=" + s + ": this CPU (or OS) does not offer it");
+        return k;
+      }
+      throw std::invalid_argument("EGGROLL_BF16_KERNEL='" + s + "': expected scalar, avx512bf16 or amx");
     }
+    // AMX only when asked: its sums are rounded its own way, not the definition's (gemm_bf16.h)
     return cpu_has_bf16_dot() ? Bf16Kernel::Avx512Bf16 : Bf16Kernel::Scalar;
   }();
   return k;
@@ -190,16 +291,22 @@ void gemm_bf16(const float* X, const PackedBf16& W, float* Y, int64_t rows, Bf16
     return;
   }
   thread_local std::vector<uint32_t> xb;
-  round_rows(X, rows, in, pairs, xb);
+  const bool amx = kernel == Bf16Kernel::Amx;
+  const int64_t step = amx ? 16 : MR;
+  round_rows(X, rows, (rows + step - 1) / step * step, in, pairs, xb);
   const uint32_t* Xb = xb.data();
   parallel_for(tiles, 1, [&](int64_t t) {  // a thread's share never changes what a tile computes
     const int64_t o0 = t * NR, nr = std::min(NR, out - o0);
     for (int64_t p0 = 0; p0 < pairs; p0 += KP) {
       const int64_t kp = std::min(KP, pairs - p0);
       const uint16_t* B = W.data.data() + (t * pairs + p0) * NR * 2;
-      for (int64_t r0 = 0; r0 < rows; r0 += MR) {
-        const int64_t mr = std::min(MR, rows - r0);
+      for (int64_t r0 = 0; r0 < rows; r0 += step) {
+        const int64_t mr = std::min(step, rows - r0);
 #if EGGROLL_X86
+        if (amx) {
+          micro_amx(Xb + r0 * pairs + p0, pairs, B, Y + r0 * out + o0, out, mr, nr, kp, p0 == 0);
+          continue;
+        }
         if (kernel == Bf16Kernel::Avx512Bf16) {
           micro_avx512bf16_rows(Xb + r0 * pairs + p0, pairs, B, Y + r0 * out + o0, out, mr, nr, kp, p0 == 0);
           continue;
