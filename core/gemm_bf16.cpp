@@ -184,9 +184,6 @@ bool amx_usable() {
   static const bool ok = [] {
     unsigned a = 0, b = 0, c = 0, d = 0;  // CPUID leaf 7: EDX bit 22 AMX-BF16, bit 24 AMX-TILE
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 22)) || !(d & (1u << 24))) return false;
-    if (!__builtin_cpu_supports("avx512bf16") || !__builtin_cpu_supports("avx512bw") ||
-        !__builtin_cpu_supports("avx512vl"))
-      return false;
 #ifdef __linux__
     constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
     return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
@@ -234,9 +231,10 @@ const char* bf16_kernel_name(Bf16Kernel k) {
 bool bf16_kernel_supported(Bf16Kernel k) {
   if (k == Bf16Kernel::Scalar) return true;
 #if EGGROLL_X86
-  if (k == Bf16Kernel::Amx) return amx_usable();
-  return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl");
+  const bool avx512bf16 = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl");
+  // the AMX kernel finishes a block's last pairs with vdpbf16ps
+  return k == Bf16Kernel::Amx ? avx512bf16 && amx_usable() : avx512bf16;
 #else
   return false;
 #endif
@@ -293,7 +291,7 @@ void gemm_bf16(const float* X, const PackedBf16& W, float* Y, int64_t rows, Bf16
   thread_local std::vector<uint32_t> xb;
   const bool amx = kernel == Bf16Kernel::Amx;
   const int64_t step = amx ? 16 : MR;
-  round_rows(X, rows, (rows + step - 1) / step * step, in, pairs, xb);
+  round_rows(X, rows, amx ? (rows + 15) / 16 * 16 : rows, in, pairs, xb);
   const uint32_t* Xb = xb.data();
   parallel_for(tiles, 1, [&](int64_t t) {  // a thread's share never changes what a tile computes
     const int64_t o0 = t * NR, nr = std::min(NR, out - o0);
