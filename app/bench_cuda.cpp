@@ -225,9 +225,9 @@ void bench_es_cuda(const BenchEsOptions& o, const std::vector<int64_t>& pops) {
     std::vector<int32_t> tok0(static_cast<size_t>(N));
     for (int64_t i = 0; i < N; i++) tok0[size_t(i)] = int32_t((i * 7919) % V);
     // `steps` greedy decode steps of all N members from a fresh state; seconds (begin_step included)
-    auto decode = [&](EggrollPerturbation* dp, int steps) {
+    auto decode = [&](Perturbation* dp, int steps) {
       dec.reset(int(N));
-      dec.set_perturbation(dp ? &dp->step() : nullptr);
+      dec.set_perturbation(dp ? &dp->view() : nullptr);
       be.synchronize();
       const double s0 = now_s();
       if (dp) dp->begin_step(0, int(N));
@@ -236,7 +236,7 @@ void bench_es_cuda(const BenchEsOptions& o, const std::vector<int64_t>& pops) {
     };
     {  // warm-up (cuBLAS heuristics, bf16 scratch): one step plain and regenerated
       decode(nullptr, 1);
-      EggrollPerturbation regen(lay, sel, nc, NoiseCache::Regenerate, &be);
+      Perturbation regen(lay, sel, nc, NoiseCache::Regenerate, &be);
       decode(&regen, 1);
     }
     double t_pure = 1e300, t_regen = 1e300, t_keep = 1e300;
@@ -252,11 +252,11 @@ void bench_es_cuda(const BenchEsOptions& o, const std::vector<int64_t>& pops) {
         }
       }
       {
-        EggrollPerturbation keep(lay, sel, nc, NoiseCache::Keep, &be);
+        Perturbation keep(lay, sel, nc, NoiseCache::Keep, &be);
         t_keep = std::min(t_keep, decode(&keep, T));
         cache_bytes = keep.cache_bytes();
       }
-      EggrollPerturbation regen(lay, sel, nc, NoiseCache::Regenerate, &be);
+      Perturbation regen(lay, sel, nc, NoiseCache::Regenerate, &be);
       t_regen = std::min(t_regen, decode(&regen, T));
       fmt::print(stderr, "bench es (cuda): population {} repeat {}: {:.1f} / {:.1f} / {:.1f} ms per step (inference / keep / regenerate)\n",
                  N, rep + 1, t_pure / T * 1e3, t_keep / T * 1e3, t_regen / T * 1e3);

@@ -280,10 +280,10 @@ void register_bench_commands(CLI::App& app) {
     const ModelWeights& mw = bm.weights();
     std::vector<int32_t> tok0;
     // T greedy steps of members 0..B-1 from a fresh state; seconds (the perturbation's begin_step included)
-    auto decode = [&](int64_t B, EggrollPerturbation* pert) {
+    auto decode = [&](int64_t B, Perturbation* pert) {
       Decoder dec(mbe, mw, B);
       dec.reset(int(B));
-      dec.set_perturbation(pert ? &pert->step() : nullptr);
+      dec.set_perturbation(pert ? &pert->view() : nullptr);
       tok0.resize(size_t(B));
       for (int64_t i = 0; i < B; i++) tok0[size_t(i)] = int32_t((i * 7919) % cfg.vocab);
       const double t0 = now_s();
@@ -361,19 +361,19 @@ void register_bench_commands(CLI::App& app) {
       for (int rep = 0; rep < eo->repeat; rep++) {
         t_pure = std::min(t_pure, decode(N, nullptr));
         {
-          EggrollPerturbation keep(m, sel, nc, NoiseCache::Keep);
+          Perturbation keep(m, sel, nc, NoiseCache::Keep);
           t_keep = std::min(t_keep, decode(N, &keep));
           cache_bytes = keep.cache_bytes();
         }
         {
-          EggrollPerturbation regen(m, sel, nc, NoiseCache::Regenerate);
+          Perturbation regen(m, sel, nc, NoiseCache::Regenerate);
           t_regen = std::min(t_regen, decode(N, &regen));
         }
         if (eo->competing_load > 0) {
           CompetingLoad load(eo->competing_load);
           load.start();
           tl_pure = std::min(tl_pure, decode(N, nullptr));
-          EggrollPerturbation keep(m, sel, nc, NoiseCache::Keep);
+          Perturbation keep(m, sel, nc, NoiseCache::Keep);
           tl_keep = std::min(tl_keep, decode(N, &keep));
           load.stop();
         }

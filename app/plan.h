@@ -10,7 +10,7 @@
 //                      + sum over perturbed vectors of n) x 4, pairs = ceil(directions / 2)
 //   logits             G x V x 4
 //   activations        G x (19 C + ffn + max LoRA width) x 4: the scratch of the device step
-//                      (es/step_ops.h ModelStep); + G x max(C, ffn) x 2 for bf16 GEMM inputs with
+//                      (rwkv/step.h ModelStep); + G x max(C, ffn) x 2 for bf16 GEMM inputs with
 //                      bf16 weights; + 24 G C x 4 for per-member vectors when vectors are perturbed
 //   optimizer state    adam / adamw: 2 x updated parameters x 4 (sgd: none)
 //   update workspace   the largest updated matrix m x n x 4 (its gradient) + (m + n) x pairs x r x 4

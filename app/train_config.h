@@ -31,7 +31,7 @@ struct TrainConfig {
     int eval_every = 0;          // >= 0; 0 = never
     int log_every = 1;           // >= 1; console progress line every N steps (metrics.jsonl: every step)
     int threads = 0;             // >= 0; 0 = all cores
-    std::string device = "cpu";  // cpu | cuda (es/ops_engine.h on that backend)
+    std::string device = "cpu";  // cpu | cuda (es/population_engine.h on that backend)
     bool operator==(const Run&) const = default;
   } run;
 

@@ -19,7 +19,7 @@
 #include "core/gemm_bf16.h"
 #include "core/parallel.h"
 #include "es/fitness.h"
-#include "es/ops_engine.h"
+#include "es/population_engine.h"
 #include "app/plan.h"
 #include "tasks/tasks.h"
 #include "rwkv/decoder.h"
@@ -162,7 +162,7 @@ ScoreRequest score_request(const Tokenizer& tok, const Task& task, const Example
 }
 
 // sft validation: the mean per-token log-likelihood of the validation targets, current weights.
-double validation_loglik(const Model& m, OpsEngine& engine, const Task& task, const Tokenizer& tok, int chunk_tokens) {
+double validation_loglik(const Model& m, PopulationEngine& engine, const Task& task, const Tokenizer& tok, int chunk_tokens) {
   const size_t n = task.val_size();
   if (n == 0) return std::nan("");
   std::vector<ScoreRequest> reqs;
@@ -223,7 +223,7 @@ void all_gather_host(Communicator& comm, Backend* be, const void* send, size_t b
 }
 
 // A checkpoint: the weights, the engine's optimizer state and the run state.
-void save_checkpoint_dir(const fs::path& run, int step, const Model& m, const OpsEngine& engine, int keep) {
+void save_checkpoint_dir(const fs::path& run, int step, const Model& m, const PopulationEngine& engine, int keep) {
   const fs::path dir = run / "checkpoints";
   fs::create_directories(dir);
   const std::string name = fmt::format("step_{}", step);
@@ -324,11 +324,11 @@ TrainResult train(const TrainConfig& given, const TrainHooks& hooks) {
   const size_t pair_hi = replicated ? pairs : pairs * size_t(rank + 1) / size_t(world);
   // weights, noise, states and optimizer state on the run.device backend; `model` is brought up
   // to date (engine->to_host) only for checkpoints, which read the optimizer state from the engine
-  OpsEngineOptions eo;
+  PopulationEngineOptions eo;
   eo.matrix_dtype = engine_matrix_dtype(cfg);
   eo.noise_cache = cfg.es.noise_cache == "keep" ? NoiseCache::Keep : NoiseCache::Regenerate;
   eo.max_rows = int64_t(std::max(slice_max, task->val_size()));
-  auto engine = std::make_unique<OpsEngine>(*backend, model, sel, nc, oc, eo);
+  auto engine = std::make_unique<PopulationEngine>(*backend, model, sel, nc, oc, eo);
   if (!ck.empty())
     engine->load_optimizer_state(load_safetensors((fs::path(ck) / "optimizer.safetensors").string()), optimizer_steps,
                                  ck);
@@ -494,10 +494,10 @@ EvalResult evaluate(const TrainConfig& cfg, const std::string& checkpoint) {
   ParamSelection none;
   none.lowrank.assign(m.params.size(), 0);
   none.full.assign(m.params.size(), 0);
-  OpsEngineOptions eo;
+  PopulationEngineOptions eo;
   eo.matrix_dtype = engine_matrix_dtype(cfg);
   eo.max_rows = int64_t(r.examples);
-  OpsEngine engine(*backend, m, none, NoiseConfig{}, {}, eo);
+  PopulationEngine engine(*backend, m, none, NoiseConfig{}, {}, eo);
   r.score = task->teacher_forced()
                 ? validation_loglik(m, engine, *task, *tok, cfg.task.chunk_tokens)
                 : validation_score(

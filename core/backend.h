@@ -1,6 +1,6 @@
 #pragma once
 // The compute backend interface: every op the RWKV-7 step (rwkv/step.h) and the ES step
-// (es/ops_engine.h) need, on arrays in the backend's memory. One implementation per device:
+// (es/population_engine.h) need, on arrays in the backend's memory. One implementation per device:
 // CpuBackend (core/cpu_backend.h, the CPU reference ops of core/ops/) and the CUDA backend
 // (cuda/cuda_backend.h, kernels of the same names in cuda/<group>.cu). Backends register
 // themselves by name (make_backend("cpu"), make_backend("cuda") when built with CUDA), so nothing

@@ -6,7 +6,7 @@
 // Factors are either generated here with the same Philox4x32-10 counters as core/noise.h
 // (noise_block / noise_element are __host__ __device__: identical raw bits, and identical Gaussian
 // values: core/philox.h's own log/sin/cos run here too) or read from a per-step cache laid
-// out [pair][(m + n) r] exactly like EggrollPerturbation's.
+// out [pair][(m + n) r] exactly like Perturbation's.
 #include <cuda_runtime.h>
 
 #include <stdexcept>

@@ -1,7 +1,7 @@
 #pragma once
 // The optimizer's configuration (ascent on the ES gradient: SGD W += lr g; Adam/AdamW with bias
 // correction, AdamW with decoupled weight decay) and the lr / sigma schedules. The optimizer step
-// and its state (moments, step count) belong to the population engine (es/ops_engine.h), which
+// and its state (moments, step count) belong to the population engine (es/population_engine.h), which
 // runs it on its backend (Backend::sgd_update / adam_update).
 #include <cstdint>
 #include <string>

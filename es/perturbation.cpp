@@ -71,7 +71,7 @@ ParamSelection select_params(const Model& m, const std::vector<std::string>& inc
 // ---- perturbation ---------------------------------------------------------------------
 
 namespace {
-// The StepPerturbation's noise elements per pair of each parameter (0 = not perturbed).
+// The PerturbationView's noise elements per pair of each parameter (0 = not perturbed).
 std::vector<int64_t> noise_lengths(const Model& m, const ParamSelection& sel, int rank) {
   std::vector<int64_t> len(m.params.size(), 0);
   for (size_t pid = 0; pid < m.params.size(); pid++) {
@@ -83,45 +83,45 @@ std::vector<int64_t> noise_lengths(const Model& m, const ParamSelection& sel, in
 }
 }  // namespace
 
-EggrollPerturbation::EggrollPerturbation(const Model& m, const ParamSelection& sel, const NoiseConfig& cfg,
+Perturbation::Perturbation(const Model& m, const ParamSelection& sel, const NoiseConfig& cfg,
                                          NoiseCache cache, Backend* backend)
     : cfg_(cfg), be_(backend ? *backend : host_), buffers_(be_), keep_(cache == NoiseCache::Keep) {
   validate_noise_config(cfg_);
   if (sel.lowrank.size() != m.params.size() || sel.full.size() != m.params.size())
-    throw std::invalid_argument("EggrollPerturbation: selection does not match the model");
+    throw std::invalid_argument("Perturbation: selection does not match the model");
   len_ = noise_lengths(m, sel, cfg.rank);
-  step_.noise = noise_spec(cfg, 0);
-  step_.lowrank = sel.lowrank;
-  step_.full = sel.full;
+  view_.noise = noise_spec(cfg, 0);
+  view_.lowrank = sel.lowrank;
+  view_.full = sel.full;
 }
 
-void EggrollPerturbation::begin_step(uint64_t epoch, int directions) {
+void Perturbation::begin_step(uint64_t epoch, int directions) {
   const uint32_t bucket = epoch_bucket(epoch, cfg_.noise_reuse);
-  const bool same = cached_ && directions == directions_ && bucket == step_.noise.epoch_bucket;
-  step_.noise.epoch_bucket = bucket;
+  const bool same = cached_ && directions == directions_ && bucket == view_.noise.epoch_bucket;
+  view_.noise.epoch_bucket = bucket;
   directions_ = directions;
   if (!keep_ || same) return;
   free_cache();
   const int64_t pairs = (int64_t(directions) + 1) / 2;
-  step_.cache.assign(len_.size(), nullptr);
+  view_.cache.assign(len_.size(), nullptr);
   for (size_t pid = 0; pid < len_.size(); pid++) {
     if (!len_[pid]) continue;
     float* c = buffers_.array(pairs * len_[pid]);
-    step_.cache[pid] = c;
+    view_.cache[pid] = c;
     bytes_ += size_t(pairs * len_[pid]) * sizeof(float);
-    be_.fill_noise_cache(step_.noise, uint32_t(pid), len_[pid], pairs, c);
+    be_.fill_noise_cache(view_.noise, uint32_t(pid), len_[pid], pairs, c);
   }
   cached_ = true;
 }
 
-void EggrollPerturbation::set_sigma(float sigma) {
+void Perturbation::set_sigma(float sigma) {
   cfg_.sigma = sigma;
-  step_.noise.sigma = sigma;
+  view_.noise.sigma = sigma;
 }
 
-void EggrollPerturbation::free_cache() {
+void Perturbation::free_cache() {
   buffers_.release_all();
-  step_.cache.clear();
+  view_.cache.clear();
   bytes_ = 0;
   cached_ = false;
 }

@@ -43,12 +43,12 @@ enum class NoiseCache { Regenerate, Keep };
 // object). A cache is kept while the epoch bucket and the number of directions stay the same
 // (the factors are unscaled, so sigma may change). m gives only the parameters' shapes (its data
 // may be empty, as in rwkv/model_layout.h's layouts).
-class EggrollPerturbation {
+class Perturbation {
  public:
-  EggrollPerturbation(const Model& m, const ParamSelection& sel, const NoiseConfig& cfg, NoiseCache cache,
+  Perturbation(const Model& m, const ParamSelection& sel, const NoiseConfig& cfg, NoiseCache cache,
                       Backend* backend = nullptr);
-  EggrollPerturbation(const EggrollPerturbation&) = delete;
-  EggrollPerturbation& operator=(const EggrollPerturbation&) = delete;
+  Perturbation(const Perturbation&) = delete;
+  Perturbation& operator=(const Perturbation&) = delete;
 
   // Prepares step `epoch` for `directions` members (Keep mode: generates the cache, unless it
   // already holds this epoch bucket's factors, as with noise_reuse 0 or k > 1).
@@ -56,8 +56,8 @@ class EggrollPerturbation {
   void set_sigma(float sigma);
   const NoiseConfig& config() const { return cfg_; }
   size_t cache_bytes() const { return bytes_; }  // bytes held by the per-step noise cache
-  // What the step reads (rwkv/step.h); pointers in the backend's memory.
-  const StepPerturbation& step() const { return step_; }
+  // What the step reads (rwkv/step.h's PerturbationView); pointers in the backend's memory.
+  const PerturbationView& view() const { return view_; }
 
  private:
   void free_cache();
@@ -67,7 +67,7 @@ class EggrollPerturbation {
   BackendBuffers buffers_;  // the cache
   std::vector<int64_t> len_;  // noise elements per pair of each parameter (0 = not perturbed)
   bool keep_;
-  StepPerturbation step_;
+  PerturbationView view_;
   int directions_ = 0;
   bool cached_ = false;
   size_t bytes_ = 0;

@@ -297,7 +297,7 @@ std::vector<GenResult> generate(Decoder& stepper, std::span<const GenRequest> re
 }
 
 std::vector<GenResult> generate(Forward& fwd, std::span<const GenRequest> requests, const GenOptions& opt,
-                                const StepPerturbation* pert, GenStats* stats) {
+                                const PerturbationView* pert, GenStats* stats) {
   Decoder stepper(fwd.backend(), fwd.weights(), std::max<int64_t>(int64_t(requests.size()), 1));
   stepper.set_perturbation(pert);
   return generate(stepper, requests, opt, stats);

@@ -60,7 +60,7 @@ class Decoder {
   Decoder(const Decoder&) = delete;
   Decoder& operator=(const Decoder&) = delete;
   // The perturbation of the following steps (nullptr: none); backend memory.
-  void set_perturbation(const StepPerturbation* p) { pert_ = p; }
+  void set_perturbation(const PerturbationView* p) { pert_ = p; }
 
   // Fresh zero states for `slots` requests.
   void reset(int slots);
@@ -85,7 +85,7 @@ class Decoder {
   const ModelWeights& w_;
   int64_t max_rows_;
   ModelStep op_;
-  const StepPerturbation* pert_ = nullptr;
+  const PerturbationView* pert_ = nullptr;
   BackendBuffers buffers_;  // logits and io
   BackendBuffers states_;   // the state arrays (replaced when more slots are needed)
   StateView st_{};
@@ -100,7 +100,7 @@ class Decoder {
 // target through the recurrent step, and sums log p(target[t] | prompt, target[<t]).
 // chunk_tokens > 0 splits each target into sub-sequences of that many tokens, fed in successive
 // passes over the batch (the first with the prompt), the recurrent state carried from one to the
-// next: the sums equal the unchunked ones (tests/test_ops_engine.cpp). 0: one pass.
+// next: the sums equal the unchunked ones (tests/test_population_engine.cpp). 0: one pass.
 struct ScoreRequest {
   std::vector<int32_t> prompt;  // at least one token
   std::vector<int32_t> target;  // the scored tokens
@@ -117,6 +117,6 @@ std::vector<GenResult> generate(Decoder& decoder, std::span<const GenRequest> re
                                 GenStats* stats = nullptr);
 // generate() on the CPU forward's backend and (packed) weights.
 std::vector<GenResult> generate(Forward& fwd, std::span<const GenRequest> requests, const GenOptions& opt,
-                                const StepPerturbation* pert = nullptr, GenStats* stats = nullptr);
+                                const PerturbationView* pert = nullptr, GenStats* stats = nullptr);
 
 }  // namespace eggroll

@@ -50,7 +50,7 @@ Forward::~Forward() {
 }
 
 void Forward::step(std::span<const int32_t> tokens, std::span<const int> slots, BatchState& st, float* logits,
-                   std::span<const uint8_t> need_logits, const StepPerturbation* pert, std::span<const int> members) {
+                   std::span<const uint8_t> need_logits, const PerturbationView* pert, std::span<const int> members) {
   static_assert(sizeof(int) == sizeof(int32_t), "slots and members are passed as int32 arrays");
   const int64_t B = int64_t(tokens.size());
   if (B == 0) return;

@@ -29,7 +29,7 @@ struct BatchState {
   void copy_member(int from, int to);  // state of `from` copied into `to`
 };
 
-// The batched step on the CPU: es/step_ops.h ModelStep (the op sequence every backend runs) on the
+// The batched step on the CPU: rwkv/step.h ModelStep (the op sequence every backend runs) on the
 // CPU reference backend, reading the Model's weights in place.
 class Forward {
  public:
@@ -43,10 +43,10 @@ class Forward {
   // One token for each row i: tokens[i] is fed to the state in slot slots[i] of `st`.
   // If need_logits is empty every row's logits are written; otherwise only rows with
   // need_logits[i] != 0, packed in row order. logits: [rows with logits, V].
-  // With a perturbation (host memory, e.g. EggrollPerturbation::step()), row i runs population
+  // With a perturbation (host memory, e.g. Perturbation::step()), row i runs population
   // member members[i] (empty: members = slots).
   void step(std::span<const int32_t> tokens, std::span<const int> slots, BatchState& st, float* logits,
-            std::span<const uint8_t> need_logits = {}, const StepPerturbation* pert = nullptr,
+            std::span<const uint8_t> need_logits = {}, const PerturbationView* pert = nullptr,
             std::span<const int> members = {});
   const Model& model() const { return m_; }
   // The backend and the weights the step reads (for other drivers of the same step, e.g. the

@@ -63,7 +63,7 @@ void ModelStep::linear(int pid, bool x_times_p, const float* X, float* Y, int64_
 }
 
 void ModelStep::step(const int32_t* tokens, const int32_t* slots, const int32_t* members, int64_t B, StateView st,
-                         float* logits, const int32_t* logit_rows, int64_t n_logit_rows, const StepPerturbation* pert) {
+                         float* logits, const int32_t* logit_rows, int64_t n_logit_rows, const PerturbationView* pert) {
   if (B <= 0) return;
   if (B > max_rows_) throw std::invalid_argument("ModelStep::step: more rows than max_rows");
   if (pert && (pert->lowrank.size() != w_.params.size() || pert->full.size() != w_.params.size()))

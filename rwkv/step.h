@@ -22,10 +22,11 @@ struct StateView {
   float* ffn_x = nullptr;  // [slots][L][C]
 };
 
-// The EGGROLL perturbation of one step: which parameter ids get low-rank / full-rank noise, the
-// noise, and optionally a per-step cache per parameter ([pairs][(m+n) r] or [pairs][n], backend
-// memory; nullptr = generate on the fly). members[i] of the step's rows selects the noise.
-struct StepPerturbation {
+// What the step reads of the EGGROLL perturbation (owned by es/perturbation.h's Perturbation, as
+// StateView is a view of states owned elsewhere): which parameter ids get low-rank / full-rank
+// noise, the noise, and optionally a per-step cache per parameter ([pairs][(m+n) r] or [pairs][n],
+// backend memory; nullptr = generate on the fly). members[i] of the step's rows selects the noise.
+struct PerturbationView {
   NoiseSpec noise;
   std::vector<uint8_t> lowrank, full;  // per parameter id
   std::vector<const float*> cache;     // per parameter id, or empty
@@ -98,7 +99,7 @@ class ModelStep {
   //   every row, in order).
   void step(const int32_t* tokens, const int32_t* slots, const int32_t* members, int64_t B, StateView st,
             float* logits, const int32_t* logit_rows = nullptr, int64_t n_logit_rows = 0,
-            const StepPerturbation* pert = nullptr);
+            const PerturbationView* pert = nullptr);
 
   Backend& backend() { return be_; }
   const ModelWeights& weights() const { return w_; }
@@ -112,7 +113,7 @@ class ModelStep {
   Backend& be_;
   ModelWeights w_;
   int64_t max_rows_;
-  const StepPerturbation* pert_ = nullptr;
+  const PerturbationView* pert_ = nullptr;
   const int32_t* members_ = nullptr;
   BackendBuffers buffers_;
   float *x_, *xa_, *mix_, *r_, *k_, *v_, *w_dec_, *a_, *g_, *kk_, *vfirst_, *y_, *tmp_, *tmp2_, *ffh_, *vecbuf_;

@@ -4,7 +4,7 @@
 // for the extent the op reads or writes (host pointers, stale or too-short buffers would fault or
 // corrupt memory on a device), and that upload/download get a host pointer on the host side; then
 // it runs the CPU backend's op. A violation throws CheckedBackendError naming the op and the
-// pointer. Used by tests/test_ops_engine.cpp (the engine's calls) and tests/test_backend_ops.cpp
+// pointer. Used by tests/test_population_engine.cpp (the engine's calls) and tests/test_backend_ops.cpp
 // (the op table's "checked" column).
 #include <algorithm>
 #include <cstdint>

@@ -1,5 +1,5 @@
 // GPU step tests: the whole device step (rwkv/step.h ModelStep on the CUDA backend) against the
-// CPU step and the float64 fixture logits, then whole ES steps (es/ops_engine.h: perturbed
+// CPU step and the float64 fixture logits, then whole ES steps (es/population_engine.h: perturbed
 // rollouts, update, optimizer) on the CUDA backend against the CPU backend. Single-op comparisons
 // are the op table's (tests/test_backend_ops.cpp). One line per check, then "N passed, N failed".
 //
@@ -7,7 +7,7 @@
 //                            usable or the build has no CUDA; 1 if any check fails
 //   gpu_ops_main --cpu-only  CPU checks of the op-level step as the GPU checks drive it (ModelStep
 //                            on the CPU backend, unpacked weights, a hand-built perturbation)
-//                            against Forward (packed panels, EggrollPerturbation) and the
+//                            against Forward (packed panels, Perturbation) and the
 //                            fixtures; these run everywhere
 //
 // Tolerances. Error = max |gpu - ref| / max |ref| over the output ("normalised"):
@@ -36,7 +36,7 @@
 #include "es/perturbation.h"
 #include "es/fitness.h"
 #include "es/noise.h"
-#include "es/ops_engine.h"
+#include "es/population_engine.h"
 #include "core/ops/ops.h"
 #include "rwkv/step.h"
 #include "rwkv/forward.h"
@@ -137,7 +137,7 @@ struct StepCase {
 };
 
 // Forward::step logits for every step, concatenated.
-std::vector<float> forward_logits(const Model& m, const StepCase& c, int nslots, const StepPerturbation* pert) {
+std::vector<float> forward_logits(const Model& m, const StepCase& c, int nslots, const PerturbationView* pert) {
   Forward fwd(m);
   BatchState st(m.cfg, nslots);
   std::vector<float> all;
@@ -153,7 +153,7 @@ std::vector<float> forward_logits(const Model& m, const StepCase& c, int nslots,
 
 // The same through ModelStep on `be` with weights `w` (pointers in be's memory).
 std::vector<float> opstep_logits(Backend& be, const ModelWeights& w, const StepCase& c, int nslots,
-                                 const StepPerturbation* pert, BatchState* final_state = nullptr) {
+                                 const PerturbationView* pert, BatchState* final_state = nullptr) {
   const ModelConfig& cfg = w.cfg;
   const int64_t B = int64_t(c.tokens[0].size());
   ModelStep op(be, w, B);
@@ -221,11 +221,11 @@ StepCase batch_case(int B, int T, int V, bool subset) {
   return c;
 }
 
-// Host-side StepPerturbation equal to EggrollPerturbation(m, sel, nc, cache) at step `epoch`;
+// Host-side PerturbationView equal to Perturbation(m, sel, nc, cache) at step `epoch`;
 // the cache (when keep) in `storage`.
-StepPerturbation host_perturbation(const Model& m, const ParamSelection& sel, const NoiseConfig& nc, uint64_t epoch,
+PerturbationView host_perturbation(const Model& m, const ParamSelection& sel, const NoiseConfig& nc, uint64_t epoch,
                                    int directions, bool keep, std::vector<std::vector<float>>& storage) {
-  StepPerturbation p;
+  PerturbationView p;
   p.noise.seed = nc.seed;
   p.noise.epoch_bucket = epoch_bucket(epoch, nc.noise_reuse);
   p.noise.rank = nc.rank;
@@ -298,13 +298,13 @@ void cpu_checks() {
         NoiseConfig nc;
         nc.seed = 11, nc.rank = 2, nc.sigma = 0.05f;
         const int G = 6;
-        EggrollPerturbation ep(m, sel, nc, keep ? NoiseCache::Keep : NoiseCache::Regenerate);
+        Perturbation ep(m, sel, nc, keep ? NoiseCache::Keep : NoiseCache::Regenerate);
         ep.begin_step(5, G);
         std::vector<std::vector<float>> storage;
-        const StepPerturbation sp = host_perturbation(m, sel, nc, 5, G, keep, storage);
+        const PerturbationView sp = host_perturbation(m, sel, nc, 5, G, keep, storage);
         auto c = batch_case(G, 3, m.cfg.vocab, false);
         c.members = {3, 0, 5, 1, 4, 2};
-        const auto want = forward_logits(m, c, G, &ep.step());
+        const auto want = forward_logits(m, c, G, &ep.view());
         const auto got = opstep_logits(cpu, host_step_weights(m), c, G, &sp);
         check_err(std::string("cpu opstep == forward: perturbed") + (freeze ? "" : " +vectors") +
                       (keep ? ", cached" : ", regenerated"),
@@ -387,16 +387,16 @@ void gpu_forward() {
         nc.seed = 11, nc.rank = 2, nc.sigma = 0.05f;
         const int G = 6;
         std::vector<std::vector<float>> storage;
-        const StepPerturbation hp = host_perturbation(m, sel, nc, 5, G, keep, storage);
+        const PerturbationView hp = host_perturbation(m, sel, nc, 5, G, keep, storage);
         cuda::CudaBackend noise_be;
-        EggrollPerturbation dp(m, sel, nc, keep ? NoiseCache::Keep : NoiseCache::Regenerate, &noise_be);
+        Perturbation dp(m, sel, nc, keep ? NoiseCache::Keep : NoiseCache::Regenerate, &noise_be);
         dp.begin_step(5, G);
         auto c = batch_case(G, 3, m.cfg.vocab, false);
         c.members = {3, 0, 5, 1, 4, 2};
         const auto want = opstep_logits(cpu, host_step_weights(m), c, G, &hp);
         cuda::CudaBackend be;
         BackendModel dm(be, m, DType::F32);
-        const auto got = opstep_logits(be, dm.weights(), c, G, &dp.step());
+        const auto got = opstep_logits(be, dm.weights(), c, G, &dp.view());
         check_err(std::string("device step perturbed") + (freeze ? "" : " +vectors") + (keep ? ", cached" : ", regenerated"),
                   norm_err(got, want), 1e-4);
       }
@@ -404,8 +404,8 @@ void gpu_forward() {
 }
 
 // The whole ES step (perturbed rollouts, host scoring, fitness, update, optimizer) through an
-// OpsEngine on the CUDA backend against the same engine on the CPU reference backend (which
-// tests/test_ops_engine.cpp checks bit for bit against the CPU trainer).
+// PopulationEngine on the CUDA backend against the same engine on the CPU reference backend (which
+// tests/test_population_engine.cpp checks bit for bit against the CPU trainer).
 void gpu_es_step() {
   const Model m0 = tiny_model(4);
   auto prompts = [&](int G) {
@@ -422,11 +422,11 @@ void gpu_es_step() {
       nc.seed = 7, nc.rank = 2, nc.sigma = 0.05f;
       OptimConfig oc;
       oc.kind = kind;
-      OpsEngineOptions eo;
+      PopulationEngineOptions eo;
       eo.max_rows = 8;
       CpuBackend cpu;
       cuda::CudaBackend dev;
-      OpsEngine ec(cpu, mc, sel, nc, oc, eo), ed(dev, md, sel, nc, oc, eo);
+      PopulationEngine ec(cpu, mc, sel, nc, oc, eo), ed(dev, md, sel, nc, oc, eo);
       GenOptions g;
       g.max_tokens = 8;
       int same_tokens = 0, total = 0;
@@ -504,12 +504,12 @@ void gpu_es_step() {
     const ParamSelection sel = select_params(m0, {"*"}, {"emb.weight", "head.weight"}, true);
     NoiseConfig nc;
     nc.seed = 7, nc.rank = 1, nc.sigma = 0.05f;
-    OpsEngineOptions eo;
+    PopulationEngineOptions eo;
     eo.max_rows = 8;
     eo.matrix_dtype = DType::BF16;
     CpuBackend cpu;
     cuda::CudaBackend dev;
-    OpsEngine ec(cpu, mc, sel, nc, {}, eo), ed(dev, md, sel, nc, {}, eo);
+    PopulationEngine ec(cpu, mc, sel, nc, {}, eo), ed(dev, md, sel, nc, {}, eo);
     ec.begin_step(0, 8, nc.sigma);
     ed.begin_step(0, 8, nc.sigma);
     const std::vector<float> fit = {1, -1, 0.5f, 0.25f, -0.5f, 2, 0, -2};

@@ -4,7 +4,7 @@
 #include <random>
 
 #include "core/cpu_backend.h"
-#include "es/ops_engine.h"
+#include "es/population_engine.h"
 #include "core/ops/ops.h"
 #include "rwkv/forward.h"
 
@@ -62,7 +62,7 @@ TEST_CASE("the low-rank forward equals the forward with W + E_i for every member
       NoiseConfig nc;
       nc.seed = 11, nc.rank = 2, nc.sigma = 0.05f;
       const int G = 6, T = 4;
-      EggrollPerturbation pert(m, sel, nc, cache);
+      Perturbation pert(m, sel, nc, cache);
       pert.begin_step(5, G);
       Forward fwd(m);
       BatchState st(m.cfg, G);
@@ -72,7 +72,7 @@ TEST_CASE("the low-rank forward equals the forward with W + E_i for every member
       for (int t = 0; t < T; t++) {
         std::vector<int32_t> toks;
         for (int i = 0; i < G; i++) toks.push_back(int32_t((i * 13 + t * 7 + 1) % 97));
-        fwd.step(toks, slots, st, lg.data(), {}, &pert.step());
+        fwd.step(toks, slots, st, lg.data(), {}, &pert.view());
         batched[size_t(t)] = lg;
       }
       double worst = 0;
@@ -116,9 +116,9 @@ TEST_CASE("the engine's update GEMM equals the explicit sum of f_i E_i", "[eggro
     Model moved = m;
     {
       CpuBackend be;
-      OpsEngineOptions o;
+      PopulationEngineOptions o;
       o.max_rows = N;
-      OpsEngine eng(be, moved, sel, nc, {}, o);
+      PopulationEngine eng(be, moved, sel, nc, {}, o);
       eng.begin_step(3, N, nc.sigma);
       eng.update(fit, 0, size_t(N / 2), nullptr, 1.0);
       eng.to_host(moved);
@@ -218,7 +218,7 @@ TEST_CASE("parameter selection by glob patterns", "[eggroll]") {
 }
 
 TEST_CASE("optimizers and schedules", "[eggroll][optim]") {
-  // the engine's optimizer on one matrix (tests/test_ops_engine.cpp checks every formula)
+  // the engine's optimizer on one matrix (tests/test_population_engine.cpp checks every formula)
   const Model m = Model::random(small_cfg(), 2);
   auto sel = select_params(m, {"blocks.0.att.w1"}, {}, true);
   const int pid = m.layers[0].w1;
@@ -226,11 +226,11 @@ TEST_CASE("optimizers and schedules", "[eggroll][optim]") {
   auto one_step = [&](OptimConfig oc, double lr, Model& out) {
     out = m;
     CpuBackend be;
-    OpsEngineOptions o;
+    PopulationEngineOptions o;
     o.max_rows = 4;
     NoiseConfig nc;
     nc.seed = 1, nc.rank = 2, nc.sigma = 0.1f;
-    OpsEngine eng(be, out, sel, nc, oc, o);
+    PopulationEngine eng(be, out, sel, nc, oc, o);
     eng.begin_step(0, 4, nc.sigma);
     const StepReport r = eng.update(fit, 0, 2, nullptr, lr);
     eng.to_host(out);
@@ -266,7 +266,7 @@ TEST_CASE("the kept noise cache follows epoch buckets (noise_reuse)", "[eggroll]
   for (int reuse : {0, 1, 2}) {
     NoiseConfig nc;
     nc.seed = 4, nc.rank = 2, nc.sigma = 0.1f, nc.noise_reuse = reuse;
-    EggrollPerturbation keep(m, sel, nc, NoiseCache::Keep), regen(m, sel, nc, NoiseCache::Regenerate);
+    Perturbation keep(m, sel, nc, NoiseCache::Keep), regen(m, sel, nc, NoiseCache::Regenerate);
     std::vector<float> X(size_t(4 * P.cols), 0.5f);
     std::vector<int32_t> members = {0, 1, 2, 3};
     for (uint64_t epoch : {0, 1, 2, 3, 5}) {
@@ -274,7 +274,7 @@ TEST_CASE("the kept noise cache follows epoch buckets (noise_reuse)", "[eggroll]
       keep.begin_step(epoch, 4);
       regen.begin_step(epoch, 4);
       std::vector<float> a(size_t(4 * P.rows), 0.f), b(size_t(4 * P.rows), 0.f);
-      const StepPerturbation &k = keep.step(), &g = regen.step();
+      const PerturbationView &k = keep.view(), &g = regen.view();
       REQUIRE(k.cache_of(pid) != nullptr);
       REQUIRE(g.cache_of(pid) == nullptr);
       ref::lowrank_add(k.noise, uint32_t(pid), P.rows, P.cols, false, X.data(), a.data(), members.data(), 4,

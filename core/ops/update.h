@@ -28,7 +28,7 @@ void update_factors(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, con
 void vector_gradient(const NoiseSpec& ns, uint32_t pid, int64_t n, const float* fitness, int64_t N,
                      int64_t pair_begin, int64_t pairs, const float* cache, float* g);
 
-// Optimizer steps on one array (the engine's, es/ops_engine.h: ascent on g scaled by `scale` for clipping).
+// Optimizer steps on one array (the engine's, es/population_engine.h: ascent on g scaled by `scale` for clipping).
 // Each returns the sum of squares of the applied change (for the update norm).
 double sgd_update(float* w, const float* g, int64_t n, double lr, double scale);
 // adamw = false: Adam with L2 weight decay folded into g; true: AdamW (decoupled decay).

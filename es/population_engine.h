@@ -1,15 +1,15 @@
 #pragma once
-// The ES step on a Backend (es/step_ops.h): weights, states, noise, gradients and optimizer
+// The ES step on a Backend (core/backend.h; the model step is rwkv/step.h): weights, states, noise, gradients and optimizer
 // state live in the backend's memory (the GPU for the CUDA backend); the host keeps the tokens it
 // must decode (stop strings, rewards) and the scalars it must log.
 //
-//   OpsEngine    a training run's state on a backend: begin_step (noise), generate (perturbed
+//   PopulationEngine  a training run's state on a backend: begin_step (noise), generate (perturbed
 //                rollouts or plain greedy validation), score (teacher-forced log-likelihood),
 //                update (gradient GEMMs, optional all-reduce, the optimizer step), the optimizer
 //                state (moments, step count; saved and restored for checkpoints) and to_host
 //                (the weights back into the host Model for checkpoints).
 //
-// tests/test_ops_engine.cpp checks the update against the gradient sum and the SGD / Adam
+// tests/test_population_engine.cpp checks the update against the gradient sum and the SGD / Adam
 // formulas written out in the test; the CUDA backend runs the same code, so only its ops need
 // checking against their references (tests/test_backend_ops.cpp, tests/gpu_ops_main.cpp).
 #include <cstdint>
@@ -27,23 +27,23 @@
 
 namespace eggroll {
 
-struct OpsEngineOptions {
+struct PopulationEngineOptions {
   DType matrix_dtype = DType::F32;  // bf16: matrices read as bf16, fp32 masters updated
   NoiseCache noise_cache = NoiseCache::Keep;
   int64_t max_rows = 1;  // the most generations one generate() call carries
 };
 
-class OpsEngine {
+class PopulationEngine {
  public:
   // Uploads m's parameters; the optimizer starts at step 0 with zero moments (restore a
   // checkpoint's with load_optimizer_state). nc: seed, rank, dist, reuse. On a backend that
   // shares host memory (the CPU) m's fp32 parameters are used in place, so update() changes m
   // directly; m must outlive the engine either way.
-  OpsEngine(Backend& be, Model& m, const ParamSelection& sel, const NoiseConfig& nc,
-            const OptimConfig& oc, const OpsEngineOptions& o);
-  ~OpsEngine();
-  OpsEngine(const OpsEngine&) = delete;
-  OpsEngine& operator=(const OpsEngine&) = delete;
+  PopulationEngine(Backend& be, Model& m, const ParamSelection& sel, const NoiseConfig& nc,
+                   const OptimConfig& oc, const PopulationEngineOptions& o);
+  ~PopulationEngine();
+  PopulationEngine(const PopulationEngine&) = delete;
+  PopulationEngine& operator=(const PopulationEngine&) = delete;
 
   void begin_step(uint64_t epoch, int directions, float sigma);
   // Perturbed (member = request.member) or plain rollouts of the current weights.
@@ -85,13 +85,13 @@ class OpsEngine {
   const Model* host_model_;
   ParamSelection sel_;
   OptimConfig oc_;
-  OpsEngineOptions o_;
+  PopulationEngineOptions o_;
   ModelWeights w_;
   std::unique_ptr<BackendModel> model_;  // the weights in backend memory (masters, bf16 copies)
   std::vector<float*> m1_, m2_;   // Adam moments per pid
   uint64_t t_ = 0;
   BackendBuffers buffers_;  // everything below in backend memory, and the weights' copies
-  std::unique_ptr<EggrollPerturbation> pert_;
+  std::unique_ptr<Perturbation> pert_;
   std::unique_ptr<Decoder> stepper_;
   float* grad_ = nullptr;      // the largest updated parameter
   float* A_all_ = nullptr;     // update GEMM operands (sized for the current population)

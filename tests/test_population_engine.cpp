@@ -1,5 +1,5 @@
-// es/ops_engine.h (the trainer's population step on any backend) on the CPU backend: generation
-// against Forward + EggrollPerturbation bit for bit; the update against the gradient sum and the
+// es/population_engine.h (the trainer's population step on any backend) on the CPU backend: generation
+// against Forward + Perturbation bit for bit; the update against the gradient sum and the
 // SGD / Adam formulas written out here; the optimizer state's save and restore; teacher-forced
 // scoring (whole and chunked targets); bf16 matrices; run.device; and every pointer the engine
 // hands a backend with separate memory (CheckedBackend).
@@ -15,7 +15,7 @@
 
 #include "core/ops/ops.h"
 #include "core/error.h"
-#include "es/ops_engine.h"
+#include "es/population_engine.h"
 #include "app/plan.h"
 #include "app/trainer.h"
 #include "checked_backend.h"
@@ -61,7 +61,7 @@ void same_results(const std::vector<GenResult>& a, const std::vector<GenResult>&
 
 }  // namespace
 
-TEST_CASE("generation through the backend ops equals the CPU forward's", "[ops_engine][generate]") {
+TEST_CASE("generation through the backend ops equals the CPU forward's", "[population_engine][generate]") {
   const Model m = tiny_model();
   auto tok = make_byte_tokenizer();
   const auto reqs = requests(7);
@@ -87,7 +87,7 @@ TEST_CASE("generation through the backend ops equals the CPU forward's", "[ops_e
   }
 }
 
-TEST_CASE("perturbed generation through an OpsEngine equals EggrollPerturbation's", "[ops_engine][generate]") {
+TEST_CASE("perturbed generation through an PopulationEngine equals Perturbation's", "[population_engine][generate]") {
   Model m = tiny_model();
   const auto reqs = requests(6);
   GenOptions g;
@@ -97,15 +97,15 @@ TEST_CASE("perturbed generation through an OpsEngine equals EggrollPerturbation'
     for (NoiseCache mode : {NoiseCache::Keep, NoiseCache::Regenerate}) {
       INFO("vectors perturbed " << vectors << ", keep " << (mode == NoiseCache::Keep));
       const ParamSelection sel = select_params(m, {"*"}, {}, !vectors);  // emb and head included
-      EggrollPerturbation pert(m, sel, noise(), mode);
+      Perturbation pert(m, sel, noise(), mode);
       pert.begin_step(4, 6);
       Forward fwd(m);
-      const auto want = generate(fwd, reqs, g, &pert.step());
+      const auto want = generate(fwd, reqs, g, &pert.view());
       CpuBackend be;
-      OpsEngineOptions o;
+      PopulationEngineOptions o;
       o.noise_cache = mode;
       o.max_rows = 6;
-      OpsEngine eng(be, m, sel, noise(), {}, o);
+      PopulationEngine eng(be, m, sel, noise(), {}, o);
       eng.begin_step(4, 6, 0.05f);
       same_results(want, eng.generate(reqs, g, true));
       CHECK((mode == NoiseCache::Keep) == (eng.cache_bytes() > 0));
@@ -204,8 +204,8 @@ double relative_error(const std::map<int, std::vector<double>>& want, const std:
 }
 }  // namespace
 
-TEST_CASE("the OpsEngine update is the gradient sum over pairs of fitness x noise, then the SGD / Adam step",
-          "[ops_engine][update]") {
+TEST_CASE("the PopulationEngine update is the gradient sum over pairs of fitness x noise, then the SGD / Adam step",
+          "[population_engine][update]") {
   const std::vector<float> fitness = {1.f, -0.5f, 0.25f, 2.f, -1.f, 0.f, 0.75f, -2.f};
   struct Case {
     OptimKind kind;
@@ -230,9 +230,9 @@ TEST_CASE("the OpsEngine update is the gradient sum over pairs of fitness x nois
       const auto start = want.w;
       NoiseConfig nc = noise();
       CpuBackend be;
-      OpsEngineOptions o;
+      PopulationEngineOptions o;
       o.max_rows = 8;
-      OpsEngine eng(be, dev, sel, nc, oc, o);
+      PopulationEngine eng(be, dev, sel, nc, oc, o);
       CHECK(eng.optimizer_steps() == 0);
       for (int step = 0; step < 2; step++) {
         std::map<int, std::vector<double>> g;
@@ -265,7 +265,7 @@ TEST_CASE("the OpsEngine update is the gradient sum over pairs of fitness x nois
     }
 }
 
-TEST_CASE("the engine's optimizer state is saved and restored exactly (checkpoints)", "[ops_engine][update][resume]") {
+TEST_CASE("the engine's optimizer state is saved and restored exactly (checkpoints)", "[population_engine][update][resume]") {
   const std::vector<float> fit = {0.5f, -1.f, 2.f, 0.f, -0.25f, 1.f};
   for (OptimKind kind : {OptimKind::SGD, OptimKind::Adam, OptimKind::AdamW}) {
     INFO("optimizer " << int(kind));
@@ -274,9 +274,9 @@ TEST_CASE("the engine's optimizer state is saved and restored exactly (checkpoin
     Model ma = tiny_model();
     const ParamSelection sel = select_params(ma, {"*"}, {"emb.weight"}, false);
     CpuBackend be;
-    OpsEngineOptions o;
+    PopulationEngineOptions o;
     o.max_rows = 6;
-    OpsEngine a(be, ma, sel, noise(), oc, o);
+    PopulationEngine a(be, ma, sel, noise(), oc, o);
     for (int step = 0; step < 2; step++) {
       a.begin_step(uint64_t(step), 6, 0.05f);
       a.update(fit, 0, 3, nullptr, 0.01);
@@ -284,10 +284,10 @@ TEST_CASE("the engine's optimizer state is saved and restored exactly (checkpoin
     // a second engine from the saved weights and optimizer state takes the same third step
     Model mb = tiny_model();
     a.to_host(mb);  // the checkpoint's weights
-    OpsEngine b(be, mb, sel, noise(), oc, o);
+    PopulationEngine b(be, mb, sel, noise(), oc, o);
     b.load_optimizer_state(a.optimizer_state(), a.optimizer_steps(), "saved");
     CHECK(b.optimizer_steps() == 2);
-    for (OpsEngine* e : {&a, &b}) {
+    for (PopulationEngine* e : {&a, &b}) {
       e->begin_step(2, 6, 0.05f);
       e->update(fit, 0, 3, nullptr, 0.01);
     }
@@ -315,7 +315,7 @@ TEST_CASE("the engine's optimizer state is saved and restored exactly (checkpoin
 }
 
 TEST_CASE("the engine hands a backend only its own memory, in bounds (a GPU's rules), with the same results",
-          "[ops_engine][device]") {
+          "[population_engine][device]") {
   for (bool bf16 : {false, true})
     for (OptimKind kind : {OptimKind::SGD, OptimKind::AdamW}) {
       INFO("bf16 " << bf16 << " optimizer " << int(kind));
@@ -323,14 +323,14 @@ TEST_CASE("the engine hands a backend only its own memory, in bounds (a GPU's ru
       const ParamSelection sel = select_params(ma, {"*"}, {"emb.weight"}, /*freeze_nonlora=*/false);
       OptimConfig oc;
       oc.kind = kind, oc.clip_update_norm = kind == OptimKind::SGD ? 0.0 : 1e-3;
-      OpsEngineOptions o;
+      PopulationEngineOptions o;
       o.max_rows = 6;
       o.matrix_dtype = bf16 ? DType::BF16 : DType::F32;
       o.noise_cache = kind == OptimKind::SGD ? NoiseCache::Keep : NoiseCache::Regenerate;
       CpuBackend cpu;
       CheckedBackend checked;
       {
-        OpsEngine ea(cpu, ma, sel, noise(), oc, o), eb(checked, mb, sel, noise(), oc, o);
+        PopulationEngine ea(cpu, ma, sel, noise(), oc, o), eb(checked, mb, sel, noise(), oc, o);
         GenOptions g;
         g.max_tokens = 5;
         g.sampling.temperature = 0.8f;
@@ -388,7 +388,7 @@ class MirrorComm final : public Communicator {
 };
 }  // namespace
 
-TEST_CASE("eggroll plan covers what the engine allocates on a device", "[ops_engine][device][plan]") {
+TEST_CASE("eggroll plan covers what the engine allocates on a device", "[population_engine][device][plan]") {
   // the planner's items against the peak of the engine's real allocations in a device-like
   // backend, for a training step (rollouts of G x P generations, update, optimizer)
   struct Case {
@@ -403,13 +403,13 @@ TEST_CASE("eggroll plan covers what the engine allocates on a device", "[ops_eng
     const ParamSelection sel = select_params(m, {"*"}, {"emb.weight", "head.weight"}, !c.vectors);
     OptimConfig oc;
     oc.kind = parse_optim(c.optim);
-    OpsEngineOptions o;
+    PopulationEngineOptions o;
     o.max_rows = G * P;
     o.matrix_dtype = c.bf16 ? DType::BF16 : DType::F32;
     o.noise_cache = c.keep ? NoiseCache::Keep : NoiseCache::Regenerate;
     CheckedBackend be;
     {
-      OpsEngine eng(be, m, sel, noise(), oc, o);
+      PopulationEngine eng(be, m, sel, noise(), oc, o);
       eng.begin_step(0, G, 0.05f);
       std::vector<GenRequest> reqs;
       for (int j = 0; j < G * P; j++) reqs.push_back({{int32_t(1 + j % 7), 5}, uint64_t(j), j % G});
@@ -433,17 +433,17 @@ TEST_CASE("eggroll plan covers what the engine allocates on a device", "[ops_eng
   }
 }
 
-TEST_CASE("gradients are all-reduced in device memory for nccl, through host memory for mpi", "[ops_engine][device]") {
+TEST_CASE("gradients are all-reduced in device memory for nccl, through host memory for mpi", "[population_engine][device]") {
   for (const std::string name : {"nccl", "mpi"}) {
     INFO(name);
     Model ma = tiny_model(), mb = tiny_model();
     const ParamSelection sel = select_params(ma, {"*"}, {"emb.weight"}, false);
-    OpsEngineOptions o;
+    PopulationEngineOptions o;
     o.max_rows = 6;
     CheckedBackend ca, cb;
     MirrorComm comm(name, [&](const void* p, size_t bytes) { CHECK(cb.owns(p, bytes) == (name == "nccl")); });
     {
-      OpsEngine ea(ca, ma, sel, noise(), {}, o), eb(cb, mb, sel, noise(), {}, o);
+      PopulationEngine ea(ca, ma, sel, noise(), {}, o), eb(cb, mb, sel, noise(), {}, o);
       ea.begin_step(3, 6, 0.05f);
       eb.begin_step(3, 6, 0.05f);
       const std::vector<float> fit = {0.5f, -1.f, 2.f, 0.f, -0.25f, 1.f};
@@ -459,14 +459,14 @@ TEST_CASE("gradients are all-reduced in device memory for nccl, through host mem
 }
 
 TEST_CASE("bf16 matrices: the forward reads the rounded copy, the update goes to the fp32 master",
-          "[ops_engine][bf16]") {
+          "[population_engine][bf16]") {
   Model m = tiny_model(), start = tiny_model();
   const ParamSelection sel = select_params(m, {"*"}, {"emb.weight", "head.weight"}, true);
   CpuBackend be;
-  OpsEngineOptions o;
+  PopulationEngineOptions o;
   o.matrix_dtype = DType::BF16;
   o.max_rows = 4;
-  OpsEngine eng(be, m, sel, noise(), {}, o);
+  PopulationEngine eng(be, m, sel, noise(), {}, o);
   // greedy continuations of the bf16-rounded model
   Model rounded = tiny_model();
   for (auto& p : rounded.params)
@@ -484,9 +484,9 @@ TEST_CASE("bf16 matrices: the forward reads the rounded copy, the update goes to
   // the masters moved by the fp32 update (not by bf16 steps): as an fp32 engine's weights
   Model want = tiny_model();
   {
-    OpsEngineOptions o32 = o;
+    PopulationEngineOptions o32 = o;
     o32.matrix_dtype = DType::F32;
-    OpsEngine e32(be, want, sel, noise(), {}, o32);
+    PopulationEngine e32(be, want, sel, noise(), {}, o32);
     e32.begin_step(0, 4, 0.05f);
     e32.update(fit, 0, 2, nullptr, 0.5);
     e32.to_host(want);
@@ -500,7 +500,7 @@ TEST_CASE("bf16 matrices: the forward reads the rounded copy, the update goes to
 namespace {
 TrainConfig ops_run(const std::string& name, const std::string& device, std::vector<std::string> extra = {}) {
   std::vector<std::string> o = {"run.name=" + name,
-                                "run.dir=" + test::temp_root("ops_engine").string(),
+                                "run.dir=" + test::temp_root("population_engine").string(),
                                 "run.device=" + device,
                                 "run.steps=4",
                                 "run.checkpoint_every=2",
@@ -534,7 +534,7 @@ TrainConfig ops_run(const std::string& name, const std::string& device, std::vec
 
 }  // namespace
 
-TEST_CASE("run.device=cuda without a usable GPU is refused with the reason", "[ops_engine][trainer]") {
+TEST_CASE("run.device=cuda without a usable GPU is refused with the reason", "[population_engine][trainer]") {
   TrainHooks quiet;
   quiet.progress = false;
   TrainConfig c = ops_run("cuda_refused", "cuda", {"run.steps=1"});
@@ -594,7 +594,7 @@ std::vector<ScoreRequest> score_requests() {
 }  // namespace
 
 TEST_CASE("task.chunk_tokens: chunked targets carry the state and give the whole target's log-likelihood",
-          "[ops_engine][score][chunk]") {
+          "[population_engine][score][chunk]") {
   const Model m = tiny_model();
   const auto reqs = score_requests();
   CpuBackend be;
@@ -631,13 +631,13 @@ TEST_CASE("task.chunk_tokens: chunked targets carry the state and give the whole
   CHECK_THROWS(score_targets(dec, reqs, nullptr, -1));
 }
 
-TEST_CASE("task.chunk_tokens: perturbed scoring through an OpsEngine equals the unchunked one", "[ops_engine][score][chunk]") {
+TEST_CASE("task.chunk_tokens: perturbed scoring through an PopulationEngine equals the unchunked one", "[population_engine][score][chunk]") {
   Model m = tiny_model();
   const ParamSelection sel = select_params(m, {"*"}, {"emb.weight"}, true);
   CpuBackend be;
-  OpsEngineOptions o;
+  PopulationEngineOptions o;
   o.max_rows = 4;
-  OpsEngine eng(be, m, sel, noise(), {}, o);
+  PopulationEngine eng(be, m, sel, noise(), {}, o);
   eng.begin_step(2, 4, 0.05f);
   const auto reqs = score_requests();
   const auto whole = eng.score(reqs, true);

@@ -1,4 +1,4 @@
-#include "es/ops_engine.h"
+#include "es/population_engine.h"
 
 #include <algorithm>
 #include <cmath>
@@ -12,14 +12,14 @@
 
 namespace eggroll {
 
-// ---- OpsEngine ----------------------------------------------------------------------------------
+// ---- PopulationEngine ----------------------------------------------------------------------------------
 
-OpsEngine::OpsEngine(Backend& be, Model& m, const ParamSelection& sel, const NoiseConfig& nc,
-                     const OptimConfig& oc, const OpsEngineOptions& o)
+PopulationEngine::PopulationEngine(Backend& be, Model& m, const ParamSelection& sel, const NoiseConfig& nc,
+                                   const OptimConfig& oc, const PopulationEngineOptions& o)
     : be_(be), host_model_(&m), sel_(sel), oc_(oc), o_(o), buffers_(be) {
   if (sel.lowrank.size() != m.params.size() || sel.full.size() != m.params.size())
-    throw std::invalid_argument("OpsEngine: selection does not match the model");
-  if (o.max_rows < 1) throw std::invalid_argument("OpsEngine: max_rows must be >= 1");
+    throw std::invalid_argument("PopulationEngine: selection does not match the model");
+  if (o.max_rows < 1) throw std::invalid_argument("PopulationEngine: max_rows must be >= 1");
   const size_t P = m.params.size();
   m1_.assign(P, nullptr), m2_.assign(P, nullptr);
   std::vector<uint8_t> updated(P, 0);
@@ -46,43 +46,43 @@ OpsEngine::OpsEngine(Backend& be, Model& m, const ParamSelection& sel, const Noi
     grad_ = buffers_.array(grad_max);
     red_ = buffers_.array<double>(int64_t(2 * P) * be_.reduce_doubles());
   }
-  pert_ = std::make_unique<EggrollPerturbation>(m, sel, nc, o.noise_cache, &be_);
+  pert_ = std::make_unique<Perturbation>(m, sel, nc, o.noise_cache, &be_);
   stepper_ = std::make_unique<Decoder>(be_, w_, o.max_rows);
 }
 
-OpsEngine::~OpsEngine() { stepper_.reset(); }
+PopulationEngine::~PopulationEngine() { stepper_.reset(); }
 
-void OpsEngine::begin_step(uint64_t epoch, int directions, float sigma) {
+void PopulationEngine::begin_step(uint64_t epoch, int directions, float sigma) {
   pert_->set_sigma(sigma);
   pert_->begin_step(epoch, directions);
 }
 
-std::vector<GenResult> OpsEngine::generate(std::span<const GenRequest> reqs, const GenOptions& opt, bool perturbed,
+std::vector<GenResult> PopulationEngine::generate(std::span<const GenRequest> reqs, const GenOptions& opt, bool perturbed,
                                            GenStats* stats) {
   if (int64_t(reqs.size()) > o_.max_rows)
-    throw std::invalid_argument(fmt::format("OpsEngine::generate: {} requests, the engine was sized for {}",
+    throw std::invalid_argument(fmt::format("PopulationEngine::generate: {} requests, the engine was sized for {}",
                                             reqs.size(), o_.max_rows));
-  stepper_->set_perturbation(perturbed ? &pert_->step() : nullptr);
+  stepper_->set_perturbation(perturbed ? &pert_->view() : nullptr);
   auto res = eggroll::generate(*stepper_, reqs, opt, stats);
   stepper_->set_perturbation(nullptr);
   return res;
 }
 
-std::vector<ScoreResult> OpsEngine::score(std::span<const ScoreRequest> reqs, bool perturbed, GenStats* stats,
+std::vector<ScoreResult> PopulationEngine::score(std::span<const ScoreRequest> reqs, bool perturbed, GenStats* stats,
                                           int64_t chunk_tokens) {
   if (int64_t(reqs.size()) > o_.max_rows)
-    throw std::invalid_argument(fmt::format("OpsEngine::score: {} requests, the engine was sized for {}",
+    throw std::invalid_argument(fmt::format("PopulationEngine::score: {} requests, the engine was sized for {}",
                                             reqs.size(), o_.max_rows));
-  stepper_->set_perturbation(perturbed ? &pert_->step() : nullptr);
+  stepper_->set_perturbation(perturbed ? &pert_->view() : nullptr);
   auto res = score_targets(*stepper_, reqs, stats, chunk_tokens);
   stepper_->set_perturbation(nullptr);
   return res;
 }
 
-void OpsEngine::gradient(int pid, const float* fitness_dev, int64_t N, int64_t p0, int64_t np, Communicator* comm) {
+void PopulationEngine::gradient(int pid, const float* fitness_dev, int64_t N, int64_t p0, int64_t np, Communicator* comm) {
   const Param& p = host_model_->params[size_t(pid)];
-  const NoiseSpec& ns = pert_->step().noise;  // this step's epoch bucket and sigma
-  const float* cache = pert_->step().cache_of(pid);
+  const NoiseSpec& ns = pert_->view().noise;  // this step's epoch bucket and sigma
+  const float* cache = pert_->view().cache_of(pid);
   if (sel_.lowrank[size_t(pid)]) {
     const int64_t K = np * ns.rank;
     if (K == 0) {
@@ -114,10 +114,10 @@ void OpsEngine::gradient(int pid, const float* fitness_dev, int64_t N, int64_t p
   }
 }
 
-StepReport OpsEngine::update(std::span<const float> fitness, size_t pair_lo, size_t pair_hi, Communicator* comm,
+StepReport PopulationEngine::update(std::span<const float> fitness, size_t pair_lo, size_t pair_hi, Communicator* comm,
                              double lr) {
   const int64_t N = int64_t(fitness.size());
-  if (N < 2 || N % 2) throw std::invalid_argument("OpsEngine::update: the population must be even and >= 2");
+  if (N < 2 || N % 2) throw std::invalid_argument("PopulationEngine::update: the population must be even and >= 2");
   const int64_t p0 = int64_t(std::min(pair_lo, size_t(N / 2)));
   const int64_t np = std::max<int64_t>(int64_t(std::min(pair_hi, size_t(N / 2))) - p0, 0);
   if (N > fitness_cap_) {
@@ -174,7 +174,7 @@ StepReport OpsEngine::update(std::span<const float> fitness, size_t pair_lo, siz
   return rep;
 }
 
-void OpsEngine::to_host(Model& m) const {
+void PopulationEngine::to_host(Model& m) const {
   for (int pid : sel_.ids()) {
     Param& p = m.params[size_t(pid)];
     if (p.data.data() != model_->master(pid))  // not the array the engine updates in place
@@ -182,7 +182,7 @@ void OpsEngine::to_host(Model& m) const {
   }
 }
 
-StateDict OpsEngine::optimizer_state() const {
+StateDict PopulationEngine::optimizer_state() const {
   StateDict sd;
   if (oc_.kind == OptimKind::SGD) return sd;
   for (int pid : sel_.ids()) {
@@ -196,7 +196,7 @@ StateDict OpsEngine::optimizer_state() const {
   return sd;
 }
 
-void OpsEngine::load_optimizer_state(const StateDict& sd, uint64_t steps, const std::string& source) {
+void PopulationEngine::load_optimizer_state(const StateDict& sd, uint64_t steps, const std::string& source) {
   if (oc_.kind != OptimKind::SGD) {
     // every tensor checked before any is uploaded: a bad file leaves the state as it was
     std::vector<std::pair<float*, std::vector<float>>> up;
