@@ -112,14 +112,19 @@ EGGROLL_BF16_TARGET void micro_avx512bf16_rows(const uint32_t* X, int64_t ldx, c
 }
 
 // ---- AMX-BF16 kernel ---------------------------------------------------------------------------
-// 16 rows x 64 outputs per call: C tiles tmm0-3 (16 x 16 fp32 each), the rows' bf16 pairs in
-// tmm4 (16 rows x 16 pairs), the panel's 16 pairs x 16 outputs in tmm5-7 (the panel layout is
-// already the tiles' pair-interleaved one: a B tile is 16 panel lines of 64 bytes, stride 256).
+// One call: 16 rows x 64 outputs over the whole of k. Four fp32 C tiles (tmm0-3, 16 x 16 each)
+// hold the sums from the first pair to the last (no store and reload between k blocks: keeping them
+// in the tiles doubled the rate at the decode shapes), stored once, straight into Y when the call
+// covers 16 rows and 64 outputs (a staging buffer only at the edges). The rows' bf16 pairs are the
+// A tile tmm4 (16 rows x 16 pairs), the panel's 16 pairs x 16 outputs the B tiles tmm5-7 (the panel
+// layout is already the tiles' pair-interleaved one: a B tile is 16 panel lines of 64 bytes, stride
+// 256). Blocking 32 rows x 32 outputs instead (two A and two B tiles per 16 pairs) measured no faster.
 // Each C element is one row's own sum, so a row's result does not depend on the batch (batch
 // invariance holds within this kernel); but tdpbf16ps does not round its running sums as the
 // definition does (measured on a Sapphire Rapids-class CPU: not the same bits, as close to the
 // float64 product; tests/test_gemm.cpp), so this kernel is never the default. Pairs past the last
-// whole group of 16 continue the sums with vdpbf16ps. Rows past `mr` are zero padding, not stored.
+// whole group of 16 continue the sums with vdpbf16ps. Rows past `mr` are zero padding, never
+// stored. The caller loads the tile configuration (amx_configure).
 
 #define EGGROLL_AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16")))
 
@@ -129,40 +134,46 @@ struct alignas(64) TileConfig {
   uint8_t rows[16] = {};
 };
 
-EGGROLL_AMX_TARGET void micro_amx(const uint32_t* X, int64_t ldx, const uint16_t* Bp, float* Y, int64_t ldy,
-                                  int64_t mr, int64_t nr, int64_t kp, bool first) {
+// Eight tiles of 16 rows x 64 bytes, for this thread until amx_release.
+EGGROLL_AMX_TARGET void amx_configure() {
   static const TileConfig cfg = [] {
     TileConfig c;
     for (int t = 0; t < 8; t++) c.colsb[t] = 64, c.rows[t] = 16;
     return c;
   }();
-  alignas(64) float c[16][NR];
+  _tile_loadconfig(&cfg);
+}
+EGGROLL_AMX_TARGET void amx_release() { _tile_release(); }
+
+// X: 16 rows of bf16 pairs (stride ldx); Bp: a panel tile; kp: pairs.
+EGGROLL_AMX_TARGET void micro_amx(const uint32_t* X, int64_t ldx, const uint16_t* Bp, float* Y, int64_t ldy,
+                                  int64_t mr, int64_t nr, int64_t kp) {
   const int64_t kg = kp / 16 * 16;
-  if (kg > 0) {
-    _tile_loadconfig(&cfg);
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
-    for (int64_t p = 0; p < kg; p += 16) {
-      const uint16_t* b = Bp + p * NR * 2;
-      _tile_loadd(4, X + p, ldx * 4);
-      _tile_loadd(5, b, NR * 4);
-      _tile_dpbf16ps(0, 4, 5);
-      _tile_loadd(6, b + 32, NR * 4);
-      _tile_dpbf16ps(1, 4, 6);
-      _tile_loadd(7, b + 64, NR * 4);
-      _tile_dpbf16ps(2, 4, 7);
-      _tile_loadd(5, b + 96, NR * 4);
-      _tile_dpbf16ps(3, 4, 5);
-    }
-    _tile_stored(0, &c[0][0], NR * 4);
-    _tile_stored(1, &c[0][16], NR * 4);
-    _tile_stored(2, &c[0][32], NR * 4);
-    _tile_stored(3, &c[0][48], NR * 4);
-  } else {
-    std::fill_n(&c[0][0], 16 * NR, 0.f);
+  const bool whole = mr == 16 && nr == NR && kg == kp;
+  alignas(64) float c[16][NR];
+  float* C = whole ? Y : &c[0][0];
+  const int64_t ldc = whole ? ldy : NR;
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  for (int64_t p = 0; p < kg; p += 16) {  // C tile v: outputs 16 v ..
+    const uint16_t* b = Bp + p * NR * 2;
+    _tile_loadd(4, X + p, ldx * 4);
+    _tile_loadd(5, b, NR * 4);
+    _tile_dpbf16ps(0, 4, 5);
+    _tile_loadd(6, b + 32, NR * 4);
+    _tile_dpbf16ps(1, 4, 6);
+    _tile_loadd(7, b + 64, NR * 4);
+    _tile_dpbf16ps(2, 4, 7);
+    _tile_loadd(5, b + 96, NR * 4);
+    _tile_dpbf16ps(3, 4, 5);
   }
+  _tile_stored(0, C, ldc * 4);
+  _tile_stored(1, C + 16, ldc * 4);
+  _tile_stored(2, C + 32, ldc * 4);
+  _tile_stored(3, C + 48, ldc * 4);
+  if (whole) return;
   for (int64_t p = kg; p < kp; p++) {
     const uint16_t* b = Bp + p * NR * 2;
     for (int64_t r = 0; r < mr; r++) {
@@ -172,10 +183,7 @@ EGGROLL_AMX_TARGET void micro_amx(const uint32_t* X, int64_t ldx, const uint16_t
                                                         (__m512bh)_mm512_loadu_si512(b + 32 * v)));
     }
   }
-  for (int64_t r = 0; r < mr; r++) {
-    float* y = Y + r * ldy;
-    for (int64_t j = 0; j < nr; j++) y[j] = first ? c[r][j] : y[j] + c[r][j];
-  }
+  for (int64_t r = 0; r < mr; r++) std::copy_n(c[r], nr, Y + r * ldy);
 }
 
 bool amx_usable() {
@@ -290,21 +298,31 @@ void gemm_bf16(const float* X, const PackedBf16& W, float* Y, int64_t rows, Bf16
   }
   thread_local std::vector<uint32_t> xb;
   const bool amx = kernel == Bf16Kernel::Amx;
-  const int64_t step = amx ? 16 : MR;
   round_rows(X, rows, amx ? (rows + 15) / 16 * 16 : rows, in, pairs, xb);
   const uint32_t* Xb = xb.data();
+#if EGGROLL_X86
+  if (amx) {  // several panel tiles per chunk: each chunk loads the tile configuration once
+    parallel_for_chunks(tiles, std::max<int64_t>(1, tiles / (4 * num_threads())), [&](int64_t tb, int64_t te) {
+      amx_configure();  // per chunk: other code on this thread may use tiles too
+      for (int64_t t = tb; t < te; t++) {
+        const int64_t nr = std::min(NR, out - t * NR);
+        for (int64_t r0 = 0; r0 < rows; r0 += 16)
+          micro_amx(Xb + r0 * pairs, pairs, W.data.data() + t * pairs * NR * 2, Y + r0 * out + t * NR, out,
+                    std::min<int64_t>(16, rows - r0), nr, pairs);
+      }
+      amx_release();
+    });
+    return;
+  }
+#endif
   parallel_for(tiles, 1, [&](int64_t t) {  // a thread's share never changes what a tile computes
     const int64_t o0 = t * NR, nr = std::min(NR, out - o0);
     for (int64_t p0 = 0; p0 < pairs; p0 += KP) {
       const int64_t kp = std::min(KP, pairs - p0);
       const uint16_t* B = W.data.data() + (t * pairs + p0) * NR * 2;
-      for (int64_t r0 = 0; r0 < rows; r0 += step) {
-        const int64_t mr = std::min(step, rows - r0);
+      for (int64_t r0 = 0; r0 < rows; r0 += MR) {
+        const int64_t mr = std::min(MR, rows - r0);
 #if EGGROLL_X86
-        if (amx) {
-          micro_amx(Xb + r0 * pairs + p0, pairs, B, Y + r0 * out + o0, out, mr, nr, kp, p0 == 0);
-          continue;
-        }
         if (kernel == Bf16Kernel::Avx512Bf16) {
           micro_avx512bf16_rows(Xb + r0 * pairs + p0, pairs, B, Y + r0 * out + o0, out, mr, nr, kp, p0 == 0);
           continue;
