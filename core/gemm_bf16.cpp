@@ -122,7 +122,8 @@ EGGROLL_BF16_TARGET void micro_avx512bf16_rows(const uint32_t* X, int64_t ldx, c
 // Each C element is one row's own sum, so a row's result does not depend on the batch (batch
 // invariance holds within this kernel); but tdpbf16ps does not round its running sums as the
 // definition does (measured on a Sapphire Rapids-class CPU: not the same bits, as close to the
-// float64 product; tests/test_gemm.cpp), so this kernel is never the default. Pairs past the last
+// float64 product; tests/test_gemm.cpp): it is the default where it exists (speed), and the
+// bit-exact checks ask for EGGROLL_BF16_KERNEL=exact. Pairs past the last
 // whole group of 16 continue the sums with vdpbf16ps. Rows past `mr` are zero padding, never
 // stored. The caller loads the tile configuration (amx_configure).
 
@@ -250,20 +251,24 @@ bool bf16_kernel_supported(Bf16Kernel k) {
 
 bool cpu_has_bf16_dot() { return bf16_kernel_supported(Bf16Kernel::Avx512Bf16); }
 
+Bf16Kernel best_exact_bf16_kernel() {
+  return cpu_has_bf16_dot() ? Bf16Kernel::Avx512Bf16 : Bf16Kernel::Scalar;
+}
+
 Bf16Kernel best_bf16_kernel() {
   static const Bf16Kernel k = [] {
     if (const char* e = std::getenv("EGGROLL_BF16_KERNEL")) {
       const std::string s = e;
+      if (s == "exact") return best_exact_bf16_kernel();
       for (Bf16Kernel k : {Bf16Kernel::Scalar, Bf16Kernel::Avx512Bf16, Bf16Kernel::Amx}) {
         if (s != bf16_kernel_name(k)) continue;
         if (!bf16_kernel_supported(k))
           throw std::invalid_argument("EGGROLL_BF16_KERNEL=" + s + ": this CPU (or OS) does not offer it");
         return k;
       }
-      throw std::invalid_argument("EGGROLL_BF16_KERNEL='" + s + "': expected scalar, avx512bf16 or amx");
+      throw std::invalid_argument("EGGROLL_BF16_KERNEL='" + s + "': expected exact, scalar, avx512bf16 or amx");
     }
-    // AMX only when asked: its sums are rounded its own way, not the definition's (gemm_bf16.h)
-    return cpu_has_bf16_dot() ? Bf16Kernel::Avx512Bf16 : Bf16Kernel::Scalar;
+    return bf16_kernel_supported(Bf16Kernel::Amx) ? Bf16Kernel::Amx : best_exact_bf16_kernel();
   }();
   return k;
 }

@@ -31,14 +31,17 @@ enum class Bf16Kernel : uint8_t {
   Scalar,      // portable: one fma at a time, flushing subnormals as the instruction does
   Avx512Bf16,  // vdpbf16ps (AVX512-BF16: Intel Cooper Lake, Sapphire Rapids and later; AMD Zen 4 and later)
   Amx,         // AMX-BF16 tiles (tdpbf16ps: Intel Sapphire Rapids and later), 16 rows at a time. NOT the
-               // definition above bit for bit (the tiles round their sums their own way; a row's
-               // result still does not depend on the batch), so used only when asked for
+               // definition above bit for bit (the tiles round their running sums their own way, as
+               // close to the float64 product); a row's result still does not depend on the batch
 };
 const char* bf16_kernel_name(Bf16Kernel k);
 bool bf16_kernel_supported(Bf16Kernel k);
-// The fastest supported kernel that computes the definition exactly (avx512bf16, else scalar);
-// EGGROLL_BF16_KERNEL=scalar|avx512bf16|amx overrides (tests, benchmarks, speed over exactness).
+// The kernel the products use: the fastest this CPU offers (amx, else avx512bf16, else scalar).
+// EGGROLL_BF16_KERNEL=exact picks the fastest kernel that computes the definition bit for bit
+// (avx512bf16, else scalar: what the op table and the bit-exact tests run), =scalar|avx512bf16|amx
+// one kernel by name. Read once per process.
 Bf16Kernel best_bf16_kernel();
+Bf16Kernel best_exact_bf16_kernel();
 // Whether the CPU has bf16 dot-product instructions (then bf16 matrices are the CPU default).
 bool cpu_has_bf16_dot();
 

@@ -29,6 +29,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -1577,6 +1578,9 @@ void perf(std::vector<Column>& cols) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The cpu and checked columns must equal the bf16 reference bit for bit: the exact kernel, not the
+  // AMX tiles (which round their running sums their own way; tests/test_gemm.cpp checks those).
+  setenv("EGGROLL_BF16_KERNEL", "exact", 1);
   bool do_perf = false, large = false;
   std::string filter, only;
   for (int i = 1; i < argc; i++) {

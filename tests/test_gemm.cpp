@@ -1,6 +1,7 @@
 // The batch-invariant GEMM against a float64 reference, and its invariance to the batch.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstdlib>
 #include <random>
 #include <vector>
 
@@ -164,4 +165,15 @@ TEST_CASE("repacking from new fp32 values equals a fresh packing", "[gemm][bf16]
   PackedBf16 p = pack_bf16(A.data(), in, out, true);
   repack_bf16(p, B.data(), true);
   CHECK(p.data == pack_bf16(B.data(), in, out, true).data);
+}
+
+TEST_CASE("the default bf16 kernel is the fastest this CPU offers; exact names the exact one", "[gemm][bf16]") {
+  CHECK(best_exact_bf16_kernel() != Bf16Kernel::Amx);
+  CHECK(bf16_kernel_supported(best_exact_bf16_kernel()));
+  if (std::getenv("EGGROLL_BF16_KERNEL") == nullptr) {
+    const Bf16Kernel want = bf16_kernel_supported(Bf16Kernel::Amx) ? Bf16Kernel::Amx : best_exact_bf16_kernel();
+    CHECK(best_bf16_kernel() == want);
+  } else {
+    WARN("EGGROLL_BF16_KERNEL is set: the default choice is not checked");
+  }
 }
