@@ -33,14 +33,17 @@ inline float widen(uint16_t b) { return bf16_dot_flush(bf16_to_f32(b)); }
 // `padded_rows` >= rows: the rows past `rows` are zeros (the AMX kernel reads 16 rows at a time).
 void round_rows(const float* X, int64_t rows, int64_t padded_rows, int64_t in, int64_t pairs,
                 std::vector<uint32_t>& out) {
-  out.assign(size_t(padded_rows * pairs), 0u);
-  for (int64_t r = 0; r < rows; r++) {
+  out.resize(size_t(padded_rows * pairs));
+  std::fill(out.begin() + rows * pairs, out.end(), 0u);
+  uint32_t* base = out.data();
+  // rows in parallel (each row's rounding is its own); chunks of about 64k elements
+  parallel_for(rows, std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(in, 1)), [&](int64_t r) {
     const float* x = X + r * in;
-    uint32_t* o = out.data() + r * pairs;
+    uint32_t* o = base + r * pairs;
     for (int64_t k = 0; k + 1 < in; k += 2)
       o[k / 2] = uint32_t(f32_to_bf16(x[k])) | (uint32_t(f32_to_bf16(x[k + 1])) << 16);
     if (in % 2) o[in / 2] = f32_to_bf16(x[in - 1]);
-  }
+  });
 }
 
 // ---- scalar kernel: the definition, one fma at a time -------------------------------------------
