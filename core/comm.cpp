@@ -587,6 +587,39 @@ Fd tcp_connect_once(const addrinfo* list, const Deadline& dl) {
   return Fd();
 }
 
+using AddrList = std::unique_ptr<addrinfo, void (*)(addrinfo*)>;
+
+// host:port resolved for connecting; InputError naming `where` when it cannot be.
+AddrList tcp_resolve(const std::string& host, int port, const char* where) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* list = nullptr;
+  int gai = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &list);
+  if (gai != 0) throw InputError(std::string(where) + ": cannot resolve '" + host + "': " + gai_strerror(gai));
+  return AddrList(list, ::freeaddrinfo);
+}
+
+constexpr const char* kNotConnected = "could not connect";
+
+// One attempt to join rank 0: connect to any address of `list`, send the hello (magic, rank, size).
+// Returns "" with the connection in `out`, kNotConnected (after a short pause, so that callers may
+// simply retry), or io_all's error for the hello ("closed", "timeout", ...).
+std::string tcp_try_hello(const addrinfo* list, int rank, int size, const Deadline& dl, Fd& out) {
+  Fd s = tcp_connect_once(list, dl);
+  if (s.fd < 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(50, dl.ms_left())));
+    return kNotConnected;
+  }
+  unsigned char hello[16];
+  std::memcpy(hello, kTcpMagic, sizeof kTcpMagic);
+  put_u32(hello + 8, static_cast<uint32_t>(rank));
+  put_u32(hello + 12, static_cast<uint32_t>(size));
+  std::string err = io_all(s.fd, hello, sizeof hello, dl, true);
+  if (err.empty()) out = std::move(s);
+  return err;
+}
+
 // Rank 0's side of a TCP join: accepts connections on `listener` until ranks 1..size-1 have each
 // sent their hello (magic, rank, size); returns rank -> connection. Connections that are not ours
 // are dropped; a size mismatch or a duplicate rank is an error; ranks missing at the deadline
@@ -785,26 +818,15 @@ std::string rendezvous_tcp(const std::string& host, int port, int rank, int size
   }
 
   // rank > 0: connect (retrying: rank 0 may not listen yet), hello, read the blob, acknowledge.
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* list = nullptr;
-  int gai = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &list);
-  if (gai != 0) throw InputError(std::string(where) + ": cannot resolve '" + host + "': " + gai_strerror(gai));
-  std::unique_ptr<addrinfo, void (*)(addrinfo*)> guard(list, ::freeaddrinfo);
+  const AddrList addrs = tcp_resolve(host, port, where);
   std::string last = "no connection";
   while (!dl.passed()) {
-    Fd s = tcp_connect_once(list, dl);
-    if (s.fd < 0) {
-      last = "could not connect";
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(50, dl.ms_left())));
+    Fd s;
+    std::string err = tcp_try_hello(addrs.get(), rank, size, dl, s);
+    if (err == kNotConnected) {
+      last = err;
       continue;
     }
-    unsigned char hello[16];
-    std::memcpy(hello, kTcpMagic, sizeof kTcpMagic);
-    put_u32(hello + 8, static_cast<uint32_t>(rank));
-    put_u32(hello + 12, static_cast<uint32_t>(size));
-    std::string err = io_all(s.fd, hello, sizeof hello, dl, true);
     unsigned char len_be[8];
     if (err.empty()) err = io_all(s.fd, len_be, sizeof len_be, dl, false);
     if (err == "closed")
@@ -1117,24 +1139,10 @@ class TcpCommunicator final : public HostCommunicator {
 // Connects to rank 0 and sends the hello, retrying until the deadline (rank 0 may not listen yet).
 Fd tcp_join(const std::string& host, int port, int rank, int size, const Deadline& dl, double timeout_s,
             const char* where) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* list = nullptr;
-  int gai = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &list);
-  if (gai != 0) throw InputError(std::string(where) + ": cannot resolve '" + host + "': " + gai_strerror(gai));
-  std::unique_ptr<addrinfo, void (*)(addrinfo*)> guard(list, ::freeaddrinfo);
+  const AddrList addrs = tcp_resolve(host, port, where);
   while (!dl.passed()) {
-    Fd s = tcp_connect_once(list, dl);
-    if (s.fd < 0) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(50, dl.ms_left())));
-      continue;
-    }
-    unsigned char hello[16];
-    std::memcpy(hello, kTcpMagic, sizeof kTcpMagic);
-    put_u32(hello + 8, static_cast<uint32_t>(rank));
-    put_u32(hello + 12, static_cast<uint32_t>(size));
-    if (io_all(s.fd, hello, sizeof hello, dl, true).empty()) return s;
+    Fd s;
+    if (tcp_try_hello(addrs.get(), rank, size, dl, s).empty()) return s;
   }
   throw CommTimeout(std::string(where) + ": rank " + std::to_string(rank) + " could not reach rank 0 at " + host + ":" +
                         std::to_string(port) + " within " + fmt_seconds(timeout_s) +

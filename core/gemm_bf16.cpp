@@ -126,9 +126,9 @@ EGGROLL_BF16_TARGET void micro_avx512bf16_rows(const uint32_t* X, int64_t ldx, c
 // invariance holds within this kernel); but tdpbf16ps does not round its running sums as the
 // definition does (measured on a Sapphire Rapids-class CPU: not the same bits, as close to the
 // float64 product; tests/test_gemm.cpp): it is the default where it exists (speed), and the
-// bit-exact checks ask for EGGROLL_BF16_KERNEL=exact. Pairs past the last
-// whole group of 16 continue the sums with vdpbf16ps. Rows past `mr` are zero padding, never
-// stored. The caller loads the tile configuration (amx_configure).
+// bit-exact checks ask for EGGROLL_BF16_KERNEL=exact. Pairs past the last whole group of 16
+// continue the sums with vdpbf16ps. Rows past `mr` are zero padding, never stored. The caller
+// loads the tile configuration (amx_configure).
 
 #define EGGROLL_AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16")))
 
