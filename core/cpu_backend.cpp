@@ -133,7 +133,7 @@ void CpuBackend::kk_prepare(float* k, const float* a, VecArg k_k, VecArg k_a, fl
 void CpuBackend::wkv7(float* state, const int32_t* slots, int64_t slot_stride, int64_t layer_offset,
                           const float* r, const float* decay, const float* k, const float* v, const float* kk,
                           const float* a, float* y, int64_t B, int64_t H) {
-  ref::wkv7_rows(state, slots, slot_stride, layer_offset, r, decay, k, v, kk, a, y, B, H);
+  wkv7_rows_cpu(state, slots, slot_stride, layer_offset, r, decay, k, v, kk, a, y, B, H);
 }
 void CpuBackend::group_norm_bonus_gate(float* y, const float* r, const float* k, const float* v, const float* g,
                                            VecArg r_k, VecArg lw, VecArg lb, int64_t B, int64_t H, float eps) {

@@ -1,7 +1,12 @@
+// Compiled with -ffp-contract=off (CMakeLists.txt): every product and sum below is the rounding
+// written, and the two fused steps are explicit std::fma, so the bits do not depend on how the
+// compiler vectorises or contracts. The AVX-512 kernel (core/wkv7_simd.cpp) does the same
+// operations in the same order.
 #include "core/ops/wkv7.h"
+
+#include <cmath>
+
 #include "core/parallel.h"
-
-
 
 namespace eggroll {
 namespace ref {
@@ -30,7 +35,7 @@ void wkv7_head(float* S, const float* r, const float* decay, const float* k, con
     const float vi = v[i];
     float acc = 0.f;
     for (int j = 0; j < 64; j++) {
-      float s = Si[j] * decay[j] + sa * b[j] + vi * k[j];
+      const float s = std::fma(vi, k[j], std::fma(Si[j], decay[j], sa * b[j]));
       Si[j] = s;
       acc += s * r[j];
     }

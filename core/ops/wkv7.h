@@ -26,8 +26,18 @@ void wkv7_rows(float* state, const int32_t* slots, int64_t slot_stride, int64_t 
                const float* decay, const float* k, const float* v, const float* kk, const float* a, float* y,
                int64_t B, int64_t H);
 // One WKV-7 head update for one member: S [64][64] (row = value index), all vectors [64].
+// Per row i: sa = -sum_j S[i][j] kk[j] (in j order, product and sum rounded apart);
+// S[i][j] = fma(v[i], k[j], fma(S[i][j], decay[j], sa * (kk[j] a[j]))); y[i] = sum_j S[i][j] r[j]
+// (in j order, product and sum rounded apart).
 void wkv7_head(float* S, const float* r, const float* decay, const float* k, const float* v, const float* kk,
                const float* a, float* y);
 
 }  // namespace ref
+
+// The CPU backend's WKV-7 (core/wkv7_simd.cpp): AVX-512F, 16 state rows per vector, the same bits
+// as ref::wkv7_rows, when the CPU has AVX-512F and EGGROLL_WKV_SIMD is not 0; otherwise the reference.
+void wkv7_rows_cpu(float* state, const int32_t* slots, int64_t slot_stride, int64_t layer_offset, const float* r,
+                   const float* decay, const float* k, const float* v, const float* kk, const float* a, float* y,
+                   int64_t B, int64_t H);
+bool wkv7_simd_active();
 }  // namespace eggroll
