@@ -40,6 +40,14 @@ struct VecArg {
   int64_t stride = 0;
 };
 
+// One product of Backend::linear_group: Y = X W^T, or X P when x_times_p (as Backend::linear).
+struct LinearItem {
+  const WeightView* W;
+  bool x_times_p;
+  const float* X;
+  float* Y;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -81,6 +89,11 @@ class Backend {
                              int64_t layer_offset, VecArg mu, float* out, int64_t B, int64_t C) = 0;
   // Y[B, out] = X W^T (W [out, in]) or X P (x_times_p, P [in, out])
   virtual void linear(const WeightView& W, bool x_times_p, const float* X, float* Y, int64_t B) = 0;
+  // n independent products of the same B rows (no item's Y is another's X or Y), each giving the
+  // bits linear() gives it; a backend may run them as one pass. Default: one after another.
+  virtual void linear_group(const LinearItem* items, int n, int64_t B) {
+    for (int i = 0; i < n; i++) linear(*items[i].W, items[i].x_times_p, items[i].X, items[i].Y, B);
+  }
   virtual void tanh_(float* x, int64_t n) = 0;
   virtual void sigmoid_(float* x, int64_t n) = 0;
   virtual void decay(float* w, VecArg w0, int64_t B, int64_t C) = 0;

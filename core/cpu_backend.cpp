@@ -117,6 +117,18 @@ void CpuBackend::linear(const WeightView& W, bool x_times_p, const float* X, flo
   else
     ref::linear_f32(W.f32(), x_times_p, X, Y, B, in, out);
 }
+void CpuBackend::linear_group(const LinearItem* items, int n, int64_t B) {
+  // products on bf16 panels share one pass over the threads (core/gemm_bf16.h); any other runs alone
+  std::vector<Bf16Product> bf;
+  for (int i = 0; i < n; i++) {
+    const auto* h = static_cast<const CpuPrepared*>(items[i].W->prepared);
+    if (h && h->is_bf16 && h->x_times_p == items[i].x_times_p)
+      bf.push_back({items[i].X, &h->bf16, items[i].Y});
+    else
+      linear(*items[i].W, items[i].x_times_p, items[i].X, items[i].Y, B);
+  }
+  if (!bf.empty()) gemm_bf16_group(bf.data(), int(bf.size()), B, best_bf16_kernel());
+}
 void CpuBackend::tanh_(float* x, int64_t n) { ref::tanh_inplace(x, n); }
 void CpuBackend::sigmoid_(float* x, int64_t n) { ref::sigmoid_inplace(x, n); }
 void CpuBackend::decay(float* w, VecArg w0, int64_t B, int64_t C) { ref::decay_rows(w, w0.p, w0.stride, B, C); }

@@ -30,6 +30,7 @@ class CpuBackend : public Backend {
   void channel_shift(const float* xf, float* state, const int32_t* slots, int64_t slot_stride,
                      int64_t layer_offset, VecArg mu, float* out, int64_t B, int64_t C) override;
   void linear(const WeightView& W, bool x_times_p, const float* X, float* Y, int64_t B) override;
+  void linear_group(const LinearItem* items, int n, int64_t B) override;
   void tanh_(float* x, int64_t n) override;
   void sigmoid_(float* x, int64_t n) override;
   void decay(float* w, VecArg w0, int64_t B, int64_t C) override;

@@ -296,34 +296,60 @@ void repack_bf16(PackedBf16& p, const float* values, bool x_times_p) {
   pack_into(p, [values](int64_t i) { return f32_to_bf16(values[i]); }, x_times_p);
 }
 
-void gemm_bf16(const float* X, const PackedBf16& W, float* Y, int64_t rows, Bf16Kernel kernel) {
-  const int64_t in = W.in, out = W.out, pairs = W.pairs, tiles = (out + NR - 1) / NR;
-  if (rows <= 0 || out <= 0) return;
+void gemm_bf16_group(const Bf16Product* items, int n, int64_t rows, Bf16Kernel kernel) {
+  if (rows <= 0 || n <= 0) return;
   if (!bf16_kernel_supported(kernel)) throw std::invalid_argument("gemm_bf16: kernel not supported on this CPU");
-  if (in == 0) {
-    std::fill_n(Y, rows * out, 0.f);
-    return;
-  }
-  thread_local std::vector<uint32_t> xb;
   const bool amx = kernel == Bf16Kernel::Amx;
-  round_rows(X, rows, amx ? (rows + 15) / 16 * 16 : rows, in, pairs, xb);
-  const uint32_t* Xb = xb.data();
+  // each product's inputs rounded to bf16 pairs; its panel tiles numbered after the previous
+  // products' (first[i] .. first[i + 1])
+  thread_local std::vector<std::vector<uint32_t>> xbs;
+  if (xbs.size() < size_t(n)) xbs.resize(size_t(n));
+  std::vector<int64_t> first(size_t(n) + 1, 0);
+  for (int i = 0; i < n; i++) {
+    const PackedBf16& W = *items[i].W;
+    int64_t tiles = 0;
+    if (W.out > 0 && W.in == 0) {
+      std::fill_n(items[i].Y, rows * W.out, 0.f);
+    } else if (W.out > 0) {
+      round_rows(items[i].X, rows, amx ? (rows + 15) / 16 * 16 : rows, W.in, W.pairs, xbs[size_t(i)]);
+      tiles = (W.out + NR - 1) / NR;
+    }
+    first[size_t(i) + 1] = first[size_t(i)] + tiles;
+  }
+  const int64_t total = first[size_t(n)];
+  if (total == 0) return;
+  std::vector<const uint32_t*> xp(static_cast<size_t>(n));
+  for (int i = 0; i < n; i++) xp[size_t(i)] = xbs[size_t(i)].data();
+  // global tile t -> (product i, its tile t - first[i]); the tile's work is what gemm_bf16 of
+  // product i alone does for it, so a group gives the same bits as its products one by one
+  auto product_of = [&](int64_t t) {
+    int i = 0;
+    while (t >= first[size_t(i) + 1]) i++;
+    return i;
+  };
 #if EGGROLL_X86
   if (amx) {  // several panel tiles per chunk: each chunk loads the tile configuration once
-    parallel_for_chunks(tiles, std::max<int64_t>(1, tiles / (4 * num_threads())), [&](int64_t tb, int64_t te) {
+    parallel_for_chunks(total, std::max<int64_t>(1, total / (4 * num_threads())), [&](int64_t tb, int64_t te) {
       amx_configure();  // per chunk: other code on this thread may use tiles too
-      for (int64_t t = tb; t < te; t++) {
-        const int64_t nr = std::min(NR, out - t * NR);
+      for (int64_t g = tb; g < te; g++) {
+        const int i = product_of(g);
+        const PackedBf16& W = *items[i].W;
+        const int64_t t = g - first[size_t(i)], out = W.out, pairs = W.pairs, nr = std::min(NR, out - t * NR);
         for (int64_t r0 = 0; r0 < rows; r0 += 16)
-          micro_amx(Xb + r0 * pairs, pairs, W.data.data() + t * pairs * NR * 2, Y + r0 * out + t * NR, out,
-                    std::min<int64_t>(16, rows - r0), nr, pairs);
+          micro_amx(xp[size_t(i)] + r0 * pairs, pairs, W.data.data() + t * pairs * NR * 2,
+                    items[i].Y + r0 * out + t * NR, out, std::min<int64_t>(16, rows - r0), nr, pairs);
       }
       amx_release();
     });
     return;
   }
 #endif
-  parallel_for(tiles, 1, [&](int64_t t) {  // a thread's share never changes what a tile computes
+  parallel_for(total, 1, [&](int64_t g) {  // a thread's share never changes what a tile computes
+    const int i = product_of(g);
+    const PackedBf16& W = *items[i].W;
+    const int64_t t = g - first[size_t(i)], out = W.out, pairs = W.pairs;
+    const uint32_t* Xb = xp[size_t(i)];
+    float* Y = items[i].Y;
     const int64_t o0 = t * NR, nr = std::min(NR, out - o0);
     for (int64_t p0 = 0; p0 < pairs; p0 += KP) {
       const int64_t kp = std::min(KP, pairs - p0);
@@ -340,6 +366,11 @@ void gemm_bf16(const float* X, const PackedBf16& W, float* Y, int64_t rows, Bf16
       }
     }
   });
+}
+
+void gemm_bf16(const float* X, const PackedBf16& W, float* Y, int64_t rows, Bf16Kernel kernel) {
+  const Bf16Product one{X, &W, Y};
+  gemm_bf16_group(&one, 1, rows, kernel);
 }
 
 }  // namespace eggroll

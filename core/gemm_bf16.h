@@ -65,5 +65,13 @@ void gemm_bf16(const float* X, const PackedBf16& W, float* Y, int64_t rows, Bf16
 inline void gemm_bf16(const float* X, const PackedBf16& W, float* Y, int64_t rows) {
   gemm_bf16(X, W, Y, rows, best_bf16_kernel());
 }
+// Several independent products of the same rows in one pass over the threads (no product's Y is
+// another's X): each Y gets the bits gemm_bf16 gives it alone.
+struct Bf16Product {
+  const float* X;
+  const PackedBf16* W;
+  float* Y;
+};
+void gemm_bf16_group(const Bf16Product* items, int n, int64_t rows, Bf16Kernel k);
 
 }  // namespace eggroll

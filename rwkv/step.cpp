@@ -31,11 +31,11 @@ ModelStep::ModelStep(Backend& be, const ModelWeights& w, int64_t max_rows)
   if (max_rows <= 0) throw std::invalid_argument("ModelStep: max_rows must be > 0");
   const ModelConfig& c = w_.cfg;
   const int64_t C = c.n_embd, BC = max_rows * C;
-  const int64_t lora_max = std::max({int64_t(c.dw), int64_t(c.da), int64_t(c.dv), int64_t(c.dg), int64_t(1)});
+  const int64_t lora_sum = int64_t(c.dw) + c.da + c.dv + c.dg + 1;  // the four LoRA paths side by side
   auto get = [&](int64_t floats) { return buffers_.array(floats); };
   x_ = get(BC), xa_ = get(BC), mix_ = get(6 * BC), r_ = get(BC), k_ = get(BC), v_ = get(BC), w_dec_ = get(BC);
   a_ = get(BC), g_ = get(BC), kk_ = get(BC), vfirst_ = get(BC), y_ = get(BC);
-  tmp_ = get(max_rows * lora_max), tmp2_ = get(BC), ffh_ = get(max_rows * int64_t(c.ffn));
+  tmp_ = get(max_rows * lora_sum), tmp2_ = get(BC), ffh_ = get(max_rows * int64_t(c.ffn));
   idx_ = buffers_.array<int32_t>(max_rows);
   vecbuf_ = nullptr;
 }
@@ -60,6 +60,23 @@ void ModelStep::linear(int pid, bool x_times_p, const float* X, float* Y, int64_
   be_.linear(P, x_times_p, X, Y, B);
   if (pert_ && pert_->lowrank[size_t(pid)])
     be_.lowrank_add(pert_->noise, uint32_t(pid), P.rows, P.cols, x_times_p, X, Y, members_, B, pert_->cache_of(pid));
+}
+
+void ModelStep::linear_group(std::initializer_list<Product> products, int64_t B) {
+  LinearItem items[8];
+  int n = 0;
+  for (const Product& p : products) {
+    if (n == 8) throw std::logic_error("ModelStep::linear_group: more than 8 products");
+    items[n++] = {&w_.params[size_t(p.pid)], p.x_times_p, p.X, p.Y};
+  }
+  be_.linear_group(items, n, B);
+  if (!pert_) return;
+  for (const Product& p : products)
+    if (pert_->lowrank[size_t(p.pid)]) {
+      const WeightView& P = w_.params[size_t(p.pid)];
+      be_.lowrank_add(pert_->noise, uint32_t(p.pid), P.rows, P.cols, p.x_times_p, p.X, p.Y, members_, B,
+                      pert_->cache_of(p.pid));
+    }
 }
 
 void ModelStep::step(const int32_t* tokens, const int32_t* slots, const int32_t* members, int64_t B, StateView st,
@@ -94,28 +111,27 @@ void ModelStep::step(const int32_t* tokens, const int32_t* slots, const int32_t*
     be_.time_shift6(xa_, st.att_x, slots, lay.shift_slot_stride(), l * C, mu, mix_, B, C);
     float *xr = mix_, *xw = mix_ + BC, *xk = mix_ + 2 * BC, *xv = mix_ + 3 * BC, *xA = mix_ + 4 * BC,
           *xg = mix_ + 5 * BC;
-    linear(P.Wr, false, xr, r_, B);
-    linear(P.Wk, false, xk, k_, B);
-    linear(P.Wv, false, xv, v_, B);
-    // decay
-    linear(P.w1, true, xw, tmp_, B);
-    be_.tanh_(tmp_, B * c.dw);
-    linear(P.w2, true, tmp_, w_dec_, B);
-    be_.decay(w_dec_, vec(P.w0, B), B, C);
-    // in-context learning rate
-    linear(P.a1, true, xA, tmp_, B);
-    linear(P.a2, true, tmp_, a_, B);
-    be_.sigmoid_bias(a_, vec(P.a0, B), B, C);
-    // gate
-    linear(P.g1, true, xg, tmp_, B);
-    be_.sigmoid_(tmp_, B * c.dg);
-    linear(P.g2, true, tmp_, g_, B);
-    // value residual
-    if (l == 0) {
+    // the independent products go in groups (one pass over the threads each): receptance, key,
+    // value; the LoRA paths' down-projections (decay, in-context rate, gate, value residual), then
+    // their up-projections
+    linear_group({{P.Wr, false, xr, r_}, {P.Wk, false, xk, k_}, {P.Wv, false, xv, v_}}, B);
+    float *tw = tmp_, *ta = tw + B * c.dw, *tg = ta + B * c.da, *tv = tg + B * c.dg;
+    if (l == 0)
+      linear_group({{P.w1, true, xw, tw}, {P.a1, true, xA, ta}, {P.g1, true, xg, tg}}, B);
+    else
+      linear_group({{P.w1, true, xw, tw}, {P.a1, true, xA, ta}, {P.g1, true, xg, tg}, {P.v1, true, xv, tv}}, B);
+    be_.tanh_(tw, B * c.dw);
+    be_.sigmoid_(tg, B * c.dg);
+    if (l == 0)
+      linear_group({{P.w2, true, tw, w_dec_}, {P.a2, true, ta, a_}, {P.g2, true, tg, g_}}, B);
+    else
+      linear_group({{P.w2, true, tw, w_dec_}, {P.a2, true, ta, a_}, {P.g2, true, tg, g_}, {P.v2, true, tv, tmp2_}},
+                   B);
+    be_.decay(w_dec_, vec(P.w0, B), B, C);             // decay
+    be_.sigmoid_bias(a_, vec(P.a0, B), B, C);          // in-context learning rate
+    if (l == 0) {                                      // value residual
       be_.copy(vfirst_, v_, size_t(BC) * sizeof(float));
     } else {
-      linear(P.v1, true, xv, tmp_, B);
-      linear(P.v2, true, tmp_, tmp2_, B);
       be_.value_residual(v_, vfirst_, tmp2_, vec(P.v0, B), B, C);
     }
     // heads

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
+#include <initializer_list>
 #include <vector>
 
 #include "core/backend.h"
@@ -107,6 +108,15 @@ class ModelStep {
  private:
   VecArg vec(int pid, int64_t B);
   void linear(int pid, bool x_times_p, const float* X, float* Y, int64_t B);
+  // linear() of independent products as one Backend::linear_group (at most 8), then each one's
+  // low-rank correction
+  struct Product {
+    int pid;
+    bool x_times_p;
+    const float* X;
+    float* Y;
+  };
+  void linear_group(std::initializer_list<Product> products, int64_t B);
 
   // Vector parameters one layer reads (each may need a per-row perturbed copy).
   static constexpr int64_t kVecSlotsPerLayer_ = 24;

@@ -693,6 +693,57 @@ void linear_rows(bool large) {
                     : "cuBLAS fp32 (no TF32): a different accumulation order"}};
       r.flops = 2.0 * double(s.B * s.in * s.out);
     }
+  if (large) return;
+  // linear_group: the step's groups in small (three x P products on bf16 panels, as the LoRA
+  // paths; a W x one; an fp32 one that the CPU runs alone), each as linear() would give it
+  for (int64_t B : {int64_t(1), int64_t(9)}) {
+    struct G {
+      int64_t in, out;
+      bool xp, bf;
+    };
+    const std::vector<G> gs = {{96, 64, true, true}, {96, 130, true, true}, {96, 32, true, true},
+                               {77, 130, false, true}, {40, 24, false, false}};
+    Row& r = row("linear_group", "B=" + S(B) + " 4 bf16 prepared (3 x P, 1 W x) + 1 f32");
+    std::vector<int> Ws, Xs, Ys;
+    for (size_t i = 0; i < gs.size(); i++) {
+      const auto wv = rnd(size_t(gs[i].in * gs[i].out));
+      Ws.push_back(gs[i].bf ? r.add("W" + S(int64_t(i)), T::BF16, to_bf16(wv)) : r.f32("W" + S(int64_t(i)), wv));
+      Xs.push_back(r.f32("X" + S(int64_t(i)), rnd(size_t(B * gs[i].in))));
+      Ys.push_back(r.out("Y" + S(int64_t(i)), T::F32, size_t(B * gs[i].out)));
+    }
+    r.run = [=](Backend& be, const Ptrs& p) {
+      std::vector<WeightView> w;
+      for (size_t i = 0; i < gs.size(); i++) {
+        w.push_back({p[size_t(Ws[i])], gs[i].bf ? DType::BF16 : DType::F32, gs[i].xp ? gs[i].in : gs[i].out,
+                     gs[i].xp ? gs[i].out : gs[i].in});
+        if (gs[i].bf) w.back().prepared = be.prepare_weight(w.back(), gs[i].xp);
+      }
+      std::vector<LinearItem> items;
+      for (size_t i = 0; i < gs.size(); i++) items.push_back({&w[i], gs[i].xp, P(p, Xs[i]), P(p, Ys[i])});
+      be.linear_group(items.data(), int(items.size()), B);
+      for (auto& v : w) be.release_prepared(v.prepared);
+    };
+    r.ref = [=](const Ptrs& p) {
+      for (size_t i = 0; i < gs.size(); i++) {
+        const G& g = gs[i];
+        if (g.bf)
+          ref::linear_bf16(P<uint16_t>(p, Ws[i]), g.xp, P(p, Xs[i]), P(p, Ys[i]), B, g.in, g.out);
+        else
+          ref::linear_f32(P(p, Ws[i]), g.xp, P(p, Xs[i]), P(p, Ys[i]), B, g.in, g.out);
+      }
+    };
+    r.f64 = [=](const std::vector<Buf>& in) {
+      F64 all;
+      for (size_t i = 0; i < gs.size(); i++)
+        all.push_back(linear64(in, Ws[i], Xs[i], gs[i].xp, gs[i].bf, B, gs[i].in, gs[i].out)[0]);
+      return all;
+    };
+    r.tol64 = 2e-5, r.why64 = "fp32 accumulation over <= 96 terms (bf16: X rounded to bf16 first)";
+    for (size_t i = 0; i < gs.size(); i++)
+      r.outs.push_back({Ys[i], 1e-5, "as linear: cuBLAS's accumulation order differs"});
+    r.flops = 0;
+    for (const G& g : gs) r.flops += 2.0 * double(B * g.in * g.out);
+  }
 }
 
 NoiseSpec spec(int rank, NoiseDist dist) {

@@ -159,6 +159,39 @@ TEST_CASE("bf16 products: a row's result does not depend on the batch or the thr
   }
 }
 
+TEST_CASE("a group of bf16 products gives each product's bits alone, every kernel", "[gemm][bf16]") {
+  // shapes of the step's groups in small: whole and partial panel tiles, an odd in, one empty
+  struct Sh {
+    int64_t in, out;
+    bool xp;
+  };
+  const Sh shapes[] = {{96, 64, true}, {96, 130, true}, {33, 32, false}, {96, 0, true}, {0, 20, false}, {257, 200, false}};
+  for (int64_t rows : {int64_t(1), int64_t(7), int64_t(37)}) {
+    std::vector<std::vector<float>> X, Y;
+    std::vector<PackedBf16> W;
+    for (size_t i = 0; i < std::size(shapes); i++) {
+      const Sh& s = shapes[i];
+      X.push_back(randv(size_t(rows * s.in), uint32_t(20 + i)));
+      W.push_back(pack_bf16(randv(size_t(s.in * s.out), uint32_t(40 + i)).data(), s.in, s.out, s.xp));
+    }
+    for (Bf16Kernel k : kernels_here()) {
+      INFO(bf16_kernel_name(k) << " rows " << rows);
+      std::vector<Bf16Product> items;
+      Y.assign(std::size(shapes), {});
+      for (size_t i = 0; i < std::size(shapes); i++) {
+        Y[i].assign(size_t(rows * shapes[i].out), -7.f);
+        items.push_back({X[i].data(), &W[i], Y[i].data()});
+      }
+      gemm_bf16_group(items.data(), int(items.size()), rows, k);
+      for (size_t i = 0; i < std::size(shapes); i++) {
+        std::vector<float> alone(size_t(rows * shapes[i].out), 3.f);
+        gemm_bf16(X[i].data(), W[i], alone.data(), rows, k);
+        CHECK(same_bits(alone, Y[i]));
+      }
+    }
+  }
+}
+
 TEST_CASE("repacking from new fp32 values equals a fresh packing", "[gemm][bf16]") {
   const int64_t in = 129, out = 65;
   auto A = randv(size_t(in * out), 7), B = randv(size_t(in * out), 8);
