@@ -1,7 +1,9 @@
 // Benchmarks: JSON lines on stdout, every ratio measured in the same run.
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <fmt/format.h>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -18,6 +20,7 @@
 #include "core/gemm.h"
 #include "core/gemm_bf16.h"
 #include "core/noise.h"
+#include "core/ops/wkv7.h"
 #include "core/parallel.h"
 #include "rwkv/backend_model.h"
 #include "rwkv/decoder.h"
@@ -104,11 +107,51 @@ auto with_load(int n, F&& fn) {
 
 nlohmann::json rates(const std::vector<double>& v) { return nlohmann::json(v); }
 
+// Memory passes for the bounds bench forward reports: one read of `words` 64-bit words, or one
+// read and write back of the same values, over all threads (8 independent accumulators per
+// chunk, so the loads, not the sums, set the pace).
+volatile uint64_t g_sink = 0, g_zero = 0;
+void read_pass(const uint64_t* p, int64_t words) {
+  std::atomic<uint64_t> all{0};
+  parallel_for_chunks(words, std::max<int64_t>(4096, words / (8 * int64_t(num_threads()))), [&](int64_t b, int64_t e) {
+    uint64_t a[8] = {};
+    int64_t i = b;
+    for (; i + 8 <= e; i += 8)
+      for (int u = 0; u < 8; u++) a[u] ^= p[i + u];
+    for (; i < e; i++) a[0] ^= p[i];
+    all ^= a[0] ^ a[1] ^ a[2] ^ a[3] ^ a[4] ^ a[5] ^ a[6] ^ a[7];
+  });
+  g_sink = g_sink ^ all.load();
+}
+void read_write_pass(uint64_t* p, int64_t words) {
+  const uint64_t z = g_zero;  // 0, unknown to the compiler: the stores are not elided
+  parallel_for_chunks(words, std::max<int64_t>(4096, words / (8 * int64_t(num_threads()))), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; i++) p[i] ^= z;
+  });
+}
+
 // Peak resident memory of this process (bytes; Linux ru_maxrss is in KiB).
+// Linux: VmHWM of /proc/self/status, which reset_peak_rss() lowers to the current resident size;
+// elsewhere ru_maxrss.
 uint64_t peak_rss_bytes() {
+  if (FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    unsigned long long kib = 0;
+    bool found = false;
+    while (!found && std::fgets(line, sizeof line, f)) found = std::sscanf(line, "VmHWM: %llu kB", &kib) == 1;
+    std::fclose(f);
+    if (found) return uint64_t(kib) * 1024;
+  }
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
   return uint64_t(u.ru_maxrss) * 1024;
+}
+// Sets the peak to the current resident size (Linux 4.0+: clear_refs 5); false where it cannot.
+bool reset_peak_rss() {
+  FILE* f = std::fopen("/proc/self/clear_refs", "w");
+  if (!f) return false;
+  const bool ok = std::fputs("5", f) >= 0;
+  return std::fclose(f) == 0 && ok;
 }
 
 // Bytes of the matrices' prepared forms (the CPU's panels), when the plain arrays are gone or not.
@@ -167,6 +210,22 @@ void register_bench_commands(CLI::App& app) {
     model.prepare_products();
     const ModelWeights& w = model.weights();
     const double flops_tok = gemm_flops_per_token(w);
+    // The memory bound of a step that reads every product matrix once (batch 1 is bound by it):
+    // one read of as many bytes as the matrices hold (prepared form), same threads. The buffer is
+    // freed and the peak RSS reset before any forward is measured, so peak_rss_bytes excludes it
+    // (where the reset fails, peak_rss_reset is false and the peak includes it).
+    const uint64_t product_bytes = uint64_t(flops_tok / 2) * (dt == DType::BF16 ? 2 : 4);
+    double t_read = 0;
+    bool rss_reset = false;
+    const uint64_t build_peak = peak_rss_bytes();  // making the model (its transients included)
+    {
+      std::vector<uint64_t> buf(product_bytes / 8 + 1);
+      parallel_for_chunks(int64_t(buf.size()), 1 << 16, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; i++) buf[size_t(i)] = uint64_t(i) * 0x9E3779B97F4A7C15ull;
+      });
+      t_read = time_per_call([&] { read_pass(buf.data(), int64_t(buf.size())); }, std::min(o->seconds, 1.0), 3);
+    }
+    rss_reset = reset_peak_rss();
     for (int64_t B : batches) {
       BackendState st(be, cfg, int(B));
       ModelStep step(be, w, B);
@@ -186,16 +245,29 @@ void register_bench_commands(CLI::App& app) {
           loaded_rates.push_back(double(B) / tl);
         }
       }
+      // the process's peak so far, the buffer above and the bench's own buffers below excluded
+      const uint64_t peak_rss = std::max(build_peak, peak_rss_bytes());
       // the same products on their own, same kernels, same prepared weights, same threads
       const auto gemms = product_matrices(w);  // the step's products, each once
-      int64_t maxdim = cfg.vocab;
-      for (auto& g : gemms) maxdim = std::max({maxdim, w.params[size_t(g.pid)].rows, w.params[size_t(g.pid)].cols});
-      std::vector<float> X(size_t(B * maxdim), 0.01f), Y(size_t(B * maxdim));
+      int64_t max_in = 0, max_out = 0;
+      for (auto& g : gemms) {
+        const WeightView& P = w.params[size_t(g.pid)];
+        max_in = std::max(max_in, g.x_times_p ? P.rows : P.cols);
+        max_out = std::max(max_out, g.x_times_p ? P.cols : P.rows);
+      }
+      std::vector<float> X(size_t(B * max_in), 0.01f), Y;
+      float* y = logits.data();  // B x vocab: the widest output
+      if (max_out > cfg.vocab) Y.resize(size_t(B * max_out)), y = Y.data();
       const double t_gemm = time_per_call(
           [&] {
-            for (auto& g : gemms) be.linear(w.params[size_t(g.pid)], g.x_times_p, X.data(), Y.data(), B);
+            for (auto& g : gemms) be.linear(w.params[size_t(g.pid)], g.x_times_p, X.data(), y, B);
           },
           o->seconds, 2);
+      // the batch's WKV-7 state read and written once (a step does that once per layer, all
+      // layers together exactly this), and the forward / GEMM ratio that leaves at best
+      const int64_t state_floats = B * int64_t(cfg.n_layer) * cfg.n_head * kWkvHeadState;
+      const double t_state = time_per_call(
+          [&] { read_write_pass(reinterpret_cast<uint64_t*>(st.view().wkv), state_floats / 2); }, o->seconds / 4, 3);
       nlohmann::json j = {{"bench", "forward"},
                           {"preset", o->preset},
                           {"dtype", dtype_name(dt)},
@@ -209,7 +281,14 @@ void register_bench_commands(CLI::App& app) {
                           {"gemm_gflops", flops_tok * double(B) / t_gemm / 1e9},
                           {"ratio_vs_gemm", t_gemm / t_fwd},
                           {"weights_bytes", model.bytes() + prepared_bytes(w)},
-                          {"peak_rss_bytes", peak_rss_bytes()}};
+                          {"peak_rss_bytes", peak_rss},
+                          {"peak_rss_reset", rss_reset},
+                          {"product_bytes", product_bytes},
+                          {"product_read_ms", t_read * 1e3},
+                          {"read_bound_tokens_per_s", double(B) / t_read},
+                          {"state_bytes", uint64_t(state_floats) * 4},
+                          {"state_rw_ms", t_state * 1e3},
+                          {"ratio_vs_gemm_bound", t_gemm / (t_gemm + t_state)}};
       if (o->competing_load > 0) {
         j["competing_load"] = o->competing_load;
         j["repeat"] = o->repeat;

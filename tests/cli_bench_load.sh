@@ -34,6 +34,18 @@ PY
 # without the option: no loaded keys
 "$EGG" bench forward --preset tiny --batch 2 --seconds 0.01 >"$TMP/plain" 2>/dev/null || bad "plain bench forward"
 grep -q '"loaded_tokens_per_s"' "$TMP/plain" && bad "loaded keys without --competing-load" || ok
+# the same-run memory bounds: one read of the products' bytes, the batch's WKV state read and written
+python3 - "$TMP/plain" <<'PY' && ok || bad "bench forward bounds: $(cat "$TMP/plain")"
+import json, sys
+r = json.loads(open(sys.argv[1]).readline())
+flops_tok = r["gflops"] * 1e9 * r["ms_per_step"] / 1e3 / r["batch"]
+assert abs(r["product_bytes"] - 2 * flops_tok) <= 1e-6 * r["product_bytes"] + 8, r  # f32: 4 bytes per 2 flops
+assert r["state_bytes"] % (r["batch"] * 64 * 64 * 4) == 0 and r["state_bytes"] > 0, r
+assert r["product_read_ms"] > 0 and r["state_rw_ms"] > 0, r
+assert abs(r["read_bound_tokens_per_s"] - r["batch"] / (r["product_read_ms"] / 1e3)) < 1e-6 * r["read_bound_tokens_per_s"], r
+assert r["ratio_vs_gemm"] > 0 and 0 < r["ratio_vs_gemm_bound"] <= 1, r
+assert r["peak_rss_reset"] in (True, False) and r["peak_rss_bytes"] > 0, r
+PY
 
 # the OpenMP comparison mode is reported
 EGGROLL_PARALLEL=openmp "$EGG" bench forward --preset tiny --batch 2 --seconds 0.01 --threads 2 >"$TMP/omp" 2>/dev/null ||
