@@ -8,7 +8,9 @@
 // GCC 12 reports its own _mm512_undefined_*() placeholders inside the intrinsics as
 // uninitialized when they are inlined into target("avx512f") functions (without -march=native).
 #pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#ifndef __clang__
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC only
+#endif
 #include <immintrin.h>
 
 #include <algorithm>
