@@ -5,23 +5,13 @@
 // philox_logf/philox_sincosf, run 8 double lanes at a time). Compiled with a target attribute,
 // so a build without -march=native still has
 // it; fill_noise picks it at run time when the CPU has AVX-512F (noise_simd_active).
-// GCC 12 reports its own _mm512_undefined_*() placeholders inside the intrinsics as
-// uninitialized when they are inlined into target("avx512f") functions (without -march=native).
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#ifndef __clang__
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC only
-#endif
-#include <immintrin.h>
+#include "core/avx512.h"  // first: its pragmas must precede <immintrin.h>
 
 #include <algorithm>
 #include <array>
-#include <cstdlib>
-#include <cstring>
 #include <stdexcept>
 
 #include "core/noise.h"
-
-#define EGGROLL_AVX512 __attribute__((target("avx512f")))
 
 namespace eggroll {
 namespace {
@@ -208,20 +198,12 @@ EGGROLL_AVX512 void box_muller_n(const uint32_t* x, const uint32_t* y, size_t n,
   }
 }
 
-bool env_allows_simd() {
-  const char* e = std::getenv("EGGROLL_NOISE_SIMD");
-  return !(e && std::strcmp(e, "0") == 0);
-}
-
 }  // namespace
 
-bool noise_simd_supported() {
-  static const bool ok = __builtin_cpu_supports("avx512f");
-  return ok;
-}
+bool noise_simd_supported() { return cpu_has_avx512f(); }
 
 bool noise_simd_active() {
-  static const bool on = noise_simd_supported() && env_allows_simd();
+  static const bool on = noise_simd_supported() && simd_env_allows("EGGROLL_NOISE_SIMD");
   return on;
 }
 

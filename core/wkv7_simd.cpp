@@ -5,25 +5,15 @@
 // 16 lanes of a vector are 16 rows, so every row keeps its own j order and its own roundings
 // (the same IEEE operations as the reference, core/ops/wkv7.cpp); the state, stored [i][j], is
 // transposed into [j][i] in 16 x 16 register blocks on the way in and back on the way out.
-// Compiled with a target attribute, so a build without -march=native has it too; picked at run
-// time when the CPU has AVX-512F. -ffp-contract=off for this file (CMakeLists.txt): a product
-// and a sum stay two roundings, as in the reference.
-// GCC 12 reports its own _mm512_undefined_*() placeholders inside the intrinsics as
-// uninitialized when they are inlined into target("avx512f") functions (without -march=native).
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#ifndef __clang__
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC only
-#endif
-#include <immintrin.h>
+// Compiled with a target attribute and picked at run time (core/avx512.h; EGGROLL_WKV_SIMD=0
+// forces the reference). -ffp-contract=off for this file (CMakeLists.txt): a product and a sum
+// stay two roundings, as in the reference.
+#include "core/avx512.h"  // first: its pragmas must precede <immintrin.h>
 
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 
 #include "core/ops/wkv7.h"
 #include "core/parallel.h"
-
-#define EGGROLL_AVX512 __attribute__((target("avx512f")))
 
 namespace eggroll {
 namespace {
@@ -89,15 +79,10 @@ EGGROLL_AVX512 void wkv7_head_avx512(float* S, const float* r, const float* deca
     for (int ib = 0; ib < 64; ib += 16) transpose16(T + jb * 64 + ib, 64, S + ib * 64 + jb, 64);
 }
 
-bool env_allows_simd() {
-  const char* e = std::getenv("EGGROLL_WKV_SIMD");
-  return !(e && std::strcmp(e, "0") == 0);
-}
-
 }  // namespace
 
 bool wkv7_simd_active() {
-  static const bool on = __builtin_cpu_supports("avx512f") && env_allows_simd();
+  static const bool on = cpu_has_avx512f() && simd_env_allows("EGGROLL_WKV_SIMD");
   return on;
 }
 
