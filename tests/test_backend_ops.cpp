@@ -557,10 +557,10 @@ void head_rows() {
               double* Sm = s.data() + int64_t(IN<int32_t>(in, sl)[i]) * ss + lo + h * 4096;
               for (int a = 0; a < 64; a++) {
                 double sa = 0;
-                for (int j = 0; j < 64; j++) sa -= Sm[a * 64 + j] * IN(in, kn[t])[o + j];
+                for (int j = 0; j < 64; j++) sa -= Sm[j * 64 + a] * IN(in, kn[t])[o + j];  // S(a, j), stored [j][a]
                 double acc = 0;
                 for (int j = 0; j < 64; j++) {
-                  double& e = Sm[a * 64 + j];
+                  double& e = Sm[j * 64 + a];
                   e = e * IN(in, dd[t])[o + j] + sa * (double(IN(in, kn[t])[o + j]) * IN(in, aa[t])[o + j]) +
                       double(IN(in, vv[t])[o + a]) * IN(in, kk[t])[o + j];
                   acc += e * IN(in, rr[t])[o + j];

@@ -26,21 +26,25 @@ void wkv7_rows(float* state, const int32_t* slots, int64_t slot_stride, int64_t 
 
 void wkv7_head(float* S, const float* r, const float* decay, const float* k, const float* v, const float* kk,
                const float* a, float* y) {
-  float b[64];
+  // S[j * 64 + i]: row j (key index), column i (value index). The loops run over j outside and i
+  // inside, so each value index i still sums its terms in j order, and the inner loops are
+  // contiguous.
+  float b[64], sa[64], acc[64];
   for (int j = 0; j < 64; j++) b[j] = kk[j] * a[j];
-  for (int i = 0; i < 64; i++) {
-    float* Si = S + i * 64;
-    float sa = 0.f;
-    for (int j = 0; j < 64; j++) sa -= Si[j] * kk[j];
-    const float vi = v[i];
-    float acc = 0.f;
-    for (int j = 0; j < 64; j++) {
-      const float s = std::fma(vi, k[j], std::fma(Si[j], decay[j], sa * b[j]));
-      Si[j] = s;
-      acc += s * r[j];
-    }
-    y[i] = acc;
+  for (int i = 0; i < 64; i++) sa[i] = 0.f, acc[i] = 0.f;
+  for (int j = 0; j < 64; j++) {
+    const float* Sj = S + j * 64;
+    for (int i = 0; i < 64; i++) sa[i] -= Sj[i] * kk[j];
   }
+  for (int j = 0; j < 64; j++) {
+    float* Sj = S + j * 64;
+    for (int i = 0; i < 64; i++) {
+      const float s = std::fma(v[i], k[j], std::fma(Sj[i], decay[j], sa[i] * b[j]));
+      Sj[i] = s;
+      acc[i] += s * r[j];
+    }
+  }
+  for (int i = 0; i < 64; i++) y[i] = acc[i];
 }
 
 }  // namespace ref
