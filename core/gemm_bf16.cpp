@@ -29,20 +29,45 @@ static_assert(kGemmKC % 2 == 0, "k blocks hold whole pairs");
 
 inline float widen(uint16_t b) { return bf16_dot_flush(bf16_to_f32(b)); }
 
-// X [rows, in] fp32 -> bf16 pairs [rows][pairs] (uint32: low half k = 2p, high half 2p+1).
-// `padded_rows` >= rows: the rows past `rows` are zeros (the AMX kernel reads 16 rows at a time).
-void round_rows(const float* X, int64_t rows, int64_t padded_rows, int64_t in, int64_t pairs,
-                std::vector<uint32_t>& out) {
-  out.resize(size_t(padded_rows * pairs));
-  std::fill(out.begin() + rows * pairs, out.end(), 0u);
-  uint32_t* base = out.data();
-  // rows in parallel (each row's rounding is its own); chunks of about 64k elements
-  parallel_for(rows, std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(in, 1)), [&](int64_t r) {
-    const float* x = X + r * in;
-    uint32_t* o = base + r * pairs;
-    for (int64_t k = 0; k + 1 < in; k += 2)
-      o[k / 2] = uint32_t(f32_to_bf16(x[k])) | (uint32_t(f32_to_bf16(x[k + 1])) << 16);
-    if (in % 2) o[in / 2] = f32_to_bf16(x[in - 1]);
+#if EGGROLL_X86
+// f32_to_bf16 (core/dtype.h) on 16 lanes: round to nearest even by integer addition, NaN kept
+// NaN (quiet bit set), packed into 8 pairs by vpmovdw. AVX-512F only.
+__attribute__((target("avx512f"))) void round_pairs_avx512(const float* x, int64_t in, uint32_t* o) {
+  const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1),
+                abs_mask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000),
+                quiet = _mm512_set1_epi32(0x400000);
+  int64_t k = 0;
+  for (; k + 16 <= in; k += 16) {
+    const __m512i u = _mm512_loadu_si512(x + k);
+    const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs_mask), inf);
+    __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, bias), _mm512_and_si512(_mm512_srli_epi32(u, 16), one));
+    r = _mm512_mask_or_epi32(r, nan, u, quiet);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + k / 2), _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16)));
+  }
+  for (; k + 1 < in; k += 2) o[k / 2] = uint32_t(f32_to_bf16(x[k])) | (uint32_t(f32_to_bf16(x[k + 1])) << 16);
+  if (in % 2) o[in / 2] = f32_to_bf16(x[in - 1]);
+}
+#endif
+
+// bf16 pairs of each product's rows, all products in one parallel region (a row's rounding is its
+// own); out[i] [padded_rows[i]][pairs]: the rows past `rows` zeros (the AMX kernel reads 16 rows
+// at a time).
+void round_group(const Bf16Product* items, const std::vector<int>& which, int64_t rows, int64_t padded_rows,
+                 std::vector<std::vector<uint32_t>>& out) {
+  for (int i : which) {
+    const int64_t pairs = items[i].W->pairs;
+    auto& o = out[size_t(i)];
+    o.resize(size_t(padded_rows * pairs));
+    std::fill(o.begin() + rows * pairs, o.end(), 0u);
+  }
+  int64_t in = 1;
+  for (int i : which) in = std::max(in, items[i].W->in);
+  const int64_t n = int64_t(which.size());
+  // chunks of about 64k elements
+  parallel_for(n * rows, std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(in, 1)), [&](int64_t t) {
+    const int i = which[size_t(t / rows)];
+    const int64_t r = t % rows, pairs = items[i].W->pairs;
+    bf16_round_pairs(items[i].X + r * items[i].W->in, items[i].W->in, out[size_t(i)].data() + r * pairs);
   });
 }
 
@@ -288,6 +313,18 @@ PackedBf16 pack_bf16(const float* values, int64_t in, int64_t out, bool x_times_
   return p;
 }
 
+void bf16_round_pairs(const float* x, int64_t in, uint32_t* out) {
+#if EGGROLL_X86
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  if (avx512) {
+    round_pairs_avx512(x, in, out);
+    return;
+  }
+#endif
+  for (int64_t k = 0; k + 1 < in; k += 2) out[k / 2] = uint32_t(f32_to_bf16(x[k])) | (uint32_t(f32_to_bf16(x[k + 1])) << 16);
+  if (in % 2) out[in / 2] = f32_to_bf16(x[in - 1]);
+}
+
 void repack_bf16(PackedBf16& p, const uint16_t* bits, bool x_times_p) {
   pack_into(p, [bits](int64_t i) { return bits[i]; }, x_times_p);
 }
@@ -305,17 +342,19 @@ void gemm_bf16_group(const Bf16Product* items, int n, int64_t rows, Bf16Kernel k
   thread_local std::vector<std::vector<uint32_t>> xbs;
   if (xbs.size() < size_t(n)) xbs.resize(size_t(n));
   std::vector<int64_t> first(size_t(n) + 1, 0);
+  std::vector<int> rounded;
   for (int i = 0; i < n; i++) {
     const PackedBf16& W = *items[i].W;
     int64_t tiles = 0;
     if (W.out > 0 && W.in == 0) {
       std::fill_n(items[i].Y, rows * W.out, 0.f);
     } else if (W.out > 0) {
-      round_rows(items[i].X, rows, amx ? (rows + 15) / 16 * 16 : rows, W.in, W.pairs, xbs[size_t(i)]);
+      rounded.push_back(i);
       tiles = (W.out + NR - 1) / NR;
     }
     first[size_t(i) + 1] = first[size_t(i)] + tiles;
   }
+  round_group(items, rounded, rows, amx ? (rows + 15) / 16 * 16 : rows, xbs);
   const int64_t total = first[size_t(n)];
   if (total == 0) return;
   std::vector<const uint32_t*> xp(static_cast<size_t>(n));

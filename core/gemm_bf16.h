@@ -65,6 +65,11 @@ void gemm_bf16(const float* X, const PackedBf16& W, float* Y, int64_t rows, Bf16
 inline void gemm_bf16(const float* X, const PackedBf16& W, float* Y, int64_t rows) {
   gemm_bf16(X, W, Y, rows, best_bf16_kernel());
 }
+// x [in] fp32 -> bf16 pairs out [(in + 1) / 2] (uint32: low half x[2p], high half x[2p + 1], the
+// last pair of an odd `in` padded with zero), each value f32_to_bf16 (core/dtype.h): how a
+// product's inputs are rounded. AVX-512F when the CPU has it, the same bits.
+void bf16_round_pairs(const float* x, int64_t in, uint32_t* out);
+
 // Several independent products of the same rows in one pass over the threads (no product's Y is
 // another's X): each Y gets the bits gemm_bf16 gives it alone.
 struct Bf16Product {

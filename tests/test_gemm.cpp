@@ -192,6 +192,32 @@ TEST_CASE("a group of bf16 products gives each product's bits alone, every kerne
   }
 }
 
+TEST_CASE("a product's inputs round to bf16 pairs exactly as f32_to_bf16 does (vector path included)", "[gemm][bf16]") {
+  // random bit patterns (every exponent, NaNs, infinities, subnormals) plus the edge cases:
+  // ties to even both ways, the largest subnormal (rounds up to the smallest normal), the
+  // largest finite (rounds to infinity), signalling and quiet NaNs
+  std::mt19937 g(11);
+  std::vector<float> x(4099);
+  for (auto& v : x) {
+    const uint32_t u = uint32_t(g());
+    std::memcpy(&v, &u, 4);
+  }
+  const uint32_t edges[] = {0x3f808000u, 0x3f818000u, 0x007fffffu, 0x80000001u, 0x7f7fffffu, 0xff7fffffu,
+                            0x7f800001u, 0x7fc00000u, 0xff800000u, 0x7f800000u, 0x00000000u, 0x80000000u,
+                            0x3f80ffffu, 0x3f807fffu, 0x7fffffffu, 0xffbfffffu};
+  for (size_t e = 0; e < std::size(edges); e++) std::memcpy(&x[e * 3 + 1], &edges[e], 4);
+  for (int64_t in : {int64_t(1), int64_t(2), int64_t(15), int64_t(16), int64_t(17), int64_t(33), int64_t(4099)}) {
+    std::vector<uint32_t> got(size_t((in + 1) / 2), 0xdeadbeefu);
+    bf16_round_pairs(x.data(), in, got.data());
+    for (int64_t k = 0; k < in; k++) {
+      const uint16_t h = k % 2 ? uint16_t(got[size_t(k / 2)] >> 16) : uint16_t(got[size_t(k / 2)] & 0xffff);
+      INFO("in " << in << " element " << k);
+      REQUIRE(h == f32_to_bf16(x[size_t(k)]));
+    }
+    if (in % 2) REQUIRE((got.back() >> 16) == 0u);
+  }
+}
+
 TEST_CASE("repacking from new fp32 values equals a fresh packing", "[gemm][bf16]") {
   const int64_t in = 129, out = 65;
   auto A = randv(size_t(in * out), 7), B = randv(size_t(in * out), 8);
