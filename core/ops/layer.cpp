@@ -64,34 +64,41 @@ void channel_shift(const float* xf, float* state, const int32_t* slots, int64_t 
 }
 
 void tanh_inplace(float* x, int64_t n) {
-  for (int64_t i = 0; i < n; i++) x[i] = std::tanh(x[i]);
+  parallel_for_chunks(n, kElementGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; i++) x[i] = std::tanh(x[i]);
+  });
 }
 
 void sigmoid_inplace(float* x, int64_t n) {
-  for (int64_t i = 0; i < n; i++) x[i] = sigmoidf(x[i]);
+  parallel_for_chunks(n, kElementGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; i++) x[i] = sigmoidf(x[i]);
+  });
 }
 
 void decay_rows(float* w, const float* w0, int64_t w0_stride, int64_t B, int64_t C) {
   const float e = std::exp(-0.5f);
-  for (int64_t i = 0; i < B; i++)
+  parallel_for(B, row_grain(C), [&](int64_t i) {
     for (int64_t j = 0; j < C; j++) {
       float& d = w[i * C + j];
       d = std::exp(-e * sigmoidf(w0[i * w0_stride + j] + d));
     }
+  });
 }
 
 void sigmoid_bias_rows(float* a, const float* a0, int64_t a0_stride, int64_t B, int64_t C) {
-  for (int64_t i = 0; i < B; i++)
+  parallel_for(B, row_grain(C), [&](int64_t i) {
     for (int64_t j = 0; j < C; j++) a[i * C + j] = sigmoidf(a0[i * a0_stride + j] + a[i * C + j]);
+  });
 }
 
 void value_residual_rows(float* v, const float* v_first, const float* t, const float* v0, int64_t v0_stride,
                          int64_t B, int64_t C) {
-  for (int64_t i = 0; i < B; i++)
+  parallel_for(B, row_grain(C), [&](int64_t i) {
     for (int64_t j = 0; j < C; j++) {
       const int64_t q = i * C + j;
       v[q] += (v_first[q] - v[q]) * sigmoidf(v0[i * v0_stride + j] + t[q]);
     }
+  });
 }
 
 void kk_prepare(float* k, const float* a, const float* k_k, int64_t kk_stride, const float* k_a, int64_t ka_stride,
@@ -143,7 +150,9 @@ void group_norm_bonus_gate(float* y, const float* r, const float* k, const float
 }
 
 void add_inplace(float* x, const float* t, int64_t n) {
-  for (int64_t i = 0; i < n; i++) x[i] += t[i];
+  parallel_for_chunks(n, kElementGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; i++) x[i] += t[i];
+  });
 }
 
 void relu_sq_inplace(float* x, int64_t n) {
@@ -163,16 +172,27 @@ void gather_i32(const int32_t* src, const int32_t* idx, int64_t n, int32_t* dst)
   for (int64_t i = 0; i < n; i++) dst[i] = src[idx[i]];
 }
 
+namespace {
+// sum over i of f(i) in double: 8 running sums (element i into sum i % 8), added pairwise at the
+// end; a fixed order (the same bits on every machine and batch) that the compiler can vectorise.
+template <class F>
+double sum8(int64_t n, F&& f) {
+  double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int q = 0; q < 8; q++) s[q] += f(i + q);
+  for (; i < n; i++) s[i % 8] += f(i);
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+}  // namespace
+
 void layer_norm_row(const float* x, const float* w, const float* b, float* y, int64_t n, float eps) {
-  double mean = 0;
-  for (int64_t i = 0; i < n; i++) mean += x[i];
-  mean /= double(n);
-  double var = 0;
-  for (int64_t i = 0; i < n; i++) {
-    double d = x[i] - mean;
-    var += d * d;
-  }
-  var /= double(n);
+  const double mean = sum8(n, [x](int64_t i) { return double(x[i]); }) / double(n);
+  const double var = sum8(n, [x, mean](int64_t i) {
+                       const double d = x[i] - mean;
+                       return d * d;
+                     }) /
+                     double(n);
   const float mu = float(mean), inv = float(1.0 / std::sqrt(var + eps));
   for (int64_t i = 0; i < n; i++) y[i] = (x[i] - mu) * inv * w[i] + b[i];
 }

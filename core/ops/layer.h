@@ -50,7 +50,8 @@ void relu_sq_inplace(float* x, int64_t n);              // x = max(x, 0)^2
 void gather_rows(const float* src, const int32_t* rows, int64_t n, int64_t C, float* dst);
 void gather_i32(const int32_t* src, const int32_t* idx, int64_t n, int32_t* dst);
 
-// One row: y = LayerNorm(x) * w + b (statistics in double).
+// One row: y = LayerNorm(x) * w + b (statistics in double, each sum in 8 running sums: element i
+// into sum i % 8, added pairwise at the end, so the order is fixed and vectorisable).
 void layer_norm_row(const float* x, const float* w, const float* b, float* y, int64_t n, float eps = 1e-5f);
 
 }  // namespace ref
