@@ -4,13 +4,14 @@
 #include <cmath>
 #include <cstring>
 #include "core/dtype.h"
+#include "core/ops/exp_f32.h"
 #include "core/parallel.h"
 
 namespace eggroll {
 namespace ref {
 
 namespace {
-inline float sigmoidf(float x) { return 1.f / (1.f + std::exp(-x)); }
+inline float sigmoidf(float x) { return 1.f / (1.f + exp_f32(-x)); }
 // Chunk sizes for the pool (core/parallel.h): about 8K elements per chunk, so that a chunk is
 // worth claiming; smaller inputs run on the calling thread alone.
 constexpr int64_t kElementGrain = 8192, kHeadGrain = kElementGrain / 64;
@@ -80,7 +81,7 @@ void decay_rows(float* w, const float* w0, int64_t w0_stride, int64_t B, int64_t
   parallel_for(B, row_grain(C), [&](int64_t i) {
     for (int64_t j = 0; j < C; j++) {
       float& d = w[i * C + j];
-      d = std::exp(-e * sigmoidf(w0[i * w0_stride + j] + d));
+      d = exp_f32(-e * sigmoidf(w0[i * w0_stride + j] + d));
     }
   });
 }
