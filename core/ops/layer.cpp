@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 #include "core/dtype.h"
 #include "core/ops/exp_f32.h"
 #include "core/parallel.h"
@@ -16,6 +17,17 @@ inline float sigmoidf(float x) { return 1.f / (1.f + exp_f32(-x)); }
 // worth claiming; smaller inputs run on the calling thread alone.
 constexpr int64_t kElementGrain = 8192, kHeadGrain = kElementGrain / 64;
 inline int64_t row_grain(int64_t row_elements) { return std::max<int64_t>(1, kElementGrain / std::max<int64_t>(row_elements, 1)); }
+// sum over i of f(i) in double: 8 running sums (element i into sum i % 8), added pairwise at the
+// end; a fixed order (the same bits on every machine and batch) that the compiler can vectorise.
+template <class F>
+double sum8(int64_t n, F&& f) {
+  double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  const int64_t n8 = n / 8 * 8;
+  for (int64_t i = 0; i < n8; i += 8)
+    for (int q = 0; q < 8; q++) s[q] += f(i + q);
+  for (int q = 0; q < n - n8; q++) s[q] += f(n8 + q);
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
 }  // namespace
 
 void embed_rows(const float* emb_f32, const uint16_t* emb_bf16, const int32_t* tokens, int64_t B, int64_t C,
@@ -43,11 +55,16 @@ void time_shift6(const float* xa, float* state, const int32_t* slots, int64_t sl
   parallel_for(B, row_grain(6 * C), [&](int64_t i) {
     float* prev = state + int64_t(slots[i]) * slot_stride + layer_offset;
     const float* x = xa + i * C;
-    for (int64_t j = 0; j < C; j++) {
-      const float d = prev[j] - x[j];
-      for (int q = 0; q < 6; q++) out[q * BC + i * C + j] = x[j] + d * mu[q][i * mu_stride[q] + j];
-      prev[j] = x[j];
+    thread_local std::vector<float> dv;  // prev - x of this row
+    dv.resize(size_t(C));
+    float* d = dv.data();
+    for (int64_t j = 0; j < C; j++) d[j] = prev[j] - x[j];
+    for (int q = 0; q < 6; q++) {  // one contiguous (vectorisable) pass per output
+      float* o = out + q * BC + i * C;
+      const float* m = mu[q] + i * mu_stride[q];
+      for (int64_t j = 0; j < C; j++) o[j] = x[j] + d[j] * m[j];
     }
+    std::copy_n(x, C, prev);
   });
 }
 
@@ -112,11 +129,8 @@ void kk_prepare(float* k, const float* a, const float* k_k, int64_t kk_stride, c
       float* kr = k + o;
       const float* ar = a + o;
       float* kkr = kk + o;
-      double nrm = 0;
-      for (int j = 0; j < 64; j++) {
-        kkr[j] = kr[j] * k_k[i * kk_stride + h * 64 + j];
-        nrm += double(kkr[j]) * kkr[j];
-      }
+      for (int j = 0; j < 64; j++) kkr[j] = kr[j] * k_k[i * kk_stride + h * 64 + j];
+      const double nrm = sum8(64, [kkr](int64_t j) { return double(kkr[j]) * kkr[j]; });
       const float inv = 1.f / std::max(float(std::sqrt(nrm)), 1e-12f);
       for (int j = 0; j < 64; j++) kkr[j] *= inv;
       for (int j = 0; j < 64; j++) kr[j] *= 1.f + (ar[j] - 1.f) * k_a[i * ka_stride + h * 64 + j];
@@ -133,14 +147,15 @@ void group_norm_bonus_gate(float* y, const float* r, const float* k, const float
       const int64_t i = ih / H, h = ih % H;
       const int64_t o = i * C + h * 64;
       float* yr = y + o;
-      double mean = 0, var = 0;
-      for (int j = 0; j < 64; j++) mean += yr[j];
-      mean /= 64;
-      for (int j = 0; j < 64; j++) var += (yr[j] - mean) * (yr[j] - mean);
-      var /= 64;
+      const double mean = sum8(64, [yr](int64_t j) { return double(yr[j]); }) / 64;
+      const double var = sum8(64, [yr, mean](int64_t j) {
+                           const double d = yr[j] - mean;
+                           return d * d;
+                         }) /
+                         64;
       const float mu = float(mean), is = float(1.0 / std::sqrt(var + double(eps)));
-      float bonus = 0.f;
-      for (int j = 0; j < 64; j++) bonus += r[o + j] * k[o + j] * r_k[i * rk_stride + h * 64 + j];
+      const float* rkr = r_k + i * rk_stride + h * 64;
+      const float bonus = float(sum8(64, [&](int64_t j) { return double(r[o + j] * k[o + j] * rkr[j]); }));
       for (int j = 0; j < 64; j++) {
         const int64_t q = h * 64 + j;
         const float yn = (yr[j] - mu) * is * lw[i * lw_stride + q] + lb[i * lb_stride + q];
@@ -172,20 +187,6 @@ void gather_rows(const float* src, const int32_t* rows, int64_t n, int64_t C, fl
 void gather_i32(const int32_t* src, const int32_t* idx, int64_t n, int32_t* dst) {
   for (int64_t i = 0; i < n; i++) dst[i] = src[idx[i]];
 }
-
-namespace {
-// sum over i of f(i) in double: 8 running sums (element i into sum i % 8), added pairwise at the
-// end; a fixed order (the same bits on every machine and batch) that the compiler can vectorise.
-template <class F>
-double sum8(int64_t n, F&& f) {
-  double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int q = 0; q < 8; q++) s[q] += f(i + q);
-  for (; i < n; i++) s[i % 8] += f(i);
-  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-}
-}  // namespace
 
 void layer_norm_row(const float* x, const float* w, const float* b, float* y, int64_t n, float eps) {
   const double mean = sum8(n, [x](int64_t i) { return double(x[i]); }) / double(n);

@@ -51,7 +51,9 @@ void gather_rows(const float* src, const int32_t* rows, int64_t n, int64_t C, fl
 void gather_i32(const int32_t* src, const int32_t* idx, int64_t n, int32_t* dst);
 
 // One row: y = LayerNorm(x) * w + b (statistics in double, each sum in 8 running sums: element i
-// into sum i % 8, added pairwise at the end, so the order is fixed and vectorisable).
+// into sum i % 8, added pairwise at the end, so the order is fixed and vectorisable). The per-head
+// sums of kk_prepare (the norm) and group_norm_bonus_gate (mean, variance, bonus) are formed the
+// same way, in double.
 void layer_norm_row(const float* x, const float* w, const float* b, float* y, int64_t n, float eps = 1e-5f);
 
 }  // namespace ref
