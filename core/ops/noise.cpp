@@ -67,33 +67,39 @@ void embedding_lowrank_add(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t
                            float* X, const int32_t* members, int64_t B, const float* cache) {
   const int r = ns.rank;
   const int64_t len = (m + n) * r;
-  FactorBuffer buf;
-  for (int64_t i = 0; i < B; i++) {
-    const uint32_t mem = uint32_t(members[i]);
-    const float* F = factor_array(ns, pid, mem, len, cache, buf);
-    const float* a = F + int64_t(tokens[i]) * r;
-    const float* Bf = F + m * r;
-    const float c = noise_spec_lowrank_scale(ns, mem);
-    float* x = X + i * n;
-    for (int64_t o = 0; o < n; o++) {
-      float acc = 0.f;
-      for (int q = 0; q < r; q++) acc += Bf[o * r + q] * a[q];
-      x[o] += c * acc;
+  // rows in parallel, two per chunk (an antithetic pair's rows usually sit next to each other)
+  parallel_for_chunks(B, 2, [&](int64_t b, int64_t e) {
+    FactorBuffer buf;
+    for (int64_t i = b; i < e; i++) {
+      const uint32_t mem = uint32_t(members[i]);
+      const float* F = factor_array(ns, pid, mem, len, cache, buf);
+      const float* a = F + int64_t(tokens[i]) * r;
+      const float* Bf = F + m * r;
+      const float c = noise_spec_lowrank_scale(ns, mem);
+      float* x = X + i * n;
+      for (int64_t o = 0; o < n; o++) {
+        float acc = 0.f;
+        for (int q = 0; q < r; q++) acc += Bf[o * r + q] * a[q];
+        x[o] += c * acc;
+      }
     }
-  }
+  });
 }
 
 void vector_noise_rows(const NoiseSpec& ns, uint32_t pid, const float* base, int64_t n, const int32_t* members,
                        int64_t B, const float* cache, float* out) {
-  FactorBuffer buf;
-  for (int64_t i = 0; i < B; i++) {
-    const uint32_t mem = uint32_t(members[i]);
-    const float* eps = factor_array(ns, pid, mem, n, cache, buf);
-    const float c = noise_spec_vector_scale(ns, mem);
-    float* o = out + i * n;
-    std::copy_n(base, n, o);
-    for (int64_t j = 0; j < n; j++) o[j] += c * eps[j];
-  }
+  // rows in parallel, two per chunk (an antithetic pair's rows usually sit next to each other)
+  parallel_for_chunks(B, 2, [&](int64_t b, int64_t e) {
+    FactorBuffer buf;
+    for (int64_t i = b; i < e; i++) {
+      const uint32_t mem = uint32_t(members[i]);
+      const float* eps = factor_array(ns, pid, mem, n, cache, buf);
+      const float c = noise_spec_vector_scale(ns, mem);
+      float* o = out + i * n;
+      std::copy_n(base, n, o);
+      for (int64_t j = 0; j < n; j++) o[j] += c * eps[j];
+    }
+  });
 }
 
 void fill_noise_cache(const NoiseSpec& ns, uint32_t pid, int64_t len, int64_t pairs, float* out) {
