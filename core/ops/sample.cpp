@@ -5,18 +5,36 @@
 #include <numeric>
 #include <vector>
 
+#include "core/parallel.h"
+
 namespace eggroll {
+namespace ref {
+
+int32_t argmax_row(const float* x, int64_t V) {
+  // the largest value, NaN never taken (two passes, each a loop the compiler vectorises), then
+  // the first index holding it: the first maximum, as a scan keeping the first strictly larger
+  // value finds it
+  constexpr int L = 16;  // running maxima of 16 lanes: element i into lane i % 16
+  float lane[L];
+  std::fill_n(lane, L, -INFINITY);
+  int64_t i0 = 0;
+  for (; i0 + L <= V; i0 += L)
+    for (int l = 0; l < L; l++) lane[l] = x[i0 + l] > lane[l] ? x[i0 + l] : lane[l];
+  float mx = -INFINITY;
+  for (; i0 < V; i0++) mx = x[i0] > mx ? x[i0] : mx;
+  for (int l = 0; l < L; l++) mx = lane[l] > mx ? lane[l] : mx;
+  if (mx == -INFINITY) return 0;  // all -inf or NaN: token 0
+  int64_t i = 0;
+  while (x[i] != mx) i++;
+  return int32_t(i);
+}
+
+}  // namespace ref
 
 int32_t sample_token(std::span<const float> logits, const SamplingParams& p, uint64_t seed, uint64_t counter) {
   const int32_t V = int32_t(logits.size());
   // argmax ignores NaN; an all-NaN row gives token 0
-  auto argmax = [&] {
-    int32_t best = 0;
-    float bv = -INFINITY;
-    for (int32_t i = 0; i < V; i++)
-      if (logits[size_t(i)] > bv) bv = logits[size_t(i)], best = i;
-    return best;
-  };
+  auto argmax = [&] { return ref::argmax_row(logits.data(), V); };
   if (p.temperature <= 0.f || p.top_k == 1) return argmax();
   // candidates sorted by logit (descending, ties by id), cut by top-k
   std::vector<int32_t> idx(static_cast<size_t>(V));
@@ -65,9 +83,8 @@ int32_t sample_token(std::span<const float> logits, const SamplingParams& p, uin
 namespace ref {
 
 void argmax_rows(const float* logits, int64_t rows, int64_t V, int32_t* out) {
-  SamplingParams greedy;
-  for (int64_t i = 0; i < rows; i++)
-    out[i] = sample_token(std::span<const float>(logits + i * V, size_t(V)), greedy, 0, 0);
+  parallel_for(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(V, 1)),
+               [&](int64_t i) { out[i] = argmax_row(logits + i * V, V); });
 }
 
 void sample_rows(const float* logits, int64_t rows, int64_t V, float temperature, int top_k, float top_p,

@@ -21,6 +21,8 @@ int32_t sample_token(std::span<const float> logits, const SamplingParams& p, uin
 
 
 namespace ref {
+// The index of the first largest value of x[V], NaN ignored; 0 when no value exceeds -inf.
+int32_t argmax_row(const float* x, int64_t V);
 // Greedy argmax of each row (lowest id on ties; NaN ignored; an all-NaN row gives 0).
 void argmax_rows(const float* logits, int64_t rows, int64_t V, int32_t* out);
 // core/ops/sample.h sample_token on each row with (seeds[i], counters[i]).
