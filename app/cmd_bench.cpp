@@ -341,6 +341,7 @@ void register_bench_commands(CLI::App& app) {
     auto sel = select_params(m, {"*"}, {"emb.weight", "head.weight"}, true);
     NoiseConfig nc;
     nc.seed = 1, nc.rank = eo->rank, nc.sigma = float(eo->sigma);
+    nc.noise_reuse = 1;  // a new draw each step: the kept variant's timed step generates its factors
     const int T = eo->tokens, To = eo->openes_tokens, M = eo->openes_members;
     // Every variant decodes through the Decoder's timed greedy mode (rwkv/decoder.h: ModelStep on
     // the CPU backend, argmax on the backend, each step's argmax the next input), as training does.
@@ -358,15 +359,16 @@ void register_bench_commands(CLI::App& app) {
     bm.prepare_products();
     const ModelWeights& mw = bm.weights();
     std::vector<int32_t> tok0;
-    // T greedy steps of members 0..B-1 from a fresh state; seconds (the perturbation's begin_step included)
-    auto decode = [&](int64_t B, Perturbation* pert) {
+    // T greedy steps of members 0..B-1 from a fresh state; seconds (the perturbation's begin_step
+    // for step `epoch` included)
+    auto decode = [&](int64_t B, Perturbation* pert, uint64_t epoch = 1) {
       Decoder dec(mbe, mw, B);
       dec.reset(int(B));
       dec.set_perturbation(pert ? &pert->view() : nullptr);
       tok0.resize(size_t(B));
       for (int64_t i = 0; i < B; i++) tok0[size_t(i)] = int32_t((i * 7919) % cfg.vocab);
       const double t0 = now_s();
-      if (pert) pert->begin_step(0, int(B));
+      if (pert) pert->begin_step(epoch, int(B));
       dec.greedy_steps(tok0, T);
       return now_s() - t0;
     };
@@ -440,8 +442,11 @@ void register_bench_commands(CLI::App& app) {
       for (int rep = 0; rep < eo->repeat; rep++) {
         t_pure = std::min(t_pure, decode(N, nullptr));
         {
+          // as in training after its first step: the cache of the step before (epoch 0, untimed)
+          // is refilled in place with this step's factors (epoch 1, timed)
           Perturbation keep(m, sel, nc, NoiseCache::Keep);
-          t_keep = std::min(t_keep, decode(N, &keep));
+          keep.begin_step(0, int(N));
+          t_keep = std::min(t_keep, decode(N, &keep, 1));
           cache_bytes = keep.cache_bytes();
         }
         {
@@ -453,7 +458,8 @@ void register_bench_commands(CLI::App& app) {
           load.start();
           tl_pure = std::min(tl_pure, decode(N, nullptr));
           Perturbation keep(m, sel, nc, NoiseCache::Keep);
-          tl_keep = std::min(tl_keep, decode(N, &keep));
+          keep.begin_step(0, int(N));
+          tl_keep = std::min(tl_keep, decode(N, &keep, 1));
           load.stop();
         }
       }

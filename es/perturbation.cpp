@@ -98,19 +98,31 @@ Perturbation::Perturbation(const Model& m, const ParamSelection& sel, const Nois
 void Perturbation::begin_step(uint64_t epoch, int directions) {
   const uint32_t bucket = epoch_bucket(epoch, cfg_.noise_reuse);
   const bool same = cached_ && directions == directions_ && bucket == view_.noise.epoch_bucket;
+  // the arrays of the previous step fit when the number of pairs is the same: refilled in place
+  // (a fresh allocation each step would fault in hundreds of MB of new pages every step)
+  const bool reuse = !arrays_.empty() && (directions + 1) / 2 == (directions_ + 1) / 2;
   view_.noise.epoch_bucket = bucket;
   directions_ = directions;
   if (!keep_ || same) return;
-  free_cache();
   const int64_t pairs = (int64_t(directions) + 1) / 2;
-  view_.cache.assign(len_.size(), nullptr);
-  for (size_t pid = 0; pid < len_.size(); pid++) {
-    if (!len_[pid]) continue;
-    float* c = buffers_.array(pairs * len_[pid]);
-    view_.cache[pid] = c;
-    bytes_ += size_t(pairs * len_[pid]) * sizeof(float);
-    be_.fill_noise_cache(view_.noise, uint32_t(pid), len_[pid], pairs, c);
+  if (!reuse) {
+    free_cache();
+    try {
+      arrays_.assign(len_.size(), nullptr);
+      for (size_t pid = 0; pid < len_.size(); pid++) {
+        if (!len_[pid]) continue;
+        arrays_[pid] = buffers_.array(pairs * len_[pid]);
+        bytes_ += size_t(pairs * len_[pid]) * sizeof(float);
+      }
+      view_.cache.assign(arrays_.begin(), arrays_.end());
+    } catch (...) {
+      free_cache();  // no half-allocated cache for the next step to reuse
+      throw;
+    }
   }
+  cached_ = false;  // until every array holds this step's factors
+  for (size_t pid = 0; pid < len_.size(); pid++)
+    if (len_[pid]) be_.fill_noise_cache(view_.noise, uint32_t(pid), len_[pid], pairs, arrays_[pid]);
   cached_ = true;
 }
 
@@ -121,6 +133,7 @@ void Perturbation::set_sigma(float sigma) {
 
 void Perturbation::free_cache() {
   buffers_.release_all();
+  arrays_.clear();
   view_.cache.clear();
   bytes_ = 0;
   cached_ = false;

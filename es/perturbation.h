@@ -65,6 +65,7 @@ class Perturbation {
   CpuBackend host_;         // the backend when none is given
   Backend& be_;
   BackendBuffers buffers_;  // the cache
+  std::vector<float*> arrays_;  // its arrays per parameter (view_.cache, writable)
   std::vector<int64_t> len_;  // noise elements per pair of each parameter (0 = not perturbed)
   bool keep_;
   PerturbationView view_;

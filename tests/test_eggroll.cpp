@@ -282,5 +282,23 @@ TEST_CASE("the kept noise cache follows epoch buckets (noise_reuse)", "[eggroll]
       ref::lowrank_add(g.noise, uint32_t(pid), P.rows, P.cols, false, X.data(), b.data(), members.data(), 4, nullptr);
       CHECK(a == b);
     }
+    // a new epoch with as many pairs refills the same arrays; another number of pairs allocates
+    // arrays of its size, and both still give the regenerated factors
+    const float* before = keep.view().cache_of(pid);
+    keep.begin_step(7, 3);  // 3 directions: still 2 pairs
+    CHECK(keep.view().cache_of(pid) == before);
+    for (int dirs : {6, 3}) {
+      INFO("noise_reuse " << reuse << " directions " << dirs);
+      keep.begin_step(8, dirs);
+      regen.begin_step(8, dirs);
+      std::vector<float> X6(size_t(dirs * P.cols), 0.25f), a(size_t(dirs * P.rows), 0.f), b(size_t(dirs * P.rows), 0.f);
+      std::vector<int32_t> mem(static_cast<size_t>(dirs));
+      for (int i = 0; i < dirs; i++) mem[size_t(i)] = i;
+      ref::lowrank_add(keep.view().noise, uint32_t(pid), P.rows, P.cols, false, X6.data(), a.data(), mem.data(), dirs,
+                       keep.view().cache_of(pid));
+      ref::lowrank_add(regen.view().noise, uint32_t(pid), P.rows, P.cols, false, X6.data(), b.data(), mem.data(), dirs,
+                       nullptr);
+      CHECK(a == b);
+    }
   }
 }
