@@ -31,8 +31,9 @@ inline float widen(uint16_t b) { return bf16_dot_flush(bf16_to_f32(b)); }
 
 #if EGGROLL_X86
 // f32_to_bf16 (core/dtype.h) on 16 lanes: round to nearest even by integer addition, NaN kept
-// NaN (quiet bit set), packed into 8 pairs by vpmovdw. AVX-512F only.
-__attribute__((target("avx512f"))) void round_pairs_avx512(const float* x, int64_t in, uint32_t* o) {
+// NaN (quiet bit set), packed into 8 pairs by vpmovdw. AVX-512F only. Rounds the whole groups of
+// 16 and returns how many elements it rounded (the rest is bf16_round_pairs' scalar loop).
+__attribute__((target("avx512f"))) int64_t round_pairs_avx512(const float* x, int64_t in, uint32_t* o) {
   const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1),
                 abs_mask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000),
                 quiet = _mm512_set1_epi32(0x400000);
@@ -44,8 +45,7 @@ __attribute__((target("avx512f"))) void round_pairs_avx512(const float* x, int64
     r = _mm512_mask_or_epi32(r, nan, u, quiet);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + k / 2), _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16)));
   }
-  for (; k + 1 < in; k += 2) o[k / 2] = uint32_t(f32_to_bf16(x[k])) | (uint32_t(f32_to_bf16(x[k + 1])) << 16);
-  if (in % 2) o[in / 2] = f32_to_bf16(x[in - 1]);
+  return k;
 }
 #endif
 
@@ -314,14 +314,12 @@ PackedBf16 pack_bf16(const float* values, int64_t in, int64_t out, bool x_times_
 }
 
 void bf16_round_pairs(const float* x, int64_t in, uint32_t* out) {
+  int64_t k0 = 0;  // elements rounded by the vector loop (a multiple of 16, so pairs stay whole)
 #if EGGROLL_X86
   static const bool avx512 = __builtin_cpu_supports("avx512f");
-  if (avx512) {
-    round_pairs_avx512(x, in, out);
-    return;
-  }
+  if (avx512) k0 = round_pairs_avx512(x, in, out);
 #endif
-  for (int64_t k = 0; k + 1 < in; k += 2) out[k / 2] = uint32_t(f32_to_bf16(x[k])) | (uint32_t(f32_to_bf16(x[k + 1])) << 16);
+  for (int64_t k = k0; k + 1 < in; k += 2) out[k / 2] = uint32_t(f32_to_bf16(x[k])) | (uint32_t(f32_to_bf16(x[k + 1])) << 16);
   if (in % 2) out[in / 2] = f32_to_bf16(x[in - 1]);
 }
 
