@@ -67,14 +67,30 @@ void embedding_lowrank_add(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t
                            float* X, const int32_t* members, int64_t B, const float* cache) {
   const int r = ns.rank;
   const int64_t len = (m + n) * r;
-  // rows in parallel, two per chunk (an antithetic pair's rows usually sit next to each other)
+  // rows in parallel, two per chunk (an antithetic pair's rows usually sit next to each other).
+  // Without a cache only the elements a row reads are generated (each element is a function of
+  // its index alone): its token's row of A (r values) and B (n r values, kept while the pair repeats)
+  // -- not the whole (m + n) r array, m being the vocabulary.
   parallel_for_chunks(B, 2, [&](int64_t b, int64_t e) {
     FactorBuffer buf;
+    std::vector<float> arow(cache ? 0 : size_t(r));
     for (int64_t i = b; i < e; i++) {
       const uint32_t mem = uint32_t(members[i]);
-      const float* F = factor_array(ns, pid, mem, len, cache, buf);
-      const float* a = F + int64_t(tokens[i]) * r;
-      const float* Bf = F + m * r;
+      const float* a = nullptr;
+      const float* Bf = nullptr;
+      if (cache) {
+        const float* F = cache + int64_t(mem / 2) * len;
+        a = F + int64_t(tokens[i]) * r, Bf = F + m * r;
+      } else {
+        const NoiseKey key = noise_spec_key(ns, pid, mem);
+        if (buf.pair != int64_t(mem / 2) || int64_t(buf.data.size()) != n * r) {
+          buf.data.resize(size_t(n * r));
+          fill_noise(key, ns.dist, size_t(m * r), size_t(n * r), buf.data.data());
+          buf.pair = mem / 2;
+        }
+        fill_noise(key, ns.dist, size_t(int64_t(tokens[i]) * r), size_t(r), arow.data());
+        a = arow.data(), Bf = buf.data.data();
+      }
       const float c = noise_spec_lowrank_scale(ns, mem);
       float* x = X + i * n;
       for (int64_t o = 0; o < n; o++) {
