@@ -1,3 +1,6 @@
+#if defined(__x86_64__)
+#include "core/avx512.h"  // first: its pragmas must precede <immintrin.h>
+#endif
 #include "core/gemm_bf16.h"
 
 #include <algorithm>
@@ -316,8 +319,7 @@ PackedBf16 pack_bf16(const float* values, int64_t in, int64_t out, bool x_times_
 void bf16_round_pairs(const float* x, int64_t in, uint32_t* out) {
   int64_t k0 = 0;  // elements rounded by the vector loop (a multiple of 16, so pairs stay whole)
 #if EGGROLL_X86
-  static const bool avx512 = __builtin_cpu_supports("avx512f");
-  if (avx512) k0 = round_pairs_avx512(x, in, out);
+  if (cpu_has_avx512f()) k0 = round_pairs_avx512(x, in, out);
 #endif
   for (int64_t k = k0; k + 1 < in; k += 2) out[k / 2] = uint32_t(f32_to_bf16(x[k])) | (uint32_t(f32_to_bf16(x[k + 1])) << 16);
   if (in % 2) out[in / 2] = f32_to_bf16(x[in - 1]);
