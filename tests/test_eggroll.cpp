@@ -100,6 +100,33 @@ TEST_CASE("the low-rank forward equals the forward with W + E_i for every member
   }
 }
 
+TEST_CASE("lowrank_add: the two rows of a pair corrected together equal each corrected alone", "[eggroll]") {
+  // rows 0-1 and 4-5 are pairs (one pass over the shared factors), rows 2-3 and 6 are not
+  const std::vector<int32_t> members = {6, 7, 3, 8, 0, 1, 5};
+  const int64_t B = int64_t(members.size());
+  NoiseSpec ns;
+  ns.seed = 5, ns.epoch_bucket = 2, ns.rank = 1, ns.sigma = 0.02f;
+  std::mt19937 g(3);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for (bool xp : {false, true})
+    for (int64_t m : {int64_t(37), int64_t(64)}) {
+      const int64_t n = 45, in = xp ? m : n, out = xp ? n : m, len = m + n;
+      std::vector<float> X(size_t(B * in)), Y(size_t(B * out)), cache(size_t(5 * len));
+      for (auto& v : X) v = u(g);
+      for (auto& v : Y) v = u(g);
+      ref::fill_noise_cache(ns, 9, len, 5, cache.data());
+      for (const float* ca : {static_cast<const float*>(nullptr), static_cast<const float*>(cache.data())}) {
+        std::vector<float> together = Y, alone = Y;
+        ref::lowrank_add(ns, 9, m, n, xp, X.data(), together.data(), members.data(), B, ca);
+        for (int64_t i = 0; i < B; i++)
+          ref::lowrank_add(ns, 9, m, n, xp, X.data() + i * in, alone.data() + i * out, members.data() + i, 1, ca);
+        INFO("x_times_p " << xp << " m " << m << " cached " << (ca != nullptr));
+        CHECK(together == alone);
+        CHECK(together != Y);
+      }
+    }
+}
+
 TEST_CASE("antithetic members get exactly opposite perturbations", "[eggroll]") {
   Model m = Model::random(small_cfg(), 4);
   NoiseConfig nc;

@@ -23,10 +23,16 @@ namespace ref {
 void lowrank_add(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, bool x_times_p, const float* X,
                  float* Y, const int32_t* members, int64_t B, const float* cache);
 // One row of it: t = c * (In^T x) (In [in, r]), then y += Out t (Out [out, r]); t holds r floats.
-// The sums over `in` run in 16 interleaved partial sums added in a fixed order, so a row's result
-// depends only on the row (batch-invariant) and the loop vectorizes.
+// The sums over `in` run in 16 interleaved partial sums (explicit fmas) added in a fixed order, and
+// y += Out t as fmas (r = 1) or an r-term fma chain added to y, so a row's result depends only on
+// the row (batch-invariant), whatever the compiler contracts, and the loops vectorize.
 void lowrank_correct_row(const float* x, int64_t in, const float* In, const float* Out, int64_t out, int r, float c,
                          float* y, float* t);
+// lowrank_correct_row (r = 1) of the two rows of an antithetic pair, which share In and Out: rows
+// x[0, in) and x[in, 2 in) with scales c0 and c1 into y[0, out) and y[out, 2 out); each row's
+// bits are lowrank_correct_row's, the factors are read once.
+void lowrank_correct_pair(const float* x, int64_t in, const float* In, const float* Out, int64_t out, float c0,
+                          float c1, float* y);
 // Embedding perturbation (emb [V = m, C = n]): X[i] += (s sigma / sqrt r) B A[tokens[i]]^T.
 void embedding_lowrank_add(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, const int32_t* tokens,
                            float* X, const int32_t* members, int64_t B, const float* cache);
