@@ -46,56 +46,48 @@ inline float sum16(const float* part) {
   return sum;
 }
 
-void lowrank_correct_pair(const float* x, int64_t in, const float* In, const float* Out, int64_t out, float c0,
-                          float c1, float* y) {
-  // lowrank_correct_row of rows x[0..in) and x[in..2 in) (y likewise) with r = 1, each row's
-  // arithmetic exactly as there; the factors are read once for both
+// lowrank_correct_row's rank-1 arithmetic for R consecutive rows (x [R, in], y [R, out]) that share
+// In and Out: t[j] = c[j] (In . x_j), then y_j += Out t[j]. R = 2: the rows of an antithetic pair,
+// whose factors are then read once for both; each row's bits are those it gets alone (R = 1).
+template <int R>
+void correct_rank1_rows(const float* x, int64_t in, const float* In, const float* Out, int64_t out, const float* c,
+                        float* y, float* t) {
   constexpr int L = 16;
-  const float* x1 = x + in;
-  float* y1 = y + out;
-  float p0[L] = {}, p1[L] = {};
+  float part[R][L] = {};
   int64_t k = 0;
   for (; k + L <= in; k += L)
-    for (int l = 0; l < L; l++) {
-      p0[l] = std::fma(x[k + l], In[k + l], p0[l]);
-      p1[l] = std::fma(x1[k + l], In[k + l], p1[l]);
-    }
-  for (int l = 0; k < in; k++, l++) {
-    p0[l] = std::fma(x[k], In[k], p0[l]);
-    p1[l] = std::fma(x1[k], In[k], p1[l]);
-  }
-  const float t0 = c0 * sum16(p0), t1 = c1 * sum16(p1);
-  for (int64_t o = 0; o < out; o++) {
-    y[o] = std::fma(Out[o], t0, y[o]);
-    y1[o] = std::fma(Out[o], t1, y1[o]);
-  }
+    for (int j = 0; j < R; j++)
+      for (int l = 0; l < L; l++) part[j][l] = std::fma(x[j * in + k + l], In[k + l], part[j][l]);
+  for (int l = 0; k < in; k++, l++)
+    for (int j = 0; j < R; j++) part[j][l] = std::fma(x[j * in + k], In[k], part[j][l]);
+  for (int j = 0; j < R; j++) t[j] = c[j] * sum16(part[j]);
+  for (int64_t o = 0; o < out; o++)
+    for (int j = 0; j < R; j++) y[j * out + o] = std::fma(Out[o], t[j], y[j * out + o]);
+}
+
+void lowrank_correct_pair(const float* x, int64_t in, const float* In, const float* Out, int64_t out, float c0,
+                          float c1, float* y) {
+  const float c[2] = {c0, c1};
+  float t[2];
+  correct_rank1_rows<2>(x, in, In, Out, out, c, y, t);
 }
 
 void lowrank_correct_row(const float* x, int64_t in, const float* In, const float* Out, int64_t out, int r, float c,
                          float* y, float* t) {
+  if (r == 1) return correct_rank1_rows<1>(x, in, In, Out, out, &c, y, t);
   constexpr int L = 16;
   for (int q = 0; q < r; q++) {
     float part[L] = {};
     int64_t k = 0;
-    if (r == 1) {
-      for (; k + L <= in; k += L)
-        for (int l = 0; l < L; l++) part[l] = std::fma(x[k + l], In[k + l], part[l]);
-    } else {
-      for (; k + L <= in; k += L)
-        for (int l = 0; l < L; l++) part[l] = std::fma(x[k + l], In[(k + l) * r + q], part[l]);
-    }
+    for (; k + L <= in; k += L)
+      for (int l = 0; l < L; l++) part[l] = std::fma(x[k + l], In[(k + l) * r + q], part[l]);
     for (int l = 0; k < in; k++, l++) part[l] = std::fma(x[k], In[k * r + q], part[l]);
     t[q] = c * sum16(part);
   }
-  if (r == 1) {
-    const float t0 = t[0];
-    for (int64_t o = 0; o < out; o++) y[o] = std::fma(Out[o], t0, y[o]);
-  } else {
-    for (int64_t o = 0; o < out; o++) {
-      float acc = 0.f;
-      for (int q = 0; q < r; q++) acc = std::fma(Out[o * r + q], t[q], acc);
-      y[o] += acc;
-    }
+  for (int64_t o = 0; o < out; o++) {
+    float acc = 0.f;
+    for (int q = 0; q < r; q++) acc = std::fma(Out[o * r + q], t[q], acc);
+    y[o] += acc;
   }
 }
 
@@ -108,25 +100,13 @@ void embedding_lowrank_add(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t
   // its index alone): its token's row of A (r values) and B (n r values, kept while the pair repeats)
   // -- not the whole (m + n) r array, m being the vocabulary.
   parallel_for_chunks(B, 2, [&](int64_t b, int64_t e) {
-    FactorBuffer buf;
-    std::vector<float> arow(cache ? 0 : size_t(r));
+    FactorBuffer bbuf, abuf;  // B of the pair; the token's row of A
     for (int64_t i = b; i < e; i++) {
       const uint32_t mem = uint32_t(members[i]);
-      const float* a = nullptr;
-      const float* Bf = nullptr;
-      if (cache) {
-        const float* F = cache + int64_t(mem / 2) * len;
-        a = F + int64_t(tokens[i]) * r, Bf = F + m * r;
-      } else {
-        const NoiseKey key = noise_spec_key(ns, pid, mem);
-        if (buf.pair != int64_t(mem / 2) || int64_t(buf.data.size()) != n * r) {
-          buf.data.resize(size_t(n * r));
-          fill_noise(key, ns.dist, size_t(m * r), size_t(n * r), buf.data.data());
-          buf.pair = mem / 2;
-        }
-        fill_noise(key, ns.dist, size_t(int64_t(tokens[i]) * r), size_t(r), arow.data());
-        a = arow.data(), Bf = buf.data.data();
-      }
+      const int64_t arow = int64_t(tokens[i]) * r;
+      const float* F = cache ? cache + int64_t(mem / 2) * len : nullptr;  // the pair's cached array
+      const float* a = F ? F + arow : generated_range(ns, pid, mem, arow, r, abuf);
+      const float* Bf = F ? F + m * r : generated_range(ns, pid, mem, m * r, n * r, bbuf);
       const float c = noise_spec_lowrank_scale(ns, mem);
       float* x = X + i * n;
       for (int64_t o = 0; o < n; o++) {
