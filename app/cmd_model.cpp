@@ -178,7 +178,11 @@ void register_model_commands(CLI::App& app) {
     c->callback([=] {
       if (o->prompt.empty() && o->tokens.empty()) throw InputError("generate: give --prompt TEXT or --tokens IDS");
       if (o->top_p <= 0.f) throw InputError("--top-p: must be in (0, 1]");
-      Model m = Model::load(o->model);
+      DType stored = DType::F32;
+      read_checkpoint_config(o->model, &stored);  // the header alone: decides how to load
+      const bool bf16 = matrix_dtype_for(o->matrix_dtype, stored, cpu_has_bf16_dot()) == "bf16";
+      // bf16: 16-bit matrices stay as their bits until their panels exist (never widened to fp32)
+      Model m = Model::load(o->model, bf16 ? Model::MatrixBits::Keep : Model::MatrixBits::Widen);
       auto tok = tokenizer_for(o->vocab, m);
       std::vector<int32_t> prompt;
       if (!o->tokens.empty()) {
@@ -196,16 +200,12 @@ void register_model_commands(CLI::App& app) {
       if (tok && !o->no_stop) go.stop_strings = {o->stop.empty() ? std::string("\n\n") : o->stop};
       std::vector<GenRequest> reqs(size_t(o->n));
       for (int i = 0; i < o->n; i++) reqs[size_t(i)] = {prompt, o->seed + uint64_t(i), 0};
-      DType stored = DType::F32;
-      read_checkpoint_config(o->model, &stored);
-      const bool bf16 = matrix_dtype_for(o->matrix_dtype, stored, cpu_has_bf16_dot()) == "bf16";
       GenStats stats;
       std::vector<GenResult> res;
-      if (bf16) {  // bf16 panels only: the fp32 copy is dropped once they exist
+      if (bf16) {  // bf16 panels only: each host tensor is freed once placed
         CpuBackend be;
-        BackendModel bm(be, m, DType::BF16);
+        BackendModel bm(be, std::move(m), DType::BF16);
         bm.prepare_products();
-        for (Param& p : m.params) std::vector<float>().swap(p.data);
         Decoder dec(be, bm.weights(), int64_t(o->n));
         res = generate(dec, reqs, go, &stats);
       } else {

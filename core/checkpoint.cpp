@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 #include <unordered_set>
@@ -102,6 +103,21 @@ struct CopyJob {
   const pickle::TensorRef* view = nullptr;  // strided copies
 };
 
+// Fills one tensor's bytes from the file (its CRC checked where the layout says so).
+void copy_job(const CopyJob& j, Tensor& t, const zip::Reader* zr, const std::string& source) {
+  if (j.nbytes == 0) return;
+  if (j.crc_entry) zr->verify_crc(*j.entry);
+  if (j.contiguous) {
+    uint32_t c = copy_bytes(j.src, size_t(j.nbytes), t.data, j.crc_fused);
+    if (j.crc_fused && c != j.entry->crc)
+      throw InputError(source + ": CRC-32 mismatch in zip entry '" + printable(j.entry->name) + "' (file corrupted)");
+  } else {
+    const pickle::TensorRef& r = *j.view;
+    size_t esize = dtype_size(r.dtype);
+    gather(j.src, esize, uint64_t(r.storage_offset), r.sizes, r.strides, j.nbytes / esize, t.data);
+  }
+}
+
 // Runs the copies (in parallel when there is enough to copy) and rethrows the first error.
 void run_copies(const std::vector<CopyJob>& jobs, std::vector<Tensor>& tensors, const zip::Reader* zr,
                 const std::string& source) {
@@ -111,21 +127,8 @@ void run_copies(const std::vector<CopyJob>& jobs, std::vector<Tensor>& tensors, 
   std::vector<std::exception_ptr> errors(jobs.size());
   const long n = long(jobs.size());
   auto copy_one = [&](int64_t i) {
-    const CopyJob& j = jobs[size_t(i)];
-    Tensor& t = tensors[size_t(i)];
     try {
-      if (j.nbytes == 0) return;
-      if (j.crc_entry) zr->verify_crc(*j.entry);
-      if (j.contiguous) {
-        uint32_t c = copy_bytes(j.src, size_t(j.nbytes), t.data, j.crc_fused);
-        if (j.crc_fused && c != j.entry->crc)
-          throw InputError(source + ": CRC-32 mismatch in zip entry '" + printable(j.entry->name) +
-                           "' (file corrupted)");
-      } else {
-        const pickle::TensorRef& r = *j.view;
-        size_t esize = dtype_size(r.dtype);
-        gather(j.src, esize, uint64_t(r.storage_offset), r.sizes, r.strides, j.nbytes / esize, t.data);
-      }
+      copy_job(jobs[size_t(i)], tensors[size_t(i)], zr, source);
     } catch (...) {
       errors[size_t(i)] = std::current_exception();
     }
@@ -394,6 +397,34 @@ StateDict load_checkpoint(const std::string& path) {
   return format_from_bytes(f.data(), f.size(), path) == CheckpointFormat::Pth
              ? load_pth_bytes(f.data(), f.size(), path)
              : load_safetensors_bytes(f.data(), f.size(), path);
+}
+
+void load_checkpoint_streaming(const std::string& path, const std::function<void(const StateDict&)>& header,
+                               const std::function<void(size_t, Tensor&&)>& take) {
+  MappedFile f(path);
+  std::unique_ptr<zip::Reader> zr;
+  PthLayout pth;  // the .pth layout (its jobs point into refs and the reader's entries)
+  StateDict st_sd;
+  std::vector<CopyJob> st_jobs;
+  StateDict* sd = &st_sd;
+  std::vector<CopyJob>* jobs = &st_jobs;
+  if (format_from_bytes(f.data(), f.size(), path) == CheckpointFormat::Pth) {
+    zr = std::make_unique<zip::Reader>(f.data(), f.size(), path);
+    pth_layout(*zr, f.size(), path, pth);
+    sd = &pth.sd, jobs = &pth.jobs;
+  } else {
+    safetensors_layout(f.data(), f.size(), path, st_sd, st_jobs);
+  }
+  header(*sd);
+  for (size_t i = 0; i < jobs->size(); i++) {
+    const CopyJob& j = (*jobs)[i];
+    copy_job(j, sd->tensors[i], zr.get(), path);
+    take(i, std::move(sd->tensors[i]));
+    sd->tensors[i].data = {};
+    // The pages this tensor came from (a .pth view's whole storage record) leave the resident set.
+    if (j.entry) f.release(zr->bytes(*j.entry), size_t(j.entry->size));
+    else f.release(j.src, size_t(j.nbytes));
+  }
 }
 
 StateDict read_checkpoint_header(const std::string& path) {

@@ -27,6 +27,16 @@ CheckpointFormat format_from_path(const std::string& path);
 // Detects the format from the file's first bytes (zip magic vs safetensors header).
 StateDict load_checkpoint(const std::string& path);
 
+// --- one tensor at a time ------------------------------------------------------------
+// For loaders that convert each tensor as it comes, so that at most one tensor's bytes are held:
+// `header` first receives every tensor's name, dtype and shape (data empty) after all the checks
+// of read_checkpoint_header, then `take(i, tensor)` gets each tensor with its data (its CRC
+// checked as load_checkpoint does), in file order; the file's pages it was copied from leave
+// the resident set once `take` returns. The errors are load_checkpoint's; one raised by `header`
+// or `take` propagates.
+void load_checkpoint_streaming(const std::string& path, const std::function<void(const StateDict&)>& header,
+                               const std::function<void(size_t, Tensor&&)>& take);
+
 // --- header only -----------------------------------------------------------------
 // The tensors' names, dtypes and shapes (Tensor::data left empty) from the header alone: the
 // pickle of a .pth and its zip records, the JSON header of a safetensors file; no tensor data

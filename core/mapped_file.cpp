@@ -38,6 +38,14 @@ MappedFile::MappedFile(const std::string& path, Access access) {
   }
 }
 
+void MappedFile::release(const uint8_t* p, size_t n) const {
+  if (!data_ || p < data_ || n > size_ || size_t(p - data_) > size_ - n) return;
+  const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
+  const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + n) & ~(page - 1);
+  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+}
+
 MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
   if (fd_ >= 0) ::close(fd_);

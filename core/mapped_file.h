@@ -16,6 +16,9 @@ class MappedFile {
   MappedFile& operator=(const MappedFile&) = delete;
 
   const uint8_t* data() const { return data_; }
+  // Drops the whole pages inside [p, p + n) (a range of this mapping) from the resident set; a
+  // later read faults them in from the file again.
+  void release(const uint8_t* p, size_t n) const;
   size_t size() const { return size_; }
 
  private:

@@ -1,5 +1,6 @@
 #include "rwkv/backend_model.h"
 
+#include <cstring>
 #include <stdexcept>
 
 #include "core/dtype.h"
@@ -13,44 +14,86 @@ void BackendModel::place_layout(const Model& layout) {
   bf16_.assign(layout.params.size(), nullptr);
 }
 
+namespace {
+
+// A parameter's fp32 values: its data, or its kept 16-bit bits widened into tmp.
+const float* f32_values(const Param& p, std::vector<float>& tmp) {
+  if (p.bits.empty()) return p.data.data();
+  tmp.resize(size_t(p.rows * p.cols));
+  convert_to_f32(p.bits_dtype, p.bits.data(), tmp.data(), tmp.size());
+  return tmp.data();
+}
+
+// The bf16 rounding of a parameter's values into out: f32_to_bf16 of each, which for kept bf16
+// bits is the bits themselves (a NaN quieted, as f32_to_bf16 does), without widening them.
+void bf16_values(const Param& p, std::vector<uint16_t>& out, std::vector<float>& tmp) {
+  const size_t n = size_t(p.rows * p.cols);
+  out.resize(n);
+  if (p.bits_dtype == DType::BF16 && !p.bits.empty()) {
+    std::memcpy(out.data(), p.bits.data(), n * 2);
+    for (uint16_t& b : out)
+      if ((b & 0x7fffu) > 0x7f80u) b = uint16_t(b | 0x40u);
+    return;
+  }
+  const float* f = f32_values(p, tmp);
+  for (size_t j = 0; j < n; j++) out[j] = f32_to_bf16(f[j]);
+}
+
+}  // namespace
+
 BackendModel::BackendModel(Backend& be, const Model& m, DType matrix_dtype, const std::vector<uint8_t>* masters,
                            bool in_place)
     : be_(be), buffers_(be), dtype_(matrix_dtype) {
+  place(m, nullptr, masters, in_place);
+}
+
+BackendModel::BackendModel(Backend& be, Model&& m, DType matrix_dtype)
+    : be_(be), buffers_(be), dtype_(matrix_dtype) {
+  place(m, &m, nullptr, false);
+}
+
+void BackendModel::place(const Model& m, Model* release, const std::vector<uint8_t>* masters, bool in_place) {
   if (masters && masters->size() != m.params.size())
     throw std::invalid_argument("BackendModel: the master selection does not match the model");
   place_layout(m);
   master_.assign(m.params.size(), nullptr);
   std::vector<uint16_t> bits;
+  std::vector<float> tmp;
   for (size_t pid = 0; pid < m.params.size(); pid++) {
     const Param& p = m.params[pid];
-    const int64_t n = int64_t(p.numel());
+    const int64_t n = p.rows * p.cols;
     const bool updated = masters && (*masters)[pid];
     WeightView v;
     v.rows = p.rows, v.cols = p.cols;
-    if (p.is_matrix && matrix_dtype == DType::BF16) {
-      bits.resize(size_t(n));
-      for (int64_t j = 0; j < n; j++) bits[size_t(j)] = f32_to_bf16(p.data[size_t(j)]);
+    if (p.is_matrix && dtype_ == DType::BF16) {
+      bf16_values(p, bits, tmp);
       uint16_t* b = buffers_.array<uint16_t>(n);
-      be.upload(b, bits.data(), size_t(n) * 2);
+      be_.upload(b, bits.data(), size_t(n) * 2);
       bytes_ += size_t(n) * 2;
       bf16_[pid] = b;
       v.data = b, v.dtype = DType::BF16;
       if (updated) {
         master_[pid] = buffers_.array(n);
-        be.upload(master_[pid], p.data.data(), size_t(n) * 4);
+        be_.upload(master_[pid], f32_values(p, tmp), size_t(n) * 4);
         bytes_ += size_t(n) * 4;
       }
     } else {
-      float* f = const_cast<float*>(p.data.data());  // used in place on a host-memory backend
-      if (!(in_place && be.shares_host_memory())) {
+      const float* src = f32_values(p, tmp);
+      float* f = const_cast<float*>(src);  // used in place on a host-memory backend
+      if (!(in_place && be_.shares_host_memory() && p.bits.empty())) {
         f = buffers_.array(n);
-        be.upload(f, p.data.data(), size_t(n) * 4);
+        be_.upload(f, src, size_t(n) * 4);
         bytes_ += size_t(n) * 4;
       }
       v.data = f, v.dtype = DType::F32;
       if (updated) master_[pid] = f;
     }
     w_.params.push_back(v);
+    if (release) {  // placed: the host copy goes
+      Param& r = release->params[pid];
+      std::vector<float>().swap(r.data);
+      std::vector<uint8_t>().swap(r.bits);
+    }
   }
 }
 

@@ -15,13 +15,17 @@ namespace eggroll {
 class BackendModel {
  public:
   // Uploads m's parameters: matrices (Param::is_matrix) in matrix_dtype (bf16: round to nearest
-  // even of the fp32 values), vectors fp32. masters (per parameter id, optional): parameters the
-  // optimizer updates; a bf16 matrix among them also gets an fp32 master copy (the update is
+  // even of the fp32 values, or of kept 16-bit bits' values), vectors fp32. masters (per
+  // parameter id, optional): parameters the optimizer updates; a bf16 matrix among them also gets an fp32 master copy (the update is
   // applied to it and the bf16 copy rewritten), an fp32 parameter is its own master.
   // in_place: on a backend that shares host memory, fp32 parameters are m's own arrays (no copy;
-  // whoever updates the masters then changes m).
+  // whoever updates the masters then changes m); kept bits are always copied.
   BackendModel(Backend& be, const Model& m, DType matrix_dtype, const std::vector<uint8_t>* masters = nullptr,
                bool in_place = false);
+  // The same placement, consuming m: each parameter's host arrays (Param::data, Param::bits) are
+  // freed once placed, so the host never holds the model twice; m keeps its config and names.
+  // A matrix m kept as bf16 bits (Model::MatrixBits::Keep) is placed without being widened.
+  BackendModel(Backend& be, Model&& m, DType matrix_dtype);
   // Random weights made by the backend (Backend::init_uniform): the values of
   // Model::random(cfg, seed), matrices in matrix_dtype (bf16: their RNE rounding), no masters.
   BackendModel(Backend& be, const ModelConfig& cfg, uint64_t seed, DType matrix_dtype);
@@ -47,6 +51,7 @@ class BackendModel {
 
  private:
   void place_layout(const Model& layout);
+  void place(const Model& m, Model* release, const std::vector<uint8_t>* masters, bool in_place);
   Backend& be_;
   BackendBuffers buffers_;
   ModelWeights w_;

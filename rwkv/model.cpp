@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <map>
 #include <set>
+#include <unordered_map>
 
 #include "core/error.h"
 #include "core/ops/init.h"
@@ -169,7 +170,31 @@ Model Model::from_state_dict(const StateDict& sd, const std::string& source) {
   return m;
 }
 
-Model Model::load(const std::string& path) { return from_state_dict(load_checkpoint(path), path); }
+Model Model::load(const std::string& path, MatrixBits matrices) {
+  Model m;
+  std::unordered_map<std::string, size_t> index;  // tensor name -> parameter id
+  load_checkpoint_streaming(
+      path,
+      [&](const StateDict& header) {
+        m.cfg = ModelConfig::infer(header, path);  // every tensor expected, none extra, shapes checked
+        m.source_dtype = header.tensors.empty() ? DType::F32 : header.tensors.front().dtype;
+        for (const auto& e : model_tensor_entries(m.cfg)) {
+          index.emplace(e.name, m.params.size());
+          m.params.push_back(param_skeleton(e.name, header.at(e.name, path).shape));
+        }
+      },
+      [&](size_t, Tensor&& t) {
+        Param& p = m.params[index.at(t.name)];
+        if (matrices == MatrixBits::Keep && p.is_matrix && t.dtype != DType::F32) {
+          p.bits = std::move(t.data);
+          p.bits_dtype = t.dtype;
+        } else {
+          p.data = t.to_f32();
+        }
+      });
+  m.bind();
+  return m;
+}
 
 Model Model::random(const ModelConfig& cfg, uint64_t seed) {
   Model m;

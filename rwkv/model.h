@@ -36,6 +36,10 @@ struct Param {
   int64_t rows = 0, cols = 0;
   bool is_matrix = false;  // two real dimensions (counting emb and head)
   std::vector<float> data;
+  // A 16-bit matrix loaded with MatrixBits::Keep: its checkpoint bytes (bits_dtype, BF16 or F16),
+  // `data` then empty. Widening is exact, so these bits are the values; BackendModel reads them.
+  std::vector<uint8_t> bits;
+  DType bits_dtype = DType::F32;
   size_t numel() const { return data.size(); }
 };
 
@@ -57,7 +61,12 @@ struct Model {
   int find(const std::string& name) const;  // -1 when absent
 
   static Model from_state_dict(const StateDict& sd, const std::string& source);
-  static Model load(const std::string& path);
+  // Reads the file one tensor at a time (core/checkpoint.h, load_checkpoint_streaming), each
+  // converted as it comes: the peak holds the model plus one tensor. Widen: every parameter as
+  // fp32. Keep: 16-bit matrices (Param::is_matrix) stay as their bits (half the memory), for
+  // a BackendModel in bf16; the fp32 code (Forward, to_state_dict) needs Widen.
+  enum class MatrixBits { Widen, Keep };
+  static Model load(const std::string& path, MatrixBits matrices = MatrixBits::Widen);
   // Random weights with the real shapes and value ranges, deterministic in seed.
   static Model random(const ModelConfig& cfg, uint64_t seed);
   StateDict to_state_dict(DType dtype) const;

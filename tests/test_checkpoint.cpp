@@ -124,7 +124,10 @@ struct Pk {
     return *this;
   }
   Pk& global(const std::string& m, const std::string& n) { return op('c').raw(m + "\n" + n + "\n"); }
-  Pk& i1(int v) { return op('K').op(char(v)); }
+  Pk& i1(int v) {  // BININT1, or BININT2 from 256
+    if (v < 256) return op('K').op(char(v));
+    return op('M').op(char(v & 0xff)).op(char(v >> 8));
+  }
   Pk& ordered_dict() { return global("collections", "OrderedDict").op(')').op('R'); }
   // _rebuild_tensor_v2(storage(key, numel), offset, sizes, strides, False, OrderedDict())
   Pk& tensor(const std::string& storage_class, const std::string& key, int numel, int offset,
@@ -478,6 +481,111 @@ TEST_CASE("checkpoint: header-only reads match the loaders, on disk and in memor
     CHECK_THAT(input_error_of([&] { load_checkpoint(dir / "flipped.pth"); }), Catch::Contains("CRC-32 mismatch"));
     CHECK(read_checkpoint_header(dir / "flipped.pth").tensors.size() == 6);
   }
+}
+
+// ---- one tensor at a time --------------------------------------------------------------------------
+
+namespace {
+
+// What load_checkpoint_streaming hands over, checking the order of its calls: the header once,
+// first and without data, then every tensor in its order, named as the header says.
+StateDict load_streamed(const std::string& path) {
+  StateDict header, got;
+  bool have_header = false;
+  load_checkpoint_streaming(
+      path,
+      [&](const StateDict& h) {
+        REQUIRE_FALSE(have_header);
+        have_header = true;
+        header = h;
+        for (const Tensor& t : h.tensors) REQUIRE(t.data.empty());
+      },
+      [&](size_t i, Tensor&& t) {
+        REQUIRE(have_header);
+        REQUIRE(i == got.tensors.size());
+        REQUIRE(i < header.tensors.size());
+        CHECK(t.name == header.tensors[i].name);
+        CHECK(t.shape == header.tensors[i].shape);
+        CHECK(t.data.size() == t.nbytes());
+        got.tensors.push_back(std::move(t));
+      });
+  REQUIRE(got.tensors.size() == header.tensors.size());
+  return got;
+}
+
+}  // namespace
+
+TEST_CASE("checkpoint: the tensor-at-a-time loader hands over load_checkpoint's tensors and errors", "[checkpoint]") {
+  TempDir dir;
+  save_pth(dir / "small.pth", small_dict());
+  save_safetensors(dir / "small.safetensors", small_dict());
+  for (const std::string& path : {kTiny, kRand, dir / "small.pth", dir / "small.safetensors"}) {
+    INFO(path);
+    require_same(load_streamed(path), load_checkpoint(path));
+  }
+  // Views sharing one storage of several pages: each tensor's pages are released after it is
+  // handed over, and the next view of the same storage still reads the file's bytes.
+  {
+    std::vector<float> s(8192);
+    for (size_t k = 0; k < s.size(); k++) s[k] = float(k) * 0.5f;
+    Pk p;
+    p.ordered_dict().op('(');
+    p.str("whole").tensor("FloatStorage", "0", 8192, 0, {8192}, {1});
+    p.str("tail").tensor("FloatStorage", "0", 8192, 4096, {4096}, {1});
+    p.str("transposed").tensor("FloatStorage", "0", 8192, 0, {128, 64}, {1, 128});
+    p.str("whole_again").tensor("FloatStorage", "0", 8192, 0, {8192}, {1});
+    p.op('u').op('.');
+    write_bytes(dir / "shared.pth", make_zip(dir, p.bytes(), {{"data/0", f32_bytes(s)}}));
+    const StateDict got = load_streamed(dir / "shared.pth");
+    require_same(got, load_checkpoint(dir / "shared.pth"));
+    REQUIRE(got.tensors.size() == 4);
+    CHECK(got.tensors[3].to_f32() == s);
+    CHECK(got.tensors[1].to_f32() == std::vector<float>(s.begin() + 4096, s.end()));
+    CHECK(got.tensors[2].to_f32()[1] == s[128]);
+  }
+  // bad files: load_checkpoint's error, word for word; header faults before any tensor
+  size_t taken = 0;
+  auto streamed_error = [&](const std::string& path) {
+    taken = 0;
+    return input_error_of([&] { load_checkpoint_streaming(path, [](const StateDict&) {}, [&](size_t, Tensor&&) { taken++; }); });
+  };
+  auto same_error = [&](const std::string& path) {
+    const std::string e = input_error_of([&] { load_checkpoint(path); });
+    CHECK(e != "(no InputError)");
+    CHECK(streamed_error(path) == e);
+    return e;
+  };
+  write_bytes(dir / "junk.pth", {'h', 'e', 'l', 'l', 'o', ' ', 'w', 'o', 'r', 'l', 'd'});
+  CHECK_THAT(same_error(dir / "junk.pth"), Catch::Contains("neither a torch .pth (zip) nor a safetensors file"));
+  CHECK_THAT(same_error(dir / "missing.pth"), Catch::Contains("missing.pth: cannot open"));
+  for (const char* name : {"small.pth", "small.safetensors"}) {
+    const std::vector<uint8_t> b = read_bytes(dir / name);
+    for (size_t cut : {size_t(9), b.size() / 2, b.size() - 1}) {
+      INFO(name << " cut at " << cut << " of " << b.size());
+      write_bytes(dir / ("cut_" + std::string(name)), std::vector<uint8_t>(b.begin(), b.begin() + long(cut)));
+      same_error(dir / ("cut_" + std::string(name)));
+      CHECK(taken == 0);
+    }
+  }
+  {  // damaged bytes of the last tensor: the tensors before it are handed over, then the CRC error
+    std::vector<uint8_t> b = read_bytes(dir / "small.pth");
+    zip::Reader zr(b.data(), b.size(), "x");
+    const size_t last = small_dict().tensors.size() - 1;
+    b[zr.find("archive/data/" + std::to_string(last))->data_offset + 1] ^= 1;
+    write_bytes(dir / "flipped.pth", b);
+    CHECK_THAT(same_error(dir / "flipped.pth"), Catch::Contains("CRC-32 mismatch"));
+    CHECK(taken == last);
+  }
+  // an error of the consumer propagates and ends the load
+  struct Stop {};
+  size_t calls = 0;
+  CHECK_THROWS_AS(load_checkpoint_streaming(kTiny, [](const StateDict&) {},
+                                            [&](size_t i, Tensor&&) {
+                                              calls++;
+                                              if (i == 2) throw Stop{};
+                                            }),
+                  Stop);
+  CHECK(calls == 3);
 }
 
 // ---- damaged files ------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 #include <cmath>
 
 #include <algorithm>
+#include <cstring>
 
+#include "core/checkpoint.h"
 #include "core/cpu_backend.h"
 #include "core/ops/linear.h"
 #include "fixtures.h"
@@ -243,6 +245,71 @@ TEST_CASE("bf16 matrices: logits against the float64 products of the same roundi
     WARN(name << ": bf16 logits vs the bf16-rounding float64 products: first token " << first << ", all "
               << tokens.size() << " tokens " << worst
               << " of the logit range; vs the fp32 model's float64 goldens: largest difference " << worst_golden);
+  }
+}
+
+TEST_CASE("16-bit matrices kept as their bits place the weights the widened model places", "[model][bf16]") {
+  // the bf16 fixture, and a random tiny model written as f16
+  const std::string f16 = (test::temp_root("forward") / "tiny-f16.safetensors").string();
+  Model::random(ModelConfig::preset("tiny", 300), 3).save(f16, DType::F16);
+  for (const std::string& path : {test::fixture("rwkv7/rand-l3-d256-v1024.pth"), f16}) {
+    INFO(path);
+    const Model wide = Model::load(path);
+    const Model whole = Model::from_state_dict(load_checkpoint(path), path);  // not streamed
+    Model kept = Model::load(path, Model::MatrixBits::Keep);
+    REQUIRE(kept.params.size() == wide.params.size());
+    for (size_t pid = 0; pid < wide.params.size(); pid++) {
+      const Param &w = wide.params[pid], &k = kept.params[pid];
+      INFO(w.name);
+      CHECK(whole.params[pid].data == w.data);
+      CHECK(w.bits.empty());
+      if (w.is_matrix) {  // the file's bits, which widen to the values
+        REQUIRE(k.data.empty());
+        REQUIRE(k.bits.size() == w.data.size() * 2);
+        CHECK(k.bits_dtype == wide.source_dtype);
+        std::vector<float> v(w.data.size());
+        convert_to_f32(k.bits_dtype, k.bits.data(), v.data(), v.size());
+        CHECK(v == w.data);
+      } else {
+        CHECK(k.bits.empty());
+        CHECK(k.data == w.data);
+      }
+    }
+    // placed in bf16 (one matrix with an fp32 master), and in fp32: the same arrays either way
+    std::vector<uint8_t> masters(wide.params.size(), 0);
+    masters[size_t(wide.layers[0].Wk)] = 1;
+    CpuBackend be;
+    for (DType dt : {DType::BF16, DType::F32}) {
+      BackendModel a(be, wide, dt, &masters), b(be, kept, dt, &masters);
+      for (size_t pid = 0; pid < wide.params.size(); pid++) {
+        const WeightView &va = a.weights().params[pid], &vb = b.weights().params[pid];
+        INFO(wide.params[pid].name << " in " << dtype_name(dt));
+        REQUIRE(va.dtype == vb.dtype);
+        const size_t bytes = size_t(va.rows * va.cols) * dtype_size(va.dtype);
+        CHECK(std::memcmp(va.data, vb.data, bytes) == 0);
+        if (a.master(int(pid))) {
+          REQUIRE(b.master(int(pid)));
+          CHECK(std::memcmp(a.master(int(pid)), b.master(int(pid)), size_t(va.rows * va.cols) * 4) == 0);
+        }
+      }
+    }
+    // consumed: the host copies are gone once placed, and the step's logits are the widened model's
+    const std::vector<int32_t> tokens = {1, 5, 9};
+    const auto want = step_logits(be, wide, DType::BF16, true, tokens);
+    BackendModel c(be, std::move(kept), DType::BF16);
+    for (const Param& p : kept.params) {
+      CHECK(p.data.empty());
+      CHECK(p.bits.empty());
+    }
+    CHECK(kept.cfg.describe() == wide.cfg.describe());
+    c.prepare_products();
+    ModelStep step(be, c.weights(), 1);
+    BackendState st(be, wide.cfg, 1);
+    const int32_t slot = 0;
+    std::vector<float> got(tokens.size() * size_t(wide.cfg.vocab));
+    for (size_t t = 0; t < tokens.size(); t++)
+      step.step(&tokens[t], &slot, &slot, 1, st.view(), got.data() + t * size_t(wide.cfg.vocab));
+    CHECK(got == want);
   }
 }
 

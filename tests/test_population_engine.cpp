@@ -87,6 +87,18 @@ TEST_CASE("generation through the backend ops equals the CPU forward's", "[popul
   }
 }
 
+TEST_CASE("the engine refuses a model whose matrices are held as 16-bit bits (it needs fp32 host copies)",
+          "[population_engine]") {
+  const std::string path = (test::temp_root("engine") / "tiny-bf16.safetensors").string();
+  tiny_model().save(path, DType::BF16);
+  Model kept = Model::load(path, Model::MatrixBits::Keep);
+  const ParamSelection sel = select_params(kept, {"*"}, {}, true);
+  CpuBackend be;
+  CHECK_THROWS_WITH(PopulationEngine(be, kept, sel, noise(), {}, {}), Catch::Contains("held as 16-bit bits"));
+  Model wide = Model::load(path);
+  CHECK_NOTHROW(PopulationEngine(be, wide, sel, noise(), {}, {}));
+}
+
 TEST_CASE("perturbed generation through an PopulationEngine equals Perturbation's", "[population_engine][generate]") {
   Model m = tiny_model();
   const auto reqs = requests(6);
