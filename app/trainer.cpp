@@ -69,8 +69,8 @@ std::unique_ptr<Tokenizer> make_tokenizer(const TrainConfig& cfg) {
   return cfg.model.vocab == "byte" ? make_byte_tokenizer() : load_world_tokenizer(cfg.model.vocab);
 }
 
-Model initial_model(const TrainConfig& cfg, const Tokenizer& tok) {
-  if (!cfg.model.path.empty()) return Model::load(cfg.model.path);
+Model initial_model(const TrainConfig& cfg, const Tokenizer& tok, Model::MatrixBits bits = Model::MatrixBits::Widen) {
+  if (!cfg.model.path.empty()) return Model::load(cfg.model.path, bits);
   ModelConfig mc = ModelConfig::preset(cfg.model.init_preset, tok.vocab_size() <= 256 ? 256 : 65536);
   Model m = Model::random(mc, cfg.model.init_seed);
   DType dt{};
@@ -485,7 +485,10 @@ EvalResult evaluate(const TrainConfig& cfg, const std::string& checkpoint) {
   std::string weights;
   std::string ck = checkpoint.empty() ? latest_checkpoint(run_directory(cfg)) : checkpoint;
   if (!ck.empty()) weights = fs::is_directory(ck) ? (fs::path(ck) / "model.safetensors").string() : ck;
-  Model m = weights.empty() ? initial_model(cfg, *tok) : Model::load(weights);
+  // bf16 matrices: a 16-bit checkpoint's matrices stay as their bits (nothing is updated here)
+  const DType matrix_dtype = engine_matrix_dtype(cfg);
+  const auto bits = matrix_dtype == DType::BF16 ? Model::MatrixBits::Keep : Model::MatrixBits::Widen;
+  Model m = weights.empty() ? initial_model(cfg, *tok, bits) : Model::load(weights, bits);
   r.checkpoint = weights.empty() ? "initial model" : weights;
   r.examples = task->val_size();
   if (r.examples == 0) throw InputError("task.val_size: the task has no validation split (set task.val_path or task.val_size)");
@@ -495,9 +498,10 @@ EvalResult evaluate(const TrainConfig& cfg, const std::string& checkpoint) {
   none.lowrank.assign(m.params.size(), 0);
   none.full.assign(m.params.size(), 0);
   PopulationEngineOptions eo;
-  eo.matrix_dtype = engine_matrix_dtype(cfg);
+  eo.matrix_dtype = matrix_dtype;
   eo.max_rows = int64_t(r.examples);
   PopulationEngine engine(*backend, m, none, NoiseConfig{}, {}, eo);
+  for (Param& p : m.params) std::vector<uint8_t>().swap(p.bits);  // placed: the engine reads only m.cfg now
   r.score = task->teacher_forced()
                 ? validation_loglik(m, engine, *task, *tok, cfg.task.chunk_tokens)
                 : validation_score(

@@ -20,10 +20,11 @@ PopulationEngine::PopulationEngine(Backend& be, Model& m, const ParamSelection& 
   if (sel.lowrank.size() != m.params.size() || sel.full.size() != m.params.size())
     throw std::invalid_argument("PopulationEngine: selection does not match the model");
   if (o.max_rows < 1) throw std::invalid_argument("PopulationEngine: max_rows must be >= 1");
-  for (const Param& p : m.params)  // it reads and writes fp32 host copies (checkpoints, gradients)
-    if (!p.bits.empty())
-      throw std::invalid_argument("PopulationEngine: parameter " + p.name + " is held as 16-bit bits (load with MatrixBits::Widen)");
   const size_t P = m.params.size();
+  for (size_t pid = 0; pid < P; pid++)  // it reads and writes the fp32 host copies of those it updates
+    if ((sel.lowrank[pid] || sel.full[pid]) && !m.params[pid].bits.empty())
+      throw std::invalid_argument("PopulationEngine: parameter " + m.params[pid].name +
+                                  " is updated but held as 16-bit bits (load with MatrixBits::Widen)");
   m1_.assign(P, nullptr), m2_.assign(P, nullptr);
   std::vector<uint8_t> updated(P, 0);
   for (size_t pid = 0; pid < P; pid++) updated[pid] = sel.lowrank[pid] || sel.full[pid];
