@@ -230,7 +230,7 @@ void save_checkpoint_dir(const fs::path& run, int step, const Model& m, const Po
   const fs::path tmp = dir / (".tmp_" + name), final = dir / name;
   fs::remove_all(tmp);
   fs::create_directories(tmp);
-  save_safetensors((tmp / "model.safetensors").string(), m.to_state_dict(DType::F32));
+  m.save((tmp / "model.safetensors").string(), DType::F32);  // one tensor at a time
   save_safetensors((tmp / "optimizer.safetensors").string(), engine.optimizer_state());
   write_run_state(tmp.string(), {step, engine.optimizer_steps()});
   fs::remove_all(final);

@@ -72,7 +72,9 @@ void BackendModel::place(const Model& m, Model* release, const std::vector<uint8
       bytes_ += size_t(n) * 2;
       bf16_[pid] = b;
       v.data = b, v.dtype = DType::BF16;
-      if (updated) {
+      if (updated && in_place && be_.shares_host_memory() && p.bits.empty()) {
+        master_[pid] = const_cast<float*>(p.data.data());  // m's own array, as for fp32 parameters
+      } else if (updated) {
         master_[pid] = buffers_.array(n);
         be_.upload(master_[pid], f32_values(p, tmp), size_t(n) * 4);
         bytes_ += size_t(n) * 4;

@@ -18,8 +18,9 @@ class BackendModel {
   // even of the fp32 values, or of kept 16-bit bits' values), vectors fp32. masters (per
   // parameter id, optional): parameters the optimizer updates; a bf16 matrix among them also gets an fp32 master copy (the update is
   // applied to it and the bf16 copy rewritten), an fp32 parameter is its own master.
-  // in_place: on a backend that shares host memory, fp32 parameters are m's own arrays (no copy;
-  // whoever updates the masters then changes m); kept bits are always copied.
+  // in_place: on a backend that shares host memory, fp32 parameters and the fp32 masters of bf16
+  // matrices are m's own arrays (no copy; whoever updates the masters then changes m); kept bits
+  // are always copied.
   BackendModel(Backend& be, const Model& m, DType matrix_dtype, const std::vector<uint8_t>* masters = nullptr,
                bool in_place = false);
   // The same placement, consuming m: each parameter's host arrays (Param::data, Param::bits) are

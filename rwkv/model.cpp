@@ -209,13 +209,41 @@ Model Model::random(const ModelConfig& cfg, uint64_t seed) {
   return m;
 }
 
+namespace {
+
+// A parameter's values in dtype at out (numel * dtype_size bytes): from its fp32 data, or from its
+// kept 16-bit bits (copied as they are when dtype is theirs; widening is exact).
+void param_bytes(const Param& p, DType dtype, uint8_t* out, std::vector<float>& tmp) {
+  const size_t n = size_t(p.rows * p.cols);
+  if (p.bits.empty()) return convert_from_f32(dtype, p.data.data(), out, p.data.size());
+  if (p.bits_dtype == dtype) return void(std::memcpy(out, p.bits.data(), n * dtype_size(dtype)));
+  tmp.resize(n);
+  convert_to_f32(p.bits_dtype, p.bits.data(), tmp.data(), n);
+  convert_from_f32(dtype, tmp.data(), out, n);
+}
+
+}  // namespace
+
 StateDict Model::to_state_dict(DType dtype) const {
   StateDict sd;
-  for (const auto& p : params) sd.tensors.push_back(Tensor::from_f32(p.name, p.shape, p.data.data(), dtype));
+  std::vector<float> tmp;
+  for (const auto& p : params) {
+    Tensor t;
+    t.name = p.name, t.dtype = dtype, t.shape = p.shape;
+    t.data.resize(t.nbytes());
+    param_bytes(p, dtype, t.data.data(), tmp);
+    sd.tensors.push_back(std::move(t));
+  }
   return sd;
 }
 
-void Model::save(const std::string& path, DType dtype) const { save_checkpoint(path, to_state_dict(dtype)); }
+void Model::save(const std::string& path, DType dtype) const {
+  std::vector<TensorSpec> specs;
+  for (const auto& p : params) specs.push_back({p.name, dtype, p.shape});
+  std::vector<float> tmp;
+  save_checkpoint_streaming(path, format_from_path(path), specs,
+                            [&](size_t i, std::vector<uint8_t>& out) { param_bytes(params[i], dtype, out.data(), tmp); });
+}
 
 void write_random_checkpoint(const std::string& path, const ModelConfig& cfg, uint64_t seed, DType dtype) {
   auto specs = cfg.tensor_specs(dtype);

@@ -70,6 +70,8 @@ struct Model {
   // Random weights with the real shapes and value ranges, deterministic in seed.
   static Model random(const ModelConfig& cfg, uint64_t seed);
   StateDict to_state_dict(DType dtype) const;
+  // The file to_state_dict(dtype) would make (format from the extension), written one tensor at
+  // a time: no second copy of the model in memory.
   void save(const std::string& path, DType dtype) const;
 
  private:

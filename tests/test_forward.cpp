@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "core/checkpoint.h"
 #include "core/cpu_backend.h"
@@ -246,6 +249,32 @@ TEST_CASE("bf16 matrices: logits against the float64 products of the same roundi
               << tokens.size() << " tokens " << worst
               << " of the logit range; vs the fp32 model's float64 goldens: largest difference " << worst_golden);
   }
+}
+
+TEST_CASE("Model::save writes, one tensor at a time, the file of save_checkpoint(to_state_dict)", "[model]") {
+  const auto dir = test::temp_root("forward");
+  auto bytes = [](const std::filesystem::path& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::vector<char>(std::istreambuf_iterator<char>(f), {});
+  };
+  const Model m = Model::random(ModelConfig::preset("tiny", 300), 4);
+  for (const std::string ext : {".pth", ".safetensors"})
+    for (DType dt : {DType::F32, DType::BF16, DType::F16}) {
+      INFO(ext << " " << dtype_name(dt));
+      m.save((dir / ("streamed" + ext)).string(), dt);
+      save_checkpoint((dir / ("whole" + ext)).string(), m.to_state_dict(dt));
+      CHECK(bytes(dir / ("streamed" + ext)) == bytes(dir / ("whole" + ext)));
+    }
+  // a model holding kept bits writes the values it was loaded with, in any dtype
+  m.save((dir / "src.safetensors").string(), DType::BF16);
+  const Model kept = Model::load((dir / "src.safetensors").string(), Model::MatrixBits::Keep);
+  const Model wide = Model::load((dir / "src.safetensors").string());
+  for (DType dt : {DType::BF16, DType::F32}) {
+    kept.save((dir / "a.safetensors").string(), dt);
+    wide.save((dir / "b.safetensors").string(), dt);
+    CHECK(bytes(dir / "a.safetensors") == bytes(dir / "b.safetensors"));
+  }
+  CHECK(bytes(dir / "a.safetensors").size() > 0);
 }
 
 TEST_CASE("16-bit matrices kept as their bits place the weights the widened model places", "[model][bf16]") {
