@@ -16,8 +16,9 @@ class BackendModel {
  public:
   // Uploads m's parameters: matrices (Param::is_matrix) in matrix_dtype (bf16: round to nearest
   // even of the fp32 values, or of kept 16-bit bits' values), vectors fp32. masters (per
-  // parameter id, optional): parameters the optimizer updates; a bf16 matrix among them also gets an fp32 master copy (the update is
-  // applied to it and the bf16 copy rewritten), an fp32 parameter is its own master.
+  // parameter id, optional): parameters the optimizer updates; a bf16 matrix among them also
+  // gets an fp32 master (the update is applied to it and the bf16 copy rewritten), an fp32
+  // parameter is its own master.
   // in_place: on a backend that shares host memory, fp32 parameters and the fp32 masters of bf16
   // matrices are m's own arrays (no copy; whoever updates the masters then changes m); kept bits
   // are always copied.

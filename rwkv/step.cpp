@@ -18,7 +18,12 @@ ModelWeights weights_layout(const Model& m) {
 
 ModelWeights host_step_weights(const Model& m) {
   ModelWeights w = weights_layout(m);
-  for (const Param& p : m.params) w.params.push_back({p.data.data(), DType::F32, p.rows, p.cols});
+  for (const Param& p : m.params) {
+    if (!p.bits.empty() || p.data.size() != size_t(p.rows * p.cols))
+      throw std::invalid_argument("host_step_weights: parameter " + p.name +
+                                  " has no fp32 values (kept as 16-bit bits or released; load with MatrixBits::Widen)");
+    w.params.push_back({p.data.data(), DType::F32, p.rows, p.cols});
+  }
   return w;
 }
 
