@@ -198,18 +198,24 @@ class Bf16Float64Products final : public CpuBackend {
   }
 };
 
-// Logits of `tokens` fed one at a time to one member, with matrices in `dt` (prepared or not).
+// Logits of `tokens` fed one at a time to one member of a placed model.
+std::vector<float> step_logits(Backend& be, const BackendModel& bm, const std::vector<int32_t>& tokens) {
+  const ModelConfig& cfg = bm.weights().cfg;
+  ModelStep step(be, bm.weights(), 1);
+  BackendState st(be, cfg, 1);
+  const int32_t slot = 0;
+  std::vector<float> out(tokens.size() * size_t(cfg.vocab));
+  for (size_t t = 0; t < tokens.size(); t++)
+    step.step(&tokens[t], &slot, &slot, 1, st.view(), out.data() + t * size_t(cfg.vocab));
+  return out;
+}
+
+// The same with m's matrices placed in `dt` (prepared or not).
 std::vector<float> step_logits(Backend& be, const Model& m, DType dt, bool prepare,
                                const std::vector<int32_t>& tokens) {
   BackendModel bm(be, m, dt);
   if (prepare) bm.prepare_products();
-  ModelStep step(be, bm.weights(), 1);
-  BackendState st(be, m.cfg, 1);
-  const int32_t slot = 0;
-  std::vector<float> out(tokens.size() * size_t(m.cfg.vocab));
-  for (size_t t = 0; t < tokens.size(); t++)
-    step.step(&tokens[t], &slot, &slot, 1, st.view(), out.data() + t * size_t(m.cfg.vocab));
-  return out;
+  return step_logits(be, bm, tokens);
 }
 }  // namespace
 
@@ -332,13 +338,7 @@ TEST_CASE("16-bit matrices kept as their bits place the weights the widened mode
     }
     CHECK(kept.cfg.describe() == wide.cfg.describe());
     c.prepare_products();
-    ModelStep step(be, c.weights(), 1);
-    BackendState st(be, wide.cfg, 1);
-    const int32_t slot = 0;
-    std::vector<float> got(tokens.size() * size_t(wide.cfg.vocab));
-    for (size_t t = 0; t < tokens.size(); t++)
-      step.step(&tokens[t], &slot, &slot, 1, st.view(), got.data() + t * size_t(wide.cfg.vocab));
-    CHECK(got == want);
+    CHECK(step_logits(be, c, tokens) == want);
   }
 }
 
