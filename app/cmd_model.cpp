@@ -1,7 +1,9 @@
 // Commands on models and text: info, logits, tokenize, generate, convert, init-model.
 #include <CLI/CLI.hpp>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fmt/format.h>
 #include <fstream>
 #include <iostream>
@@ -182,7 +184,7 @@ void register_model_commands(CLI::App& app) {
       read_checkpoint_config(o->model, &stored);  // the header alone: decides how to load
       const bool bf16 = matrix_dtype_for(o->matrix_dtype, stored, cpu_has_bf16_dot()) == "bf16";
       // bf16: 16-bit matrices stay as their bits until their panels exist (never widened to fp32)
-      Model m = Model::load(o->model, bf16 ? Model::MatrixBits::Keep : Model::MatrixBits::Widen);
+      Model m = load_model(o->model, bf16 ? Model::MatrixBits::Keep : Model::MatrixBits::Widen);
       auto tok = tokenizer_for(o->vocab, m);
       std::vector<int32_t> prompt;
       if (!o->tokens.empty()) {
@@ -202,14 +204,25 @@ void register_model_commands(CLI::App& app) {
       for (int i = 0; i < o->n; i++) reqs[size_t(i)] = {prompt, o->seed + uint64_t(i), 0};
       GenStats stats;
       std::vector<GenResult> res;
+      // placing and packing a large model takes a while (seconds per GB): say so
+      const bool large = std::filesystem::file_size(o->model) >= (uintmax_t(1) << 30);
+      const auto t0 = std::chrono::steady_clock::now();
+      if (large) fmt::print(stderr, "packing the matrices for the {} products\n", bf16 ? "bf16" : "fp32");
+      auto packed = [&] {
+        if (large)
+          fmt::print(stderr, "packed in {:.1f} s\n",
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      };
       if (bf16) {  // bf16 panels only: each host tensor is freed once placed
         CpuBackend be;
         BackendModel bm(be, std::move(m), DType::BF16);
         bm.prepare_products();
+        packed();
         Decoder dec(be, bm.weights(), int64_t(o->n));
         res = generate(dec, reqs, go, &stats);
       } else {
         Forward fwd(m);
+        packed();
         res = generate(fwd, reqs, go, nullptr, &stats);
       }
       if (o->json) {

@@ -20,6 +20,7 @@
 #include "core/parallel.h"
 #include "es/fitness.h"
 #include "es/population_engine.h"
+#include "app/commands.h"
 #include "app/plan.h"
 #include "tasks/tasks.h"
 #include "rwkv/decoder.h"
@@ -69,9 +70,14 @@ std::unique_ptr<Tokenizer> make_tokenizer(const TrainConfig& cfg) {
   return cfg.model.vocab == "byte" ? make_byte_tokenizer() : load_world_tokenizer(cfg.model.vocab);
 }
 
+// The configured preset's shapes (model.path empty): the vocabulary from the tokenizer.
+ModelConfig preset_config(const TrainConfig& cfg, const Tokenizer& tok) {
+  return ModelConfig::preset(cfg.model.init_preset, tok.vocab_size() <= 256 ? 256 : 65536);
+}
+
 Model initial_model(const TrainConfig& cfg, const Tokenizer& tok, Model::MatrixBits bits = Model::MatrixBits::Widen) {
-  if (!cfg.model.path.empty()) return Model::load(cfg.model.path, bits);
-  ModelConfig mc = ModelConfig::preset(cfg.model.init_preset, tok.vocab_size() <= 256 ? 256 : 65536);
+  if (!cfg.model.path.empty()) return load_model(cfg.model.path, bits);
+  ModelConfig mc = preset_config(cfg, tok);
   Model m = Model::random(mc, cfg.model.init_seed);
   DType dt{};
   parse_dtype(cfg.model.init_dtype, dt);
@@ -279,7 +285,17 @@ TrainResult train(const TrainConfig& given, const TrainHooks& hooks) {
   std::unique_ptr<Backend> backend = make_backend(cfg, world);
   auto tok = make_tokenizer(cfg);
   auto task = make_task(task_options(cfg));
-  Model model = initial_model(cfg, *tok);
+  // resuming: the checkpoint's weights alone (the configured model's shapes come from its header
+  // or preset, so the initial weights are never loaded beside them)
+  const std::string ck = latest_checkpoint(run.string());
+  Model model = ck.empty() ? initial_model(cfg, *tok) : load_model((fs::path(ck) / "model.safetensors").string());
+  if (!ck.empty()) {
+    const ModelConfig want =
+        cfg.model.path.empty() ? preset_config(cfg, *tok) : read_checkpoint_config(cfg.model.path);
+    if (model.cfg.describe() != want.describe())
+      throw InputError(fmt::format("{}: checkpoint model ({}) differs from the configured one ({})", ck,
+                                   model.cfg.describe(), want.describe()));
+  }
   auto sel = select_params(model, cfg.es.include, cfg.es.exclude, cfg.es.freeze_nonlora);
   OptimConfig oc;
   oc.kind = parse_optim(cfg.optim.name);
@@ -288,14 +304,8 @@ TrainResult train(const TrainConfig& given, const TrainHooks& hooks) {
 
   int start = 0;
   uint64_t optimizer_steps = 0;  // of the checkpoint resumed from
-  const std::string ck = latest_checkpoint(run.string());
   if (!ck.empty()) {
     const RunState st = read_run_state(ck);
-    Model loaded = Model::load((fs::path(ck) / "model.safetensors").string());
-    if (loaded.cfg.describe() != model.cfg.describe())
-      throw InputError(fmt::format("{}: checkpoint model ({}) differs from the configured one ({})", ck,
-                                   loaded.cfg.describe(), model.cfg.describe()));
-    model.params = std::move(loaded.params);
     optimizer_steps = st.optimizer_steps;
     start = st.step;
     if (lead) fmt::print(stderr, "resuming {} from {} (step {})\n", run.string(), ck, start);
@@ -488,7 +498,7 @@ EvalResult evaluate(const TrainConfig& cfg, const std::string& checkpoint) {
   // bf16 matrices: a 16-bit checkpoint's matrices stay as their bits (nothing is updated here)
   const DType matrix_dtype = engine_matrix_dtype(cfg);
   const auto bits = matrix_dtype == DType::BF16 ? Model::MatrixBits::Keep : Model::MatrixBits::Widen;
-  Model m = weights.empty() ? initial_model(cfg, *tok, bits) : Model::load(weights, bits);
+  Model m = weights.empty() ? initial_model(cfg, *tok, bits) : load_model(weights, bits);
   r.checkpoint = weights.empty() ? "initial model" : weights;
   r.examples = task->val_size();
   if (r.examples == 0) throw InputError("task.val_size: the task has no validation split (set task.val_path or task.val_size)");

@@ -170,9 +170,10 @@ Model Model::from_state_dict(const StateDict& sd, const std::string& source) {
   return m;
 }
 
-Model Model::load(const std::string& path, MatrixBits matrices) {
+Model Model::load(const std::string& path, MatrixBits matrices, const LoadProgress& progress) {
   Model m;
   std::unordered_map<std::string, size_t> index;  // tensor name -> parameter id
+  uint64_t done = 0, total = 0;
   load_checkpoint_streaming(
       path,
       [&](const StateDict& header) {
@@ -182,8 +183,10 @@ Model Model::load(const std::string& path, MatrixBits matrices) {
           index.emplace(e.name, m.params.size());
           m.params.push_back(param_skeleton(e.name, header.at(e.name, path).shape));
         }
+        for (const Tensor& t : header.tensors) total += t.nbytes();
       },
       [&](size_t, Tensor&& t) {
+        done += t.data.size();
         Param& p = m.params[index.at(t.name)];
         if (matrices == MatrixBits::Keep && p.is_matrix && t.dtype != DType::F32) {
           p.bits = std::move(t.data);
@@ -191,6 +194,7 @@ Model Model::load(const std::string& path, MatrixBits matrices) {
         } else {
           p.data = t.to_f32();
         }
+        if (progress) progress(done, total);
       });
   m.bind();
   return m;

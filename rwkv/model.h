@@ -1,6 +1,7 @@
 #pragma once
 // RWKV-7 (x070) model configuration (inferred from the tensors) and weights (fp32 on the host).
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -65,8 +66,11 @@ struct Model {
   // converted as it comes: the peak holds the model plus one tensor. Widen: every parameter as
   // fp32. Keep: 16-bit matrices (Param::is_matrix) stay as their bits (half the memory), for
   // a BackendModel in bf16; the fp32 code (Forward, to_state_dict) needs Widen.
+  // progress (optional): called after each tensor with the tensor bytes read so far and in all.
   enum class MatrixBits { Widen, Keep };
-  static Model load(const std::string& path, MatrixBits matrices = MatrixBits::Widen);
+  using LoadProgress = std::function<void(uint64_t done_bytes, uint64_t total_bytes)>;
+  static Model load(const std::string& path, MatrixBits matrices = MatrixBits::Widen,
+                    const LoadProgress& progress = {});
   // Random weights with the real shapes and value ranges, deterministic in seed.
   static Model random(const ModelConfig& cfg, uint64_t seed);
   StateDict to_state_dict(DType dtype) const;

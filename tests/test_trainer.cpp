@@ -8,6 +8,7 @@
 #include "core/checkpoint.h"
 #include "fixtures.h"
 #include "app/trainer.h"
+#include "rwkv/model.h"
 
 using namespace eggroll;
 namespace fs = std::filesystem;
@@ -105,6 +106,26 @@ TEST_CASE("resuming with a changed config is refused, naming the key", "[trainer
   // more steps alone is fine
   TrainConfig c = tiny_run("changed", {"run.steps=2"});
   CHECK(train(c, quiet).steps_done == 2);
+}
+
+TEST_CASE("a resume loads the checkpoint alone and checks it against the configured model's shapes",
+          "[trainer][resume]") {
+  TrainHooks quiet;
+  quiet.progress = false;
+  const std::string path = (test::temp_root("trainer") / "start.safetensors").string();
+  Model::random(ModelConfig::preset("tiny", 256), 3).save(path, DType::BF16);
+  TrainConfig a = tiny_run("from_path", {"model.init_preset=", "model.path=" + path, "run.steps=2", "run.checkpoint_every=1"});
+  TrainHooks stop = quiet;
+  stop.stop_after_steps = 1;
+  CHECK(train(a, stop).steps_done == 1);
+  CHECK(train(a, quiet).steps_done == 2);  // model.path's header agrees with the checkpoint
+  TrainConfig whole = tiny_run("from_path_whole", {"model.init_preset=", "model.path=" + path, "run.steps=2", "run.checkpoint_every=1"});
+  train(whole, quiet);
+  CHECK(final_weights(whole) == final_weights(a));
+  // model.path now holds another shape: the resume names both
+  Model::random(ModelConfig::preset("tiny", 200), 3).save(path, DType::BF16);
+  TrainConfig b = tiny_run("from_path", {"model.init_preset=", "model.path=" + path, "run.steps=3", "run.checkpoint_every=1"});
+  REQUIRE_THROWS_WITH(train(b, quiet), Catch::Contains("differs from the configured one") && Catch::Contains("V=200"));
 }
 
 TEST_CASE("metrics and samples have the documented fields", "[trainer]") {
