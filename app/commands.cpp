@@ -16,14 +16,14 @@ void register_plan_commands(CLI::App& app);
 void register_sweep_commands(CLI::App& app);
 void register_score_commands(CLI::App& app);
 
-Model load_model(const std::string& path, Model::MatrixBits matrices) {
+Model load_model(const std::string& path, Model::MatrixBits matrices, bool show) {
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
   auto last = t0;
   const bool tty = ::isatty(2);
   bool shown = false;
   Model m = Model::load(path, matrices, [&](uint64_t done, uint64_t total) {
-    if (total < (uint64_t(1) << 30)) return;
+    if (!show || total < (uint64_t(1) << 30)) return;
     const auto now = clock::now();
     if (!shown) fmt::print(stderr, "loading {} ({:.1f} GB)\n", path, double(total) / 1e9);
     shown = true;

@@ -22,9 +22,9 @@ void set_command_status(int s);
 // InputError for an argument after the first that is not key.path=value.
 TrainConfig config_from_args(const std::vector<std::string>& args, const std::vector<std::string>& extra = {});
 
-// Model::load of a checkpoint; from 1 GB of tensors on, the load's progress on stderr (a line
-// redrawn on a terminal) and its time when done.
-Model load_model(const std::string& path, Model::MatrixBits matrices = Model::MatrixBits::Widen);
+// Model::load of a checkpoint; with `show`, from 1 GB of tensors on, the load's progress on
+// stderr (a line redrawn on a terminal) and its time when done.
+Model load_model(const std::string& path, Model::MatrixBits matrices = Model::MatrixBits::Widen, bool show = true);
 
 // Shared parsing helpers for flags: throw InputError naming the flag.
 std::vector<int32_t> parse_token_list(const std::string& flag, const std::string& text);

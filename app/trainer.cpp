@@ -75,8 +75,9 @@ ModelConfig preset_config(const TrainConfig& cfg, const Tokenizer& tok) {
   return ModelConfig::preset(cfg.model.init_preset, tok.vocab_size() <= 256 ? 256 : 65536);
 }
 
-Model initial_model(const TrainConfig& cfg, const Tokenizer& tok, Model::MatrixBits bits = Model::MatrixBits::Widen) {
-  if (!cfg.model.path.empty()) return load_model(cfg.model.path, bits);
+Model initial_model(const TrainConfig& cfg, const Tokenizer& tok, Model::MatrixBits bits = Model::MatrixBits::Widen,
+                    bool show = true) {
+  if (!cfg.model.path.empty()) return load_model(cfg.model.path, bits, show);
   ModelConfig mc = preset_config(cfg, tok);
   Model m = Model::random(mc, cfg.model.init_seed);
   DType dt{};
@@ -288,7 +289,9 @@ TrainResult train(const TrainConfig& given, const TrainHooks& hooks) {
   // resuming: the checkpoint's weights alone (the configured model's shapes come from its header
   // or preset, so the initial weights are never loaded beside them)
   const std::string ck = latest_checkpoint(run.string());
-  Model model = ck.empty() ? initial_model(cfg, *tok) : load_model((fs::path(ck) / "model.safetensors").string());
+  Model model = ck.empty() ? initial_model(cfg, *tok, Model::MatrixBits::Widen, lead && hooks.progress)
+                           : load_model((fs::path(ck) / "model.safetensors").string(), Model::MatrixBits::Widen,
+                                        lead && hooks.progress);
   if (!ck.empty()) {
     const ModelConfig want =
         cfg.model.path.empty() ? preset_config(cfg, *tok) : read_checkpoint_config(cfg.model.path);

@@ -1,5 +1,6 @@
 #pragma once
-// RWKV-7 (x070) model configuration (inferred from the tensors) and weights (fp32 on the host).
+// RWKV-7 (x070) model configuration (inferred from the tensors) and weights on the host (fp32, or
+// a 16-bit checkpoint's matrices kept as their bits).
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -65,7 +66,7 @@ struct Model {
   // Reads the file one tensor at a time (core/checkpoint.h, load_checkpoint_streaming), each
   // converted as it comes: the peak holds the model plus one tensor. Widen: every parameter as
   // fp32. Keep: 16-bit matrices (Param::is_matrix) stay as their bits (half the memory), for
-  // a BackendModel in bf16; the fp32 code (Forward, to_state_dict) needs Widen.
+  // a BackendModel in bf16 or to be saved; the fp32 Forward needs Widen.
   // progress (optional): called after each tensor with the tensor bytes read so far and in all.
   enum class MatrixBits { Widen, Keep };
   using LoadProgress = std::function<void(uint64_t done_bytes, uint64_t total_bytes)>;
