@@ -264,12 +264,16 @@ void register_model_commands(CLI::App& app) {
       DType dt{};
       if (!dtype->empty() && !parse_dtype(*dtype, dt))
         throw InputError(fmt::format("--dtype: '{}' is not one of f32, bf16, f16", *dtype));
-      StateDict sd = load_checkpoint(*in);
-      if (!dtype->empty())
-        for (auto& t : sd.tensors)
-          if (t.dtype != dt) t = Tensor::from_f32(t.name, t.shape, t.to_f32().data(), dt);
-      save_checkpoint(*out, sd);
-      fmt::print(stderr, "wrote {} ({} tensors)\n", *out, sd.tensors.size());
+      // one tensor at a time: read, converted, written (never the whole checkpoint in memory)
+      const CheckpointReader r(*in);
+      std::vector<TensorSpec> specs;
+      for (const Tensor& t : r.header().tensors) specs.push_back({t.name, dtype->empty() ? t.dtype : dt, t.shape});
+      save_checkpoint_streaming(*out, format_from_path(*out), specs, [&](size_t i, std::vector<uint8_t>& bytes) {
+        const Tensor t = r.read(i);
+        if (t.dtype == specs[i].dtype) bytes = t.data;
+        else convert_from_f32(specs[i].dtype, t.to_f32().data(), bytes.data(), t.numel());
+      });
+      fmt::print(stderr, "wrote {} ({} tensors)\n", *out, specs.size());
     });
   }
   // ---- init-model ----

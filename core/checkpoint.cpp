@@ -14,6 +14,7 @@
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <stdexcept>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 #include <unordered_set>
@@ -399,32 +400,52 @@ StateDict load_checkpoint(const std::string& path) {
              : load_safetensors_bytes(f.data(), f.size(), path);
 }
 
+struct CheckpointReader::Impl {
+  explicit Impl(const std::string& p) : path(p), file(p) {}
+  std::string path;
+  MappedFile file;
+  std::unique_ptr<zip::Reader> zr;
+  PthLayout pth;  // a .pth's layout (its jobs point into refs and the reader's entries)
+  StateDict st_sd;  // a safetensors file's
+  std::vector<CopyJob> st_jobs;
+  const StateDict* sd = &st_sd;
+  const std::vector<CopyJob>* jobs = &st_jobs;
+};
+
+CheckpointReader::CheckpointReader(const std::string& path) : impl_(std::make_unique<Impl>(path)) {
+  Impl& m = *impl_;
+  if (format_from_bytes(m.file.data(), m.file.size(), path) == CheckpointFormat::Pth) {
+    m.zr = std::make_unique<zip::Reader>(m.file.data(), m.file.size(), path);
+    pth_layout(*m.zr, m.file.size(), path, m.pth);
+    m.sd = &m.pth.sd, m.jobs = &m.pth.jobs;
+  } else {
+    safetensors_layout(m.file.data(), m.file.size(), path, m.st_sd, m.st_jobs);
+  }
+}
+
+CheckpointReader::~CheckpointReader() = default;
+
+const StateDict& CheckpointReader::header() const { return *impl_->sd; }
+
+Tensor CheckpointReader::read(size_t i) const {
+  const Impl& m = *impl_;
+  if (i >= m.jobs->size()) throw std::out_of_range("CheckpointReader::read: no tensor " + std::to_string(i));
+  const CopyJob& j = (*m.jobs)[i];
+  const Tensor& h = m.sd->tensors[i];
+  Tensor t;
+  t.name = h.name, t.dtype = h.dtype, t.shape = h.shape;
+  copy_job(j, t, m.zr.get(), m.path);
+  // The pages this tensor came from (a .pth view's whole storage record) leave the resident set.
+  if (j.entry) m.file.release(m.zr->bytes(*j.entry), size_t(j.entry->size));
+  else m.file.release(j.src, size_t(j.nbytes));
+  return t;
+}
+
 void load_checkpoint_streaming(const std::string& path, const std::function<void(const StateDict&)>& header,
                                const std::function<void(size_t, Tensor&&)>& take) {
-  MappedFile f(path);
-  std::unique_ptr<zip::Reader> zr;
-  PthLayout pth;  // the .pth layout (its jobs point into refs and the reader's entries)
-  StateDict st_sd;
-  std::vector<CopyJob> st_jobs;
-  StateDict* sd = &st_sd;
-  std::vector<CopyJob>* jobs = &st_jobs;
-  if (format_from_bytes(f.data(), f.size(), path) == CheckpointFormat::Pth) {
-    zr = std::make_unique<zip::Reader>(f.data(), f.size(), path);
-    pth_layout(*zr, f.size(), path, pth);
-    sd = &pth.sd, jobs = &pth.jobs;
-  } else {
-    safetensors_layout(f.data(), f.size(), path, st_sd, st_jobs);
-  }
-  header(*sd);
-  for (size_t i = 0; i < jobs->size(); i++) {
-    const CopyJob& j = (*jobs)[i];
-    copy_job(j, sd->tensors[i], zr.get(), path);
-    take(i, std::move(sd->tensors[i]));
-    sd->tensors[i].data = {};
-    // The pages this tensor came from (a .pth view's whole storage record) leave the resident set.
-    if (j.entry) f.release(zr->bytes(*j.entry), size_t(j.entry->size));
-    else f.release(j.src, size_t(j.nbytes));
-  }
+  const CheckpointReader r(path);
+  header(r.header());
+  for (size_t i = 0; i < r.header().tensors.size(); i++) take(i, r.read(i));
 }
 
 StateDict read_checkpoint_header(const std::string& path) {

@@ -3,6 +3,7 @@
 // Every reader throws InputError("<source>: <what is wrong>") on bad input; never crashes.
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -28,12 +29,26 @@ CheckpointFormat format_from_path(const std::string& path);
 StateDict load_checkpoint(const std::string& path);
 
 // --- one tensor at a time ------------------------------------------------------------
-// For loaders that convert each tensor as it comes, so that at most one tensor's bytes are held:
-// `header` first receives every tensor's name, dtype and shape (data empty) after all the checks
-// of read_checkpoint_header, then `take(i, tensor)` gets each tensor with its data (its CRC
-// checked as load_checkpoint does), in file order; the file's pages it was copied from leave
-// the resident set once `take` returns. The errors are load_checkpoint's; one raised by `header`
-// or `take` propagates.
+// An opened checkpoint whose tensors are read one at a time, so that at most one tensor's bytes
+// need be held. Opening makes every check of read_checkpoint_header (its errors); read(i) copies
+// tensor i (its CRC checked as load_checkpoint does) and releases the file pages it came from.
+class CheckpointReader {
+ public:
+  explicit CheckpointReader(const std::string& path);
+  ~CheckpointReader();
+  CheckpointReader(const CheckpointReader&) = delete;
+  CheckpointReader& operator=(const CheckpointReader&) = delete;
+  const StateDict& header() const;  // every tensor's name, dtype and shape, in file order; no data
+  Tensor read(size_t i) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The same as callbacks, for loaders that convert each tensor as it comes: `header` first, then
+// `take(i, tensor)` for each tensor in file order (its pages released once read). The errors are
+// load_checkpoint's; one raised by `header` or `take` propagates.
 void load_checkpoint_streaming(const std::string& path, const std::function<void(const StateDict&)>& header,
                                const std::function<void(size_t, Tensor&&)>& take);
 

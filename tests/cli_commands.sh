@@ -54,6 +54,11 @@ assert (j['n_layer'], j['n_embd'], j['vocab'], j['layer0_vlora'], j['dtype']) ==
 # convert round trip keeps every tensor bit-identical
 "$EGG" convert --model "$M" --out "$TMP/a.safetensors" 2>/dev/null && "$EGG" convert --model "$TMP/a.safetensors" --out "$TMP/b.pth" 2>/dev/null \
   && "$EGG" convert --model "$TMP/b.pth" --out "$TMP/c.safetensors" 2>/dev/null && cmp -s "$TMP/a.safetensors" "$TMP/c.safetensors" && ok || bad "convert round trip"
+# --dtype: the bf16 fixture widened to f32 (every tensor F32) and rounded back is the same file
+"$EGG" convert --model "$M" --out "$TMP/wide.pth" --dtype f32 2>/dev/null \
+  && "$EGG" info --model "$TMP/wide.pth" --json | grep -q '"dtype":"f32"' \
+  && "$EGG" convert --model "$TMP/wide.pth" --out "$TMP/back.safetensors" --dtype bf16 2>/dev/null \
+  && cmp -s "$TMP/a.safetensors" "$TMP/back.safetensors" && ok || bad "convert --dtype f32 then bf16"
 
 # init-model: preset and explicit dims
 "$EGG" init-model --preset tiny --vocab 256 --seed 3 --out "$TMP/t.pth" 2>/dev/null && "$EGG" info --model "$TMP/t.pth" --json >"$TMP/ti.json" \

@@ -523,8 +523,8 @@ TEST_CASE("checkpoint: the tensor-at-a-time loader hands over load_checkpoint's 
     INFO(path);
     require_same(load_streamed(path), load_checkpoint(path));
   }
-  // Views sharing one storage of several pages: each tensor's pages are released after it is
-  // handed over, and the next view of the same storage still reads the file's bytes.
+  // Views sharing one storage of several pages: each tensor's pages are released once it is read,
+  // and the next view of the same storage still reads the file's bytes.
   {
     std::vector<float> s(8192);
     for (size_t k = 0; k < s.size(); k++) s[k] = float(k) * 0.5f;
