@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -542,6 +543,17 @@ TEST_CASE("checkpoint: the tensor-at-a-time loader hands over load_checkpoint's 
     CHECK(got.tensors[3].to_f32() == s);
     CHECK(got.tensors[1].to_f32() == std::vector<float>(s.begin() + 4096, s.end()));
     CHECK(got.tensors[2].to_f32()[1] == s[128]);
+  }
+  // the reader by index, in any order: the same tensors; an index past the end is refused
+  {
+    const CheckpointReader r(kTiny);
+    const StateDict whole = load_checkpoint(kTiny);
+    REQUIRE(r.header().tensors.size() == whole.tensors.size());
+    StateDict backwards;
+    for (size_t i = whole.tensors.size(); i-- > 0;) backwards.tensors.insert(backwards.tensors.begin(), r.read(i));
+    require_same(backwards, whole);
+    require_same(StateDict{{r.read(3)}}, StateDict{{whole.tensors[3]}});  // read again
+    CHECK_THROWS_AS(r.read(whole.tensors.size()), std::out_of_range);
   }
   // bad files: load_checkpoint's error, word for word; header faults before any tensor
   size_t taken = 0;
