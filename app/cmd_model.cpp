@@ -205,7 +205,7 @@ void register_model_commands(CLI::App& app) {
       GenStats stats;
       std::vector<GenResult> res;
       // placing and packing a large model takes a while (seconds per GB): say so
-      const bool large = std::filesystem::file_size(o->model) >= (uintmax_t(1) << 30);
+      const bool large = std::filesystem::file_size(o->model) >= kLargeCheckpointBytes;
       const auto t0 = std::chrono::steady_clock::now();
       if (large) fmt::print(stderr, "packing the matrices for the {} products\n", bf16 ? "bf16" : "fp32");
       auto packed = [&] {

@@ -23,7 +23,7 @@ Model load_model(const std::string& path, Model::MatrixBits matrices, bool show)
   const bool tty = ::isatty(2);
   bool shown = false;
   Model m = Model::load(path, matrices, [&](uint64_t done, uint64_t total) {
-    if (!show || total < (uint64_t(1) << 30)) return;
+    if (!show || total < kLargeCheckpointBytes) return;
     const auto now = clock::now();
     if (!shown) fmt::print(stderr, "loading {} ({:.1f} GB)\n", path, double(total) / 1e9);
     shown = true;

@@ -22,7 +22,10 @@ void set_command_status(int s);
 // InputError for an argument after the first that is not key.path=value.
 TrainConfig config_from_args(const std::vector<std::string>& args, const std::vector<std::string>& extra = {});
 
-// Model::load of a checkpoint; with `show`, from 1 GB of tensors on, the load's progress on
+// From this size on, loading and packing a checkpoint say what they do on stderr.
+constexpr uint64_t kLargeCheckpointBytes = uint64_t(1) << 30;
+
+// Model::load of a checkpoint; with `show`, from kLargeCheckpointBytes of tensors on, the load's progress on
 // stderr (a line redrawn on a terminal) and its time when done.
 Model load_model(const std::string& path, Model::MatrixBits matrices = Model::MatrixBits::Widen, bool show = true);
 

@@ -16,26 +16,17 @@ void BackendModel::place_layout(const Model& layout) {
 
 namespace {
 
-// A parameter's fp32 values: its data, or its kept 16-bit bits widened into tmp.
-const float* f32_values(const Param& p, std::vector<float>& tmp) {
-  if (p.bits.empty()) return p.data.data();
-  tmp.resize(size_t(p.rows * p.cols));
-  convert_to_f32(p.bits_dtype, p.bits.data(), tmp.data(), tmp.size());
-  return tmp.data();
-}
-
-// The bf16 rounding of a parameter's values into out: f32_to_bf16 of each, which for kept bf16
-// bits is the bits themselves (a NaN quieted, as f32_to_bf16 does), without widening them.
+// The bf16 rounding of a parameter's values into out: f32_to_bf16 of each (for kept bf16 bits,
+// the bits themselves, a NaN quieted as f32_to_bf16 does; widened one element at a time).
 void bf16_values(const Param& p, std::vector<uint16_t>& out, std::vector<float>& tmp) {
   const size_t n = size_t(p.rows * p.cols);
   out.resize(n);
   if (p.bits_dtype == DType::BF16 && !p.bits.empty()) {
     std::memcpy(out.data(), p.bits.data(), n * 2);
-    for (uint16_t& b : out)
-      if ((b & 0x7fffu) > 0x7f80u) b = uint16_t(b | 0x40u);
+    for (uint16_t& b : out) b = f32_to_bf16(bf16_to_f32(b));
     return;
   }
-  const float* f = f32_values(p, tmp);
+  const float* f = p.f32_values(tmp);
   for (size_t j = 0; j < n; j++) out[j] = f32_to_bf16(f[j]);
 }
 
@@ -76,11 +67,11 @@ void BackendModel::place(const Model& m, Model* release, const std::vector<uint8
         master_[pid] = const_cast<float*>(p.data.data());  // m's own array, as for fp32 parameters
       } else if (updated) {
         master_[pid] = buffers_.array(n);
-        be_.upload(master_[pid], f32_values(p, tmp), size_t(n) * 4);
+        be_.upload(master_[pid], p.f32_values(tmp), size_t(n) * 4);
         bytes_ += size_t(n) * 4;
       }
     } else {
-      const float* src = f32_values(p, tmp);
+      const float* src = p.f32_values(tmp);
       float* f = const_cast<float*>(src);  // used in place on a host-memory backend
       if (!(in_place && be_.shares_host_memory() && p.bits.empty())) {
         f = buffers_.array(n);

@@ -213,17 +213,21 @@ Model Model::random(const ModelConfig& cfg, uint64_t seed) {
   return m;
 }
 
+const float* Param::f32_values(std::vector<float>& tmp) const {
+  if (bits.empty()) return data.data();
+  tmp.resize(size_t(rows * cols));
+  convert_to_f32(bits_dtype, bits.data(), tmp.data(), tmp.size());
+  return tmp.data();
+}
+
 namespace {
 
 // A parameter's values in dtype at out (numel * dtype_size bytes): from its fp32 data, or from its
 // kept 16-bit bits (copied as they are when dtype is theirs; widening is exact).
 void param_bytes(const Param& p, DType dtype, uint8_t* out, std::vector<float>& tmp) {
   const size_t n = size_t(p.rows * p.cols);
-  if (p.bits.empty()) return convert_from_f32(dtype, p.data.data(), out, p.data.size());
-  if (p.bits_dtype == dtype) return void(std::memcpy(out, p.bits.data(), n * dtype_size(dtype)));
-  tmp.resize(n);
-  convert_to_f32(p.bits_dtype, p.bits.data(), tmp.data(), n);
-  convert_from_f32(dtype, tmp.data(), out, n);
+  if (!p.bits.empty() && p.bits_dtype == dtype) return void(std::memcpy(out, p.bits.data(), n * dtype_size(dtype)));
+  convert_from_f32(dtype, p.f32_values(tmp), out, n);
 }
 
 }  // namespace

@@ -43,6 +43,8 @@ struct Param {
   std::vector<uint8_t> bits;
   DType bits_dtype = DType::F32;
   size_t numel() const { return data.size(); }
+  // The fp32 values: data, or the kept bits widened into tmp (exact).
+  const float* f32_values(std::vector<float>& tmp) const;
 };
 
 struct LayerParams {
