@@ -16,29 +16,64 @@
 namespace eggroll {
 namespace {
 
-EGGROLL_AVX512 inline __m512i mulhi32(__m512i a, __m512i b) {
-  const __m512i even = _mm512_srli_epi64(_mm512_mul_epu32(a, b), 32);
-  const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), _mm512_srli_epi64(b, 32));
-  return _mm512_mask_blend_epi32(__mmask16(0xAAAA), even, odd);
+// The ten round keys of Philox4x32-10 for key (k0, k1): k[i] = key + i * Weyl (mod 2^32). Made
+// once per fill, read by the rounds as broadcast memory operands.
+struct RoundKeys {
+  uint32_t k[10][2];
+  RoundKeys(uint32_t k0, uint32_t k1) {
+    for (auto& r : k) {
+      r[0] = k0;
+      r[1] = k1;
+      k0 += philox_detail::kWeyl0;
+      k1 += philox_detail::kWeyl1;
+    }
+  }
+};
+
+// hi and lo words of the 16 products m * a (m the same in every lane), from two 32x32->64-bit
+// multiplies: `even` holds the products of lanes 2i as (lo, hi) in lanes (2i, 2i+1), `odd` those
+// of lanes 2i+1; a lane swap within each pair puts every word in its place.
+EGGROLL_AVX512 inline void mulhilo16(__m512i m, __m512i a, __m512i& hi, __m512i& lo) {
+  const __m512i even = _mm512_mul_epu32(a, m);
+  const __m512i odd = _mm512_mul_epu32(_mm512_shuffle_epi32(a, _MM_PERM_CDAB), m);
+  hi = _mm512_mask_shuffle_epi32(odd, __mmask16(0x5555), even, _MM_PERM_CDAB);
+  lo = _mm512_mask_shuffle_epi32(even, __mmask16(0xAAAA), odd, _MM_PERM_CDAB);
+}
+EGGROLL_AVX512 inline __m512i xor3(__m512i a, __m512i b, uint32_t c) {
+  return _mm512_ternarylogic_epi32(a, b, _mm512_set1_epi32(int(c)), 0x96);
 }
 
 // Philox4x32-10 of the 16 counters (c0 + l, c1, c2, c3), l = 0..15; w[i] = word i of each block.
-EGGROLL_AVX512 inline void philox16(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1,
+// Words 1-3 of the counter are the same in every lane, so round 0 multiplies word 2 and round 1
+// word 0 as scalars (exactly philox_detail::philox_round's arithmetic); from round 2 on every word varies.
+EGGROLL_AVX512 inline void philox16(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, const RoundKeys& rk,
                                     __m512i w[4]) {
   using namespace philox_detail;
-  __m512i x0 = _mm512_add_epi32(_mm512_set1_epi32(int(c0)),
-                                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
-  __m512i x1 = _mm512_set1_epi32(int(c1)), x2 = _mm512_set1_epi32(int(c2)), x3 = _mm512_set1_epi32(int(c3));
   const __m512i m0 = _mm512_set1_epi32(int(kMul0)), m1 = _mm512_set1_epi32(int(kMul1));
-  for (int i = 0; i < 10; i++) {
-    const __m512i hi0 = mulhi32(m0, x0), lo0 = _mm512_mullo_epi32(m0, x0);
-    const __m512i hi1 = mulhi32(m1, x2), lo1 = _mm512_mullo_epi32(m1, x2);
-    x0 = _mm512_xor_si512(_mm512_xor_si512(hi1, x1), _mm512_set1_epi32(int(k0)));
+  const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  __m512i hi0, lo0, hi1, lo1;
+  uint32_t shi, slo;
+  // round 0: word 0 varies, words 1-3 are uniform
+  mulhilo16(m0, _mm512_add_epi32(_mm512_set1_epi32(int(c0)), lanes), hi0, lo0);
+  mulhilo(kMul1, c2, shi, slo);
+  const uint32_t u0 = shi ^ c1 ^ rk.k[0][0];  // word 0 after round 0: uniform
+  const uint32_t u1 = slo;                    // word 1: uniform
+  __m512i x2 = xor3(hi0, _mm512_set1_epi32(int(c3)), rk.k[0][1]);
+  __m512i x3 = lo0;
+  // round 1: words 0 and 1 are uniform
+  mulhilo(kMul0, u0, shi, slo);
+  mulhilo16(m1, x2, hi1, lo1);
+  __m512i x0 = xor3(hi1, _mm512_set1_epi32(int(u1)), rk.k[1][0]);
+  __m512i x1 = lo1;
+  x2 = xor3(_mm512_set1_epi32(int(shi)), x3, rk.k[1][1]);
+  x3 = _mm512_set1_epi32(int(slo));
+  for (int i = 2; i < 10; i++) {
+    mulhilo16(m0, x0, hi0, lo0);
+    mulhilo16(m1, x2, hi1, lo1);
+    x0 = xor3(hi1, x1, rk.k[i][0]);
     x1 = lo1;
-    x2 = _mm512_xor_si512(_mm512_xor_si512(hi0, x3), _mm512_set1_epi32(int(k1)));
+    x2 = xor3(hi0, x3, rk.k[i][1]);
     x3 = lo0;
-    k0 += kWeyl0;
-    k1 += kWeyl1;
   }
   w[0] = x0;
   w[1] = x1;
@@ -149,10 +184,9 @@ EGGROLL_AVX512 inline void box_muller16(__m512i x, __m512i y, __m512& first, __m
 }
 
 // Elements [4 block0, 4 block0 + 64) of the array keyed by `key`, in order.
-EGGROLL_AVX512 void fill_64(const NoiseKey& key, NoiseDist dist, uint32_t block0, float* out) {
+EGGROLL_AVX512 void fill_64(const NoiseKey& key, const RoundKeys& rk, NoiseDist dist, uint32_t block0, float* out) {
   __m512i w[4];
-  philox16(block0, key.param_id, key.pair, key.epoch_bucket, static_cast<uint32_t>(key.seed),
-           static_cast<uint32_t>(key.seed >> 32), w);
+  philox16(block0, key.param_id, key.pair, key.epoch_bucket, rk, w);
   __m512 e[4];  // e[i] lane l = element 4 (block0 + l) + i
   if (dist == NoiseDist::Rademacher) {
     const __m512i one = _mm512_set1_epi32(0x3f800000), sign = _mm512_set1_epi32(int(0x80000000u));
@@ -179,7 +213,7 @@ EGGROLL_AVX512 void fill_64(const NoiseKey& key, NoiseDist dist, uint32_t block0
 EGGROLL_AVX512 void philox16_store(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1,
                                    uint32_t* out) {
   __m512i w[4];
-  philox16(c0, c1, c2, c3, k0, k1, w);
+  philox16(c0, c1, c2, c3, RoundKeys(k0, k1), w);
   alignas(64) uint32_t t[4][16];
   for (int i = 0; i < 4; i++) _mm512_store_si512(t[i], w[i]);
   for (int l = 0; l < 16; l++)
@@ -230,10 +264,11 @@ void fill_noise_simd(const NoiseKey& key, NoiseDist dist, size_t start, size_t c
     out += head;
     j += head;
   }
-  for (; end - j >= 64; j += 64, out += 64) fill_64(key, dist, static_cast<uint32_t>(j >> 2), out);
+  const RoundKeys rk(static_cast<uint32_t>(key.seed), static_cast<uint32_t>(key.seed >> 32));
+  for (; end - j >= 64; j += 64, out += 64) fill_64(key, rk, dist, static_cast<uint32_t>(j >> 2), out);
   if (j < end) {  // a partial group: the block counter of lanes past the end may wrap; they are dropped
     alignas(64) float tmp[64];
-    fill_64(key, dist, static_cast<uint32_t>(j >> 2), tmp);
+    fill_64(key, rk, dist, static_cast<uint32_t>(j >> 2), tmp);
     std::memcpy(out, tmp, size_t(end - j) * sizeof(float));
   }
 }
