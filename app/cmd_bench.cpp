@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fmt/format.h>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -503,6 +504,61 @@ void register_bench_commands(CLI::App& app) {
         j["loaded_eggroll_keep_tokens_per_s"] = double(N) * T / tl_keep;
         j["loaded_vs_quiet_inference"] = t_pure / tl_pure;
         j["loaded_vs_quiet_keep"] = t_keep / tl_keep;
+      }
+      std::cout << j.dump() << std::endl;
+    }
+  });
+
+  // bench noise: the cost of making factor elements (what es.noise_cache: regenerate pays every
+  // token), one thread, the vectorised fill against the scalar definition in the same run.
+  struct NoiseOpts {
+    int64_t elements = 1 << 18;
+    double seconds = 0.5;
+    int repeat = 3;
+  };
+  auto no = std::make_shared<NoiseOpts>();
+  auto* nz = bench->add_subcommand("noise", "Factor generation cost: Philox + Box-Muller per element, AVX-512 vs scalar");
+  nz->add_option("--elements", no->elements, "elements per fill (one array; default 2^18, about a pair's factors per layer)")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
+  nz->add_option("--seconds", no->seconds, "minimum timed seconds per measurement")->check(CLI::Range(0.0, 3600.0));
+  nz->add_option("--repeat", no->repeat, "interleaved repetitions; the best time of each counts")->check(CLI::Range(1, 100));
+  nz->callback([=] {
+    const size_t n = size_t(no->elements);
+    std::vector<float> simd(n), scalar(n);
+    for (NoiseDist dist : {NoiseDist::Gaussian, NoiseDist::Rademacher}) {
+      NoiseKey key{};
+      key.seed = 0x243f6a8885a308d3ull;
+      key.param_id = 7;
+      key.epoch_bucket = 1;
+      uint32_t pair = 0;
+      auto fill = [&](bool vec, float* out) {
+        key.pair = pair++;  // a fresh array each call, as a new pair would be
+        if (vec)
+          fill_noise_simd(key, dist, 0, n, out);
+        else
+          fill_noise_scalar(key, dist, 0, n, out);
+      };
+      const bool has_simd = noise_simd_supported();
+      double t_simd = 1e300, t_scalar = 1e300;
+      for (int rep = 0; rep < no->repeat; rep++) {
+        if (has_simd) t_simd = std::min(t_simd, time_per_call([&] { fill(true, simd.data()); }, no->seconds, 3));
+        t_scalar = std::min(t_scalar, time_per_call([&] { fill(false, scalar.data()); }, no->seconds, 3));
+      }
+      nlohmann::json j = {{"bench", "noise"},
+                          {"dist", dist == NoiseDist::Gaussian ? "gaussian" : "rademacher"},
+                          {"elements", no->elements},
+                          {"threads", 1},
+                          {"repeat", no->repeat},
+                          {"scalar_ns_per_element", t_scalar / double(n) * 1e9},
+                          {"simd", has_simd}};
+      if (has_simd) {
+        // the same key in both paths: the bits must agree (the definition, core/noise.h)
+        key.pair = 12345;
+        fill_noise_simd(key, dist, 0, n, simd.data());
+        fill_noise_scalar(key, dist, 0, n, scalar.data());
+        j["simd_ns_per_element"] = t_simd / double(n) * 1e9;
+        j["simd_speedup"] = t_scalar / t_simd;
+        j["same_bits"] = std::memcmp(simd.data(), scalar.data(), n * sizeof(float)) == 0;
       }
       std::cout << j.dump() << std::endl;
     }

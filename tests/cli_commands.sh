@@ -79,4 +79,21 @@ for j in (a, b):
               "openes_materialise_s_per_member", "openes_decode_s_per_member"):
         assert j[k] > 0, (k, j)
 PY
+# bench noise: one JSON line per distribution, the vector fill's bits equal to the scalar
+# definition's where the CPU has AVX-512F (an odd length: the masked tail is timed too)
+"$EGG" bench noise --elements 1001 --seconds 0.01 --repeat 2 >"$TMP/bn.json" 2>/dev/null \
+  && python3 - "$TMP/bn.json" <<'PY' && ok || bad "bench noise: $(cat "$TMP/bn.json")"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert [r["dist"] for r in rows] == ["gaussian", "rademacher"], rows
+for r in rows:
+    assert r["bench"] == "noise" and r["elements"] == 1001 and r["repeat"] == 2, r
+    assert r["scalar_ns_per_element"] > 0, r
+    if r["simd"]:
+        assert r["same_bits"] is True and r["simd_ns_per_element"] > 0, r
+        assert abs(r["simd_speedup"] - r["scalar_ns_per_element"] / r["simd_ns_per_element"]) < 1e-9 * r["simd_speedup"], r
+    else:
+        assert "simd_ns_per_element" not in r, r
+PY
+"$EGG" bench noise --elements 0 >/dev/null 2>&1; [ $? -eq 2 ] && ok || bad "bench noise --elements 0 must exit 2"
 finish
