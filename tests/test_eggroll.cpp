@@ -100,7 +100,7 @@ TEST_CASE("the low-rank forward equals the forward with W + E_i for every member
   }
 }
 
-TEST_CASE("lowrank_add: the two rows of a pair corrected together equal each corrected alone", "[eggroll]") {
+TEST_CASE("lowrank_add: the two rows of a pair corrected together equal each corrected alone, regenerated equal cached", "[eggroll]") {
   // rows 0-1 and 4-5 are pairs (one pass over the shared factors), rows 2-3 and 6 are not
   const std::vector<int32_t> members = {6, 7, 3, 8, 0, 1, 5};
   const int64_t B = int64_t(members.size());
@@ -109,12 +109,15 @@ TEST_CASE("lowrank_add: the two rows of a pair corrected together equal each cor
   std::mt19937 g(3);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
   for (bool xp : {false, true})
-    for (int64_t m : {int64_t(37), int64_t(64)}) {
+    // m = 1100: regenerated factors come in several pieces (correct_rank1_rows_generated), the
+    // last one not a multiple of 16
+    for (int64_t m : {int64_t(37), int64_t(64), int64_t(1100)}) {
       const int64_t n = 45, in = xp ? m : n, out = xp ? n : m, len = m + n;
       std::vector<float> X(size_t(B * in)), Y(size_t(B * out)), cache(size_t(5 * len));
       for (auto& v : X) v = u(g);
       for (auto& v : Y) v = u(g);
       ref::fill_noise_cache(ns, 9, len, 5, cache.data());
+      std::vector<float> regenerated;
       for (const float* ca : {static_cast<const float*>(nullptr), static_cast<const float*>(cache.data())}) {
         std::vector<float> together = Y, alone = Y;
         ref::lowrank_add(ns, 9, m, n, xp, X.data(), together.data(), members.data(), B, ca);
@@ -123,6 +126,8 @@ TEST_CASE("lowrank_add: the two rows of a pair corrected together equal each cor
         INFO("x_times_p " << xp << " m " << m << " cached " << (ca != nullptr));
         CHECK(together == alone);
         CHECK(together != Y);
+        if (ca) CHECK(together == regenerated);  // the cache holds the regenerated factors' bits
+        else regenerated = together;
       }
     }
 }
