@@ -518,7 +518,7 @@ void register_bench_commands(CLI::App& app) {
   };
   auto no = std::make_shared<NoiseOpts>();
   auto* nz = bench->add_subcommand("noise", "Factor generation cost: Philox + Box-Muller per element, AVX-512 vs scalar");
-  nz->add_option("--elements", no->elements, "elements per fill (one array; default 2^18, about a pair's factors per layer)")
+  nz->add_option("--elements", no->elements, "elements per fill (one array; default 2^18, about one pair's factors over all of 0.1b's matrices)")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 30));
   nz->add_option("--seconds", no->seconds, "minimum timed seconds per measurement")->check(CLI::Range(0.0, 3600.0));
   nz->add_option("--repeat", no->repeat, "interleaved repetitions; the best time of each counts")->check(CLI::Range(1, 100));
