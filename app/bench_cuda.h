@@ -13,6 +13,7 @@ struct BenchEsOptions {
   int tokens = 16, openes_members = 2, rank = 1, threads = 0, repeat = 2;
   int openes_tokens = 0;  // 0: --tokens (each OpenES member decodes as many tokens as an EGGROLL member)
   int competing_load = 0;  // cpu: busy processes started for the loaded measurements (app/cmd_bench.cpp)
+  std::string interleave = "runs";  // cpu: runs (one variant's whole decode at a time) | steps (app/cmd_bench.cpp)
   double sigma = 1e-3;
 };
 

@@ -318,6 +318,11 @@ void register_bench_commands(CLI::App& app) {
       ->check(CLI::Range(1, 100));
   e->add_option("--sigma", eo->sigma, "noise scale")->check(CLI::Range(0.0, 10.0));
   e->add_option("--threads", eo->threads, "CPU threads (0 = all)")->check(CLI::Range(0, 4096));
+  e->add_option("--interleave", eo->interleave,
+                "cpu: runs (each variant decodes its tokens alone, in turn) or steps (the three variants "
+                "decode side by side, one step each in turn: slow spells of a shared machine hit all three; "
+                "three populations' states at once)")
+      ->check(CLI::IsMember({"runs", "steps"}));
   e->add_option("--competing-load", eo->competing_load,
                 "cpu: also measure inference and EGGROLL (kept) with N busy-spinning processes running")
       ->check(CLI::Range(0, 1024));
@@ -328,6 +333,7 @@ void register_bench_commands(CLI::App& app) {
     if (eo->openes_tokens == 0) eo->openes_tokens = eo->tokens;  // the same work per member as EGGROLL
     if (eo->backend == "cuda") {
       if (eo->competing_load > 0) throw InputError("--competing-load: only for --backend cpu");
+      if (eo->interleave != "runs") throw InputError("--interleave steps: only for --backend cpu");
       bench_es_cuda(*eo, pops);
       return;
     }
@@ -372,6 +378,42 @@ void register_bench_commands(CLI::App& app) {
       if (pert) pert->begin_step(epoch, int(B));
       dec.greedy_steps(tok0, T);
       return now_s() - t0;
+    };
+    // --interleave steps: the three variants' decoders side by side (three states), one greedy step
+    // of each in turn (the order rotating with the step and the repetition), each variant's steps
+    // timed and summed, its begin_step included as in decode(); seconds of (inference, kept,
+    // regenerated). The kept cache is refilled as in decode(): epoch 0 untimed, epoch 1 timed.
+    auto decode_side_by_side = [&](int64_t B, int rep) {
+      Perturbation keep(m, sel, nc, NoiseCache::Keep), regen(m, sel, nc, NoiseCache::Regenerate);
+      keep.begin_step(0, int(B));
+      Decoder d0(mbe, mw, B), d1(mbe, mw, B), d2(mbe, mw, B);
+      Decoder* dec[3] = {&d0, &d1, &d2};
+      Perturbation* pert[3] = {nullptr, &keep, &regen};
+      std::vector<int32_t> tok[3];
+      double sec[3] = {0, 0, 0};
+      for (int v = 0; v < 3; v++) {
+        dec[v]->reset(int(B));
+        dec[v]->set_perturbation(pert[v] ? &pert[v]->view() : nullptr);
+        tok[v].resize(size_t(B));
+        for (int64_t i = 0; i < B; i++) tok[v][size_t(i)] = int32_t((i * 7919) % cfg.vocab);
+      }
+      for (int v = 1; v < 3; v++) {
+        const double t0 = now_s();
+        pert[v]->begin_step(1, int(B));
+        sec[v] += now_s() - t0;
+      }
+      for (int t = 0; t < T; t++)
+        for (int k = 0; k < 3; k++) {
+          const int v = (k + t + rep) % 3;
+          const double t0 = now_s();
+          tok[v] = dec[v]->greedy_steps(tok[v], 1);
+          sec[v] += now_s() - t0;
+        }
+      struct Times {
+        double pure, keep, regen;
+        size_t cache_bytes;
+      };
+      return Times{sec[0], sec[1], sec[2], keep.cache_bytes()};
     };
     // OpenES: each member materialises W + sigma eps of every selected matrix (Backend::perturb_full,
     // the model's matrix dtype, vectorised noise), its y = W x matrices are packed again
@@ -441,9 +483,16 @@ void register_bench_commands(CLI::App& app) {
       double t_pure = 1e300, t_regen = 1e300, t_keep = 1e300, tl_pure = 1e300, tl_keep = 1e300;
       size_t cache_bytes = 0;
       for (int rep = 0; rep < eo->repeat; rep++) {
+        if (eo->interleave == "steps") {
+          const auto ts = decode_side_by_side(N, rep);
+          t_pure = std::min(t_pure, ts.pure);
+          t_keep = std::min(t_keep, ts.keep);
+          t_regen = std::min(t_regen, ts.regen);
+          cache_bytes = ts.cache_bytes;
+        }
         // the three variants in a rotating order (repetition k starts with variant k mod 3), so
         // that with --repeat >= 3 none of them is always the one measured first
-        for (int v = 0; v < 3; v++) {
+        for (int v = 0; v < 3 && eo->interleave == "runs"; v++) {
           const int variant = (v + rep) % 3;
           if (variant == 0) {
             t_pure = std::min(t_pure, decode(N, nullptr));
@@ -494,6 +543,7 @@ void register_bench_commands(CLI::App& app) {
                                   {"openes_decode_s_per_member", t_open_dec / M},
                                   {"noise_cache_bytes", cache_bytes},
                                   {"repeat", eo->repeat},
+                                  {"interleave", eo->interleave},
                                   {"ratio_keep_vs_inference", kp / pure},
                                   {"ratio_regenerate_vs_inference", rg / pure},
                                   {"ratio_keep_vs_openes", kp / op},

@@ -79,6 +79,18 @@ for j in (a, b):
               "openes_materialise_s_per_member", "openes_decode_s_per_member"):
         assert j[k] > 0, (k, j)
 PY
+# bench es --interleave steps: the three variants side by side, one step each in turn
+"$EGG" bench es --preset tiny --population 4 --tokens 3 --openes-members 1 --repeat 2 --interleave steps >"$TMP/bs.json" 2>/dev/null \
+  && python3 - "$TMP/bs.json" <<'PY' && ok || bad "bench es --interleave steps: $(cat "$TMP/bs.json")"
+import json, sys
+r = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+assert r["interleave"] == "steps" and r["population"] == 4 and r["repeat"] == 2, r
+for k in ("inference_tokens_per_s", "eggroll_keep_tokens_per_s", "eggroll_regenerate_tokens_per_s", "noise_cache_bytes"):
+    assert r[k] > 0, (k, r)
+assert abs(r["ratio_keep_vs_inference"] - r["eggroll_keep_tokens_per_s"] / r["inference_tokens_per_s"]) < 1e-9, r
+PY
+grep -q '"interleave":"runs"' "$TMP/be.json" && ok || bad "bench es default interleave: $(cat "$TMP/be.json")"
+"$EGG" bench es --preset tiny --population 4 --interleave sideways >/dev/null 2>&1; [ $? -eq 2 ] && ok || bad "bench es --interleave sideways must exit 2"
 # bench noise: one JSON line per distribution, the vector fill's bits equal to the scalar
 # definition's where the CPU has AVX-512F (an odd length: the masked tail is timed too)
 "$EGG" bench noise --elements 1001 --seconds 0.01 --repeat 2 >"$TMP/bn.json" 2>/dev/null \

@@ -177,6 +177,21 @@ TEST_CASE("the decoder's timed greedy mode gives generate()'s greedy tokens", "[
   }
   CHECK_THROWS_AS(dec.greedy_steps(std::vector<int32_t>(9, 1), 1), std::invalid_argument);
   CHECK_THROWS_AS(dec.greedy_steps(std::vector<int32_t>{300}, 1), std::invalid_argument);
+
+  // One step at a time, each step's tokens fed back, alternating with a second decoder on the same
+  // backend (bench es --interleave steps): the same tokens as the steps in one call.
+  Decoder a(fwd.backend(), fwd.weights(), 8), b(fwd.backend(), fwd.weights(), 8);
+  a.reset(int(first.size()));
+  b.reset(3);
+  std::vector<int32_t> ta = first, tb = {5, 6, 7};
+  for (int t = 0; t < steps; t++) {
+    ta = a.greedy_steps(ta, 1);
+    tb = b.greedy_steps(tb, 1);
+  }
+  CHECK(ta == last);
+  Decoder c(fwd.backend(), fwd.weights(), 8);
+  c.reset(3);
+  CHECK(tb == c.greedy_steps(std::vector<int32_t>{5, 6, 7}, steps));
 }
 
 namespace {
