@@ -365,15 +365,19 @@ void register_bench_commands(CLI::App& app) {
         }
     bm.prepare_products();
     const ModelWeights& mw = bm.weights();
-    std::vector<int32_t> tok0;
+    // Fresh states for members 0..B-1 and the perturbation (nullptr: none); returns their first tokens.
+    auto start = [&](Decoder& dec, int64_t B, Perturbation* pert) {
+      dec.reset(int(B));
+      dec.set_perturbation(pert ? &pert->view() : nullptr);
+      std::vector<int32_t> first(static_cast<size_t>(B));
+      for (int64_t i = 0; i < B; i++) first[size_t(i)] = int32_t((i * 7919) % cfg.vocab);
+      return first;
+    };
     // T greedy steps of members 0..B-1 from a fresh state; seconds (the perturbation's begin_step
     // for step `epoch` included)
     auto decode = [&](int64_t B, Perturbation* pert, uint64_t epoch = 1) {
       Decoder dec(mbe, mw, B);
-      dec.reset(int(B));
-      dec.set_perturbation(pert ? &pert->view() : nullptr);
-      tok0.resize(size_t(B));
-      for (int64_t i = 0; i < B; i++) tok0[size_t(i)] = int32_t((i * 7919) % cfg.vocab);
+      const std::vector<int32_t> tok0 = start(dec, B, pert);
       const double t0 = now_s();
       if (pert) pert->begin_step(epoch, int(B));
       dec.greedy_steps(tok0, T);
@@ -391,12 +395,7 @@ void register_bench_commands(CLI::App& app) {
       Perturbation* pert[3] = {nullptr, &keep, &regen};
       std::vector<int32_t> tok[3];
       double sec[3] = {0, 0, 0};
-      for (int v = 0; v < 3; v++) {
-        dec[v]->reset(int(B));
-        dec[v]->set_perturbation(pert[v] ? &pert[v]->view() : nullptr);
-        tok[v].resize(size_t(B));
-        for (int64_t i = 0; i < B; i++) tok[v][size_t(i)] = int32_t((i * 7919) % cfg.vocab);
-      }
+      for (int v = 0; v < 3; v++) tok[v] = start(*dec[v], B, pert[v]);
       for (int v = 1; v < 3; v++) {
         const double t0 = now_s();
         pert[v]->begin_step(1, int(B));
@@ -489,23 +488,24 @@ void register_bench_commands(CLI::App& app) {
           t_keep = std::min(t_keep, ts.keep);
           t_regen = std::min(t_regen, ts.regen);
           cache_bytes = ts.cache_bytes;
-        }
-        // the three variants in a rotating order (repetition k starts with variant k mod 3), so
-        // that with --repeat >= 3 none of them is always the one measured first
-        for (int v = 0; v < 3 && eo->interleave == "runs"; v++) {
-          const int variant = (v + rep) % 3;
-          if (variant == 0) {
-            t_pure = std::min(t_pure, decode(N, nullptr));
-          } else if (variant == 1) {
-            // as in training after its first step: the cache of the step before (epoch 0, untimed)
-            // is refilled in place with this step's factors (epoch 1, timed)
-            Perturbation keep(m, sel, nc, NoiseCache::Keep);
-            keep.begin_step(0, int(N));
-            t_keep = std::min(t_keep, decode(N, &keep, 1));
-            cache_bytes = keep.cache_bytes();
-          } else {
-            Perturbation regen(m, sel, nc, NoiseCache::Regenerate);
-            t_regen = std::min(t_regen, decode(N, &regen));
+        } else {
+          // the three variants in a rotating order (repetition k starts with variant k mod 3), so
+          // that with --repeat >= 3 none of them is always the one measured first
+          for (int v = 0; v < 3; v++) {
+            const int variant = (v + rep) % 3;
+            if (variant == 0) {
+              t_pure = std::min(t_pure, decode(N, nullptr));
+            } else if (variant == 1) {
+              // as in training after its first step: the cache of the step before (epoch 0, untimed)
+              // is refilled in place with this step's factors (epoch 1, timed)
+              Perturbation keep(m, sel, nc, NoiseCache::Keep);
+              keep.begin_step(0, int(N));
+              t_keep = std::min(t_keep, decode(N, &keep, 1));
+              cache_bytes = keep.cache_bytes();
+            } else {
+              Perturbation regen(m, sel, nc, NoiseCache::Regenerate);
+              t_regen = std::min(t_regen, decode(N, &regen));
+            }
           }
         }
         if (eo->competing_load > 0) {
