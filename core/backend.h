@@ -40,12 +40,23 @@ struct VecArg {
   int64_t stride = 0;
 };
 
-// One product of Backend::linear_group: Y = X W^T, or X P when x_times_p (as Backend::linear).
+// The low-rank correction of one product (Backend::lowrank_add's arguments other than the
+// product's own shape, X and Y): the noise of parameter `pid`, row i for member members[i].
+struct LowRankArg {
+  const NoiseSpec* ns = nullptr;
+  uint32_t pid = 0;
+  const int32_t* members = nullptr;
+  const float* cache = nullptr;  // the step's cache of this parameter, or nullptr (regenerated)
+};
+
+// One product of Backend::linear_group: Y = X W^T, or X P when x_times_p (as Backend::linear),
+// then, when lowrank is set, its low-rank correction (Backend::lowrank_add over the same X and Y).
 struct LinearItem {
   const WeightView* W;
   bool x_times_p;
   const float* X;
   float* Y;
+  const LowRankArg* lowrank = nullptr;
 };
 
 class Backend {
@@ -90,9 +101,18 @@ class Backend {
   // Y[B, out] = X W^T (W [out, in]) or X P (x_times_p, P [in, out])
   virtual void linear(const WeightView& W, bool x_times_p, const float* X, float* Y, int64_t B) = 0;
   // n independent products of the same B rows (no item's Y is another's X or Y), each giving the
-  // bits linear() gives it; a backend may run them as one pass. Default: one after another.
+  // bits linear() and then, for an item with a low-rank correction, lowrank_add give it; a
+  // backend may run them as one pass and fuse the corrections into the products (the CPU backend
+  // adds rank-1 corrections of bf16 products as each output tile is finished). Default: one after
+  // another.
   virtual void linear_group(const LinearItem* items, int n, int64_t B) {
-    for (int i = 0; i < n; i++) linear(*items[i].W, items[i].x_times_p, items[i].X, items[i].Y, B);
+    for (int i = 0; i < n; i++) {
+      const LinearItem& it = items[i];
+      linear(*it.W, it.x_times_p, it.X, it.Y, B);
+      if (it.lowrank)
+        lowrank_add(*it.lowrank->ns, it.lowrank->pid, it.W->rows, it.W->cols, it.x_times_p, it.X, it.Y,
+                    it.lowrank->members, B, it.lowrank->cache);
+    }
   }
   virtual void tanh_(float* x, int64_t n) = 0;
   virtual void sigmoid_(float* x, int64_t n) = 0;

@@ -118,16 +118,60 @@ void CpuBackend::linear(const WeightView& W, bool x_times_p, const float* X, flo
     ref::linear_f32(W.f32(), x_times_p, X, Y, B, in, out);
 }
 void CpuBackend::linear_group(const LinearItem* items, int n, int64_t B) {
-  // products on bf16 panels share one pass over the threads (core/gemm_bf16.h); any other runs alone
+  // Products on bf16 panels share one pass over the threads (core/gemm_bf16.h), their rank-1
+  // corrections added by the GEMM as it finishes each output tile (ref::lowrank_rank1_terms gives
+  // each row's scale and factor first): Y is not read back for them. Regenerated factors are
+  // then held for the whole product (one array per pair), up to kFusedFactorBytes per group;
+  // past that (a perturbed head over the vocabulary), and for any other correction, lowrank_add
+  // runs after the products, a pair's factors generated as its rows are corrected. Same bits
+  // either way. With the AMX kernel the corrections stay a pass of their own: an earlier fused
+  // form measured slower on the AMX machine (README, "Other machines"). Products not on bf16
+  // panels run alone.
+  constexpr int64_t kFusedFactorBytes = int64_t(64) << 20;
+  const Bf16Kernel kernel = best_bf16_kernel();
+  const bool fuse = kernel != Bf16Kernel::Amx;
+  int64_t factor_bytes = 0;
+  struct Rank1 {
+    std::vector<float> factors, t;
+    std::vector<const float*> out;
+  };
+  thread_local std::vector<Rank1> rank1;  // per item; kept between calls (regenerated factors)
+  if (rank1.size() < size_t(n)) rank1.resize(size_t(n));
   std::vector<Bf16Product> bf;
+  std::vector<const LinearItem*> unfused;
+  auto correct = [&](const LinearItem& it) {
+    const LowRankArg& lr = *it.lowrank;
+    lowrank_add(*lr.ns, lr.pid, it.W->rows, it.W->cols, it.x_times_p, it.X, it.Y, lr.members, B, lr.cache);
+  };
   for (int i = 0; i < n; i++) {
-    const auto* h = static_cast<const CpuPrepared*>(items[i].W->prepared);
-    if (h && h->is_bf16 && h->x_times_p == items[i].x_times_p)
-      bf.push_back({items[i].X, &h->bf16, items[i].Y});
-    else
-      linear(*items[i].W, items[i].x_times_p, items[i].X, items[i].Y, B);
+    const LinearItem& it = items[i];
+    const auto* h = static_cast<const CpuPrepared*>(it.W->prepared);
+    if (!(h && h->is_bf16 && h->x_times_p == it.x_times_p)) {
+      linear(*it.W, it.x_times_p, it.X, it.Y, B);
+      if (it.lowrank) correct(it);
+      continue;
+    }
+    Bf16Product p{it.X, &h->bf16, it.Y};
+    const int64_t held = !it.lowrank || it.lowrank->cache
+                             ? 0
+                             : ref::lowrank_pair_runs(it.lowrank->members, B) * (it.W->rows + it.W->cols) * 4;
+    if (fuse && it.lowrank && it.lowrank->ns->rank == 1 && factor_bytes + held <= kFusedFactorBytes) {
+      factor_bytes += held;
+      const LowRankArg& lr = *it.lowrank;
+      Rank1& r = rank1[size_t(i)];
+      r.t.resize(size_t(B));
+      r.out.resize(size_t(B));
+      ref::lowrank_rank1_terms(*lr.ns, lr.pid, it.W->rows, it.W->cols, it.x_times_p, it.X, lr.members, B, lr.cache,
+                               r.factors, r.out.data(), r.t.data());
+      p.rank1_out = r.out.data();
+      p.rank1_t = r.t.data();
+    } else if (it.lowrank) {
+      unfused.push_back(&it);
+    }
+    bf.push_back(p);
   }
-  if (!bf.empty()) gemm_bf16_group(bf.data(), int(bf.size()), B, best_bf16_kernel());
+  if (!bf.empty()) gemm_bf16_group(bf.data(), int(bf.size()), B, kernel);
+  for (const LinearItem* it : unfused) correct(*it);
 }
 void CpuBackend::tanh_(float* x, int64_t n) { ref::tanh_inplace(x, n); }
 void CpuBackend::sigmoid_(float* x, int64_t n) { ref::sigmoid_inplace(x, n); }

@@ -74,10 +74,21 @@ void round_group(const Bf16Product* items, const std::vector<int>& which, int64_
   });
 }
 
-// ---- scalar kernel: the definition, one fma at a time -------------------------------------------
+// The rank-1 epilogue of rows [0, mr) x outputs [o0, o0 + nr) of a finished Y (Bf16Product):
+// ro[r] is row r's factor, rt[r] its scale.
+void rank1_epilogue(float* Y, int64_t ldy, int64_t mr, int64_t nr, const float* const* ro, const float* rt, int64_t o0) {
+  for (int64_t r = 0; r < mr; r++) {
+    float* y = Y + r * ldy;
+    const float* f = ro[r] + o0;
+    const float t = rt[r];
+    for (int64_t j = 0; j < nr; j++) y[j] = std::fma(f[j], t, y[j]);
+  }
+}
 
+// ---- scalar kernel: the definition, one fma at a time -------------------------------------------
+// ro != nullptr (the last k block of a product with a rank-1 epilogue): rank1_epilogue after the sums.
 void micro_scalar(const uint32_t* X, int64_t ldx, const uint16_t* Bp, float* Y, int64_t ldy, int64_t mr, int64_t nr,
-                  int64_t kp, bool first) {
+                  int64_t kp, bool first, const float* const* ro, const float* rt, int64_t o0) {
   for (int64_t r = 0; r < mr; r++) {
     float acc[NR];
     std::fill_n(acc, NR, 0.f);
@@ -93,6 +104,7 @@ void micro_scalar(const uint32_t* X, int64_t ldx, const uint16_t* Bp, float* Y, 
     float* y = Y + r * ldy;
     for (int64_t j = 0; j < nr; j++) y[j] = first ? acc[j] : y[j] + acc[j];
   }
+  if (ro) rank1_epilogue(Y, ldy, mr, nr, ro, rt, o0);
 }
 
 // ---- AVX512-BF16 kernel ------------------------------------------------------------------------
@@ -102,7 +114,8 @@ void micro_scalar(const uint32_t* X, int64_t ldx, const uint16_t* Bp, float* Y, 
 
 template <int R>
 EGGROLL_BF16_TARGET void micro_avx512bf16(const uint32_t* X, int64_t ldx, const uint16_t* Bp, float* Y,
-                                          int64_t ldy, int64_t nr, int64_t kp, bool first) {
+                                          int64_t ldy, int64_t nr, int64_t kp, bool first, const float* const* ro,
+                                          const float* rt, int64_t o0) {
   __m512 acc[R][4];
   for (int r = 0; r < R; r++)
     for (int v = 0; v < 4; v++) acc[r][v] = _mm512_setzero_ps();
@@ -124,21 +137,23 @@ EGGROLL_BF16_TARGET void micro_avx512bf16(const uint32_t* X, int64_t ldx, const 
     const __mmask16 m = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
     for (int r = 0; r < R; r++) {
       float* y = Y + r * ldy + 16 * v;
-      const __m512 o = first ? acc[r][v] : _mm512_add_ps(_mm512_maskz_loadu_ps(m, y), acc[r][v]);
+      __m512 o = first ? acc[r][v] : _mm512_add_ps(_mm512_maskz_loadu_ps(m, y), acc[r][v]);
+      if (ro) o = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, ro[r] + o0 + 16 * v), _mm512_set1_ps(rt[r]), o);
       _mm512_mask_storeu_ps(y, m, o);
     }
   }
 }
 
 EGGROLL_BF16_TARGET void micro_avx512bf16_rows(const uint32_t* X, int64_t ldx, const uint16_t* Bp, float* Y,
-                                               int64_t ldy, int64_t mr, int64_t nr, int64_t kp, bool first) {
+                                               int64_t ldy, int64_t mr, int64_t nr, int64_t kp, bool first,
+                                               const float* const* ro, const float* rt, int64_t o0) {
   switch (mr) {
-    case 6: return micro_avx512bf16<6>(X, ldx, Bp, Y, ldy, nr, kp, first);
-    case 5: return micro_avx512bf16<5>(X, ldx, Bp, Y, ldy, nr, kp, first);
-    case 4: return micro_avx512bf16<4>(X, ldx, Bp, Y, ldy, nr, kp, first);
-    case 3: return micro_avx512bf16<3>(X, ldx, Bp, Y, ldy, nr, kp, first);
-    case 2: return micro_avx512bf16<2>(X, ldx, Bp, Y, ldy, nr, kp, first);
-    default: return micro_avx512bf16<1>(X, ldx, Bp, Y, ldy, nr, kp, first);
+    case 6: return micro_avx512bf16<6>(X, ldx, Bp, Y, ldy, nr, kp, first, ro, rt, o0);
+    case 5: return micro_avx512bf16<5>(X, ldx, Bp, Y, ldy, nr, kp, first, ro, rt, o0);
+    case 4: return micro_avx512bf16<4>(X, ldx, Bp, Y, ldy, nr, kp, first, ro, rt, o0);
+    case 3: return micro_avx512bf16<3>(X, ldx, Bp, Y, ldy, nr, kp, first, ro, rt, o0);
+    case 2: return micro_avx512bf16<2>(X, ldx, Bp, Y, ldy, nr, kp, first, ro, rt, o0);
+    default: return micro_avx512bf16<1>(X, ldx, Bp, Y, ldy, nr, kp, first, ro, rt, o0);
   }
 }
 
@@ -348,6 +363,7 @@ void gemm_bf16_group(const Bf16Product* items, int n, int64_t rows, Bf16Kernel k
     int64_t tiles = 0;
     if (W.out > 0 && W.in == 0) {
       std::fill_n(items[i].Y, rows * W.out, 0.f);
+      if (items[i].rank1_out) rank1_epilogue(items[i].Y, W.out, rows, W.out, items[i].rank1_out, items[i].rank1_t, 0);
     } else if (W.out > 0) {
       rounded.push_back(i);
       tiles = (W.out + NR - 1) / NR;
@@ -374,9 +390,12 @@ void gemm_bf16_group(const Bf16Product* items, int n, int64_t rows, Bf16Kernel k
         const int i = product_of(g);
         const PackedBf16& W = *items[i].W;
         const int64_t t = g - first[size_t(i)], out = W.out, pairs = W.pairs, nr = std::min(NR, out - t * NR);
-        for (int64_t r0 = 0; r0 < rows; r0 += 16)
-          micro_amx(xp[size_t(i)] + r0 * pairs, pairs, W.data.data() + t * pairs * NR * 2,
-                    items[i].Y + r0 * out + t * NR, out, std::min<int64_t>(16, rows - r0), nr, pairs);
+        for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+          const int64_t mr = std::min<int64_t>(16, rows - r0);
+          float* Y = items[i].Y + r0 * out + t * NR;
+          micro_amx(xp[size_t(i)] + r0 * pairs, pairs, W.data.data() + t * pairs * NR * 2, Y, out, mr, nr, pairs);
+          if (items[i].rank1_out) rank1_epilogue(Y, out, mr, nr, items[i].rank1_out + r0, items[i].rank1_t + r0, t * NR);
+        }
       }
       amx_release();
     });
@@ -393,15 +412,19 @@ void gemm_bf16_group(const Bf16Product* items, int n, int64_t rows, Bf16Kernel k
     for (int64_t p0 = 0; p0 < pairs; p0 += KP) {
       const int64_t kp = std::min(KP, pairs - p0);
       const uint16_t* B = W.data.data() + (t * pairs + p0) * NR * 2;
+      const bool last = p0 + KP >= pairs;  // the epilogue goes with the last k block
       for (int64_t r0 = 0; r0 < rows; r0 += MR) {
         const int64_t mr = std::min(MR, rows - r0);
+        const float* const* ro = last && items[i].rank1_out ? items[i].rank1_out + r0 : nullptr;
+        const float* rt = ro ? items[i].rank1_t + r0 : nullptr;
 #if EGGROLL_X86
         if (kernel == Bf16Kernel::Avx512Bf16) {
-          micro_avx512bf16_rows(Xb + r0 * pairs + p0, pairs, B, Y + r0 * out + o0, out, mr, nr, kp, p0 == 0);
+          micro_avx512bf16_rows(Xb + r0 * pairs + p0, pairs, B, Y + r0 * out + o0, out, mr, nr, kp, p0 == 0, ro, rt,
+                                o0);
           continue;
         }
 #endif
-        micro_scalar(Xb + r0 * pairs + p0, pairs, B, Y + r0 * out + o0, out, mr, nr, kp, p0 == 0);
+        micro_scalar(Xb + r0 * pairs + p0, pairs, B, Y + r0 * out + o0, out, mr, nr, kp, p0 == 0, ro, rt, o0);
       }
     }
   });

@@ -72,10 +72,16 @@ void bf16_round_pairs(const float* x, int64_t in, uint32_t* out);
 
 // Several independent products of the same rows in one pass over the threads (no product's Y is
 // another's X): each Y gets the bits gemm_bf16 gives it alone.
+// A product may carry a rank-1 epilogue (EGGROLL's low-rank correction, core/ops/noise.h): with
+// rank1_out set, each finished output becomes y[r][o] = fma(rank1_out[r][o], rank1_t[r], y[r][o])
+// -- the bits of gemm_bf16 followed by that fma in a pass of its own, applied while the output
+// tile is still in registers (or, for AMX, in L1) instead of reading Y back from memory.
 struct Bf16Product {
   const float* X;
   const PackedBf16* W;
   float* Y;
+  const float* const* rank1_out = nullptr;  // [rows] pointers to W->out floats each
+  const float* rank1_t = nullptr;           // [rows]
 };
 void gemm_bf16_group(const Bf16Product* items, int n, int64_t rows, Bf16Kernel k);
 

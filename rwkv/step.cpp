@@ -61,27 +61,23 @@ VecArg ModelStep::vec(int pid, int64_t B) {
 }
 
 void ModelStep::linear(int pid, bool x_times_p, const float* X, float* Y, int64_t B) {
-  const WeightView& P = w_.params[size_t(pid)];
-  be_.linear(P, x_times_p, X, Y, B);
-  if (pert_ && pert_->lowrank[size_t(pid)])
-    be_.lowrank_add(pert_->noise, uint32_t(pid), P.rows, P.cols, x_times_p, X, Y, members_, B, pert_->cache_of(pid));
+  linear_group({{pid, x_times_p, X, Y}}, B);
 }
 
-void ModelStep::linear_group(std::initializer_list<Product> products, int64_t B) {
+void ModelStep::linear_group(std::initializer_list<Product> products, int64_t B, const int32_t* members) {
   LinearItem items[8];
+  LowRankArg lr[8];
   int n = 0;
   for (const Product& p : products) {
     if (n == 8) throw std::logic_error("ModelStep::linear_group: more than 8 products");
-    items[n++] = {&w_.params[size_t(p.pid)], p.x_times_p, p.X, p.Y};
+    items[n] = {&w_.params[size_t(p.pid)], p.x_times_p, p.X, p.Y};
+    if (pert_ && pert_->lowrank[size_t(p.pid)]) {  // the product's low-rank correction goes with it
+      lr[n] = {&pert_->noise, uint32_t(p.pid), members ? members : members_, pert_->cache_of(p.pid)};
+      items[n].lowrank = &lr[n];
+    }
+    n++;
   }
   be_.linear_group(items, n, B);
-  if (!pert_) return;
-  for (const Product& p : products)
-    if (pert_->lowrank[size_t(p.pid)]) {
-      const WeightView& P = w_.params[size_t(p.pid)];
-      be_.lowrank_add(pert_->noise, uint32_t(p.pid), P.rows, P.cols, p.x_times_p, p.X, p.Y, members_, B,
-                      pert_->cache_of(p.pid));
-    }
 }
 
 void ModelStep::step(const int32_t* tokens, const int32_t* slots, const int32_t* members, int64_t B, StateView st,
@@ -188,11 +184,7 @@ void ModelStep::step(const int32_t* tokens, const int32_t* slots, const int32_t*
     }
   }
   be_.layer_norm(xin, lw, lb, xa_, n, C, eps);
-  const WeightView& Hd = w_.params[size_t(w_.head)];
-  be_.linear(Hd, false, xa_, logits, n);
-  if (pert_ && pert_->lowrank[size_t(w_.head)])
-    be_.lowrank_add(pert_->noise, uint32_t(w_.head), Hd.rows, Hd.cols, false, xa_, logits, head_members, n,
-                    pert_->cache_of(w_.head));
+  linear_group({{w_.head, false, xa_, logits}}, n, head_members);
   pert_ = nullptr;
 }
 

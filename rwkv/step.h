@@ -108,15 +108,15 @@ class ModelStep {
  private:
   VecArg vec(int pid, int64_t B);
   void linear(int pid, bool x_times_p, const float* X, float* Y, int64_t B);
-  // linear() of independent products as one Backend::linear_group (at most 8), then each one's
-  // low-rank correction
+  // Independent products as one Backend::linear_group (at most 8), each with its low-rank
+  // correction when the perturbation has one (rows' members: `members`, default the step's)
   struct Product {
     int pid;
     bool x_times_p;
     const float* X;
     float* Y;
   };
-  void linear_group(std::initializer_list<Product> products, int64_t B);
+  void linear_group(std::initializer_list<Product> products, int64_t B, const int32_t* members = nullptr);
 
   // Vector parameters one layer reads (each may need a per-row perturbed copy).
   static constexpr int64_t kVecSlotsPerLayer_ = 24;

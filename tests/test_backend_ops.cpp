@@ -630,6 +630,8 @@ F64 linear64(const std::vector<Buf>& in, int W, int X, bool xp, bool bf, int64_t
   return F64{y};
 }
 
+NoiseSpec spec(int rank, NoiseDist dist);  // below, with the noise rows
+
 void linear_rows(bool large) {
   struct Sh {
     int64_t B, in, out;
@@ -744,6 +746,71 @@ void linear_rows(bool large) {
     r.flops = 0;
     for (const G& g : gs) r.flops += 2.0 * double(B * g.in * g.out);
   }
+  // linear_group with the products' low-rank corrections (EGGROLL), each as linear() and then
+  // lowrank_add() give it: bf16 panels with rank 1 (the CPU adds those in the GEMM's epilogue,
+  // one with several k blocks), rank 2 (added after the products), an fp32 product; members in
+  // pairs, a pair's two rows side by side and apart
+  for (int64_t B : {int64_t(1), int64_t(9)})
+    for (bool cached : {false, true}) {
+      struct G {
+        int64_t in, out;
+        bool xp, bf;
+        int rank;
+      };
+      const std::vector<G> gs = {{300, 130, false, true, 1}, {96, 70, true, true, 1}, {96, 64, true, true, 2},
+                                 {40, 24, false, false, 1}};
+      const int64_t pairs = 6;
+      Row& r = row("linear_group", "B=" + S(B) + " + low-rank " + (cached ? "cached" : "regenerated") +
+                                       ": 3 bf16 prepared (r=1 W x, r=1 x P, r=2 x P) + 1 f32 (r=1)");
+      auto members = rnd_int(size_t(B), 0, int32_t(2 * pairs - 1));
+      if (B > 1) members[1] = members[0] ^ 1, members[size_t(B - 1)] = members[0];
+      const int mem = r.i32("members", members);
+      std::vector<NoiseSpec> ns;
+      std::vector<int> Ws, Xs, Ys, Cs;
+      for (size_t i = 0; i < gs.size(); i++) {
+        const G& g = gs[i];
+        ns.push_back(spec(g.rank, NoiseDist::Gaussian));
+        const auto wv = rnd(size_t(g.in * g.out));
+        Ws.push_back(g.bf ? r.add("W" + S(int64_t(i)), T::BF16, to_bf16(wv)) : r.f32("W" + S(int64_t(i)), wv));
+        Xs.push_back(r.f32("X" + S(int64_t(i)), rnd(size_t(B * g.in))));
+        Ys.push_back(r.out("Y" + S(int64_t(i)), T::F32, size_t(B * g.out)));
+        const int64_t len = (g.in + g.out) * g.rank;
+        std::vector<float> cache(cached ? size_t(pairs * len) : size_t(1), 0.f);
+        if (cached) ref::fill_noise_cache(ns.back(), uint32_t(30 + i), len, pairs, cache.data());
+        Cs.push_back(r.f32("cache" + S(int64_t(i)), cache));
+      }
+      r.run = [=](Backend& be, const Ptrs& p) {
+        std::vector<WeightView> w;
+        std::vector<LowRankArg> lr;
+        for (size_t i = 0; i < gs.size(); i++) {
+          w.push_back({p[size_t(Ws[i])], gs[i].bf ? DType::BF16 : DType::F32, gs[i].xp ? gs[i].in : gs[i].out,
+                       gs[i].xp ? gs[i].out : gs[i].in});
+          if (gs[i].bf) w.back().prepared = be.prepare_weight(w.back(), gs[i].xp);
+          lr.push_back({&ns[i], uint32_t(30 + i), P<int32_t>(p, mem), cached ? P(p, Cs[i]) : nullptr});
+        }
+        std::vector<LinearItem> items;
+        for (size_t i = 0; i < gs.size(); i++)
+          items.push_back({&w[i], gs[i].xp, P(p, Xs[i]), P(p, Ys[i]), &lr[i]});
+        be.linear_group(items.data(), int(items.size()), B);
+        for (auto& v : w) be.release_prepared(v.prepared);
+      };
+      r.ref = [=](const Ptrs& p) {
+        for (size_t i = 0; i < gs.size(); i++) {
+          const G& g = gs[i];
+          if (g.bf)
+            ref::linear_bf16(P<uint16_t>(p, Ws[i]), g.xp, P(p, Xs[i]), P(p, Ys[i]), B, g.in, g.out);
+          else
+            ref::linear_f32(P(p, Ws[i]), g.xp, P(p, Xs[i]), P(p, Ys[i]), B, g.in, g.out);
+          ref::lowrank_add(ns[i], uint32_t(30 + i), g.xp ? g.in : g.out, g.xp ? g.out : g.in, g.xp, P(p, Xs[i]),
+                           P(p, Ys[i]), P<int32_t>(p, mem), B, cached ? P(p, Cs[i]) : nullptr);
+        }
+      };
+      r.why64 = "linear and lowrank_add: their own rows check each part against float64";
+      for (size_t i = 0; i < gs.size(); i++)
+        r.outs.push_back({Ys[i], 1e-5, "as linear and lowrank_add: cuBLAS's accumulation order differs"});
+      r.flops = 0;
+      for (const G& g : gs) r.flops += 2.0 * double(B * g.in * g.out);
+    }
 }
 
 NoiseSpec spec(int rank, NoiseDist dist) {

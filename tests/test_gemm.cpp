@@ -192,6 +192,47 @@ TEST_CASE("a group of bf16 products gives each product's bits alone, every kerne
   }
 }
 
+TEST_CASE("a bf16 product's rank-1 epilogue gives the product's bits then one fma per output, every kernel",
+          "[gemm][bf16]") {
+  // several k blocks (in > kGemmKC), partial panel tiles and micro-tiles, an odd in, an empty in;
+  // rows share factors in pairs (as an antithetic pair does) and one row has its own
+  struct Sh {
+    int64_t in, out;
+    bool xp;
+  };
+  const Sh shapes[] = {{600, 200, false}, {96, 130, true}, {33, 64, false}, {0, 20, false}, {257, 70, true}};
+  for (int64_t rows : {int64_t(1), int64_t(7), int64_t(37)}) {
+    for (size_t i = 0; i < std::size(shapes); i++) {
+      const Sh& s = shapes[i];
+      const auto X = randv(size_t(rows * s.in), uint32_t(60 + i));
+      const PackedBf16 W = pack_bf16(randv(size_t(s.in * s.out), uint32_t(80 + i)).data(), s.in, s.out, s.xp);
+      const auto F = randv(size_t(((rows + 1) / 2) * s.out), uint32_t(90 + i));
+      auto t = randv(size_t(rows), uint32_t(95 + i));
+      std::vector<const float*> ro(static_cast<size_t>(rows));
+      for (int64_t r = 0; r < rows; r++) ro[size_t(r)] = F.data() + (r / 2) * s.out;
+      for (Bf16Kernel k : kernels_here()) {
+        INFO(bf16_kernel_name(k) << " rows " << rows << " shape " << i);
+        std::vector<float> want(size_t(rows * s.out), 3.f), got(size_t(rows * s.out), -7.f);
+        gemm_bf16(X.data(), W, want.data(), rows, k);
+        for (int64_t r = 0; r < rows; r++)
+          for (int64_t o = 0; o < s.out; o++)
+            want[size_t(r * s.out + o)] = std::fma(ro[size_t(r)][o], t[size_t(r)], want[size_t(r * s.out + o)]);
+        Bf16Product p{X.data(), &W, got.data()};
+        p.rank1_out = ro.data();
+        p.rank1_t = t.data();
+        const Bf16Product plain{X.data(), &W, nullptr};
+        std::vector<float> other(size_t(rows * s.out), 1.f);
+        const Bf16Product both[2] = {p, {plain.X, plain.W, other.data()}};  // a group: the epilogue stays its own
+        gemm_bf16_group(both, 2, rows, k);
+        CHECK(same_bits(want, got));
+        std::vector<float> alone(size_t(rows * s.out), 5.f);
+        gemm_bf16(X.data(), W, alone.data(), rows, k);
+        CHECK(same_bits(alone, other));
+      }
+    }
+  }
+}
+
 TEST_CASE("a product's inputs round to bf16 pairs exactly as f32_to_bf16 does (vector path included)", "[gemm][bf16]") {
   // random bit patterns (every exponent, NaNs, infinities, subnormals) plus the edge cases:
   // ties to even both ways, the largest subnormal (rounds up to the smallest normal), the

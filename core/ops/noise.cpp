@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 #include <vector>
 #include "core/ops/factor_array.h"
 #include "core/parallel.h"
@@ -46,12 +48,11 @@ inline float sum16(const float* part) {
   return sum;
 }
 
-// lowrank_correct_row's rank-1 arithmetic for R consecutive rows (x [R, in], y [R, out]) that share
-// In and Out: t[j] = c[j] (In . x_j), then y_j += Out t[j]. R = 2: the rows of an antithetic pair,
-// whose factors are then read once for both; each row's bits are those it gets alone (R = 1).
+// lowrank_correct_row's rank-1 scales for R consecutive rows x [R, in] that share In:
+// t[j] = c[j] (In . x_j). R = 2: the rows of an antithetic pair, whose factor is then read once for
+// both; each row's bits are those it gets alone (R = 1).
 template <int R>
-void correct_rank1_rows(const float* x, int64_t in, const float* In, const float* Out, int64_t out, const float* c,
-                        float* y, float* t) {
+void rank1_scales(const float* x, int64_t in, const float* In, const float* c, float* t) {
   constexpr int L = 16;
   float part[R][L] = {};
   int64_t k = 0;
@@ -61,6 +62,13 @@ void correct_rank1_rows(const float* x, int64_t in, const float* In, const float
   for (int l = 0; k < in; k++, l++)
     for (int j = 0; j < R; j++) part[j][l] = std::fma(x[j * in + k], In[k], part[j][l]);
   for (int j = 0; j < R; j++) t[j] = c[j] * sum16(part[j]);
+}
+// ... and the whole rank-1 correction of those rows (y [R, out]): the scales, then y_j += Out t[j]
+// as one fma per element.
+template <int R>
+void correct_rank1_rows(const float* x, int64_t in, const float* In, const float* Out, int64_t out, const float* c,
+                        float* y, float* t) {
+  rank1_scales<R>(x, in, In, c, t);
   for (int64_t o = 0; o < out; o++)
     for (int j = 0; j < R; j++) y[j * out + o] = std::fma(Out[o], t[j], y[j * out + o]);
 }
@@ -89,6 +97,54 @@ void lowrank_correct_row(const float* x, int64_t in, const float* In, const floa
     for (int q = 0; q < r; q++) acc = std::fma(Out[o * r + q], t[q], acc);
     y[o] += acc;
   }
+}
+
+// Where each run of consecutive rows of one pair starts, then B (lowrank_pair_runs).
+std::vector<int64_t> pair_run_starts(const int32_t* members, int64_t B) {
+  std::vector<int64_t> run;
+  for (int64_t i = 0; i < B; i++)
+    if (i == 0 || uint32_t(members[i]) / 2 != uint32_t(members[i - 1]) / 2) run.push_back(i);
+  run.push_back(std::max<int64_t>(B, 0));
+  return run;
+}
+
+int64_t lowrank_pair_runs(const int32_t* members, int64_t B) {
+  return int64_t(pair_run_starts(members, B).size()) - 1;
+}
+
+void lowrank_rank1_terms(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, bool x_times_p, const float* X,
+                         const int32_t* members, int64_t B, const float* cache, std::vector<float>& scratch,
+                         const float** out, float* t) {
+  if (ns.rank != 1) throw std::invalid_argument("lowrank_rank1_terms: rank " + std::to_string(ns.rank) + ", not 1");
+  const int64_t len = m + n, in = x_times_p ? m : n;
+  const int64_t in_at = x_times_p ? 0 : m, out_at = x_times_p ? m : 0;  // In and Out in [A (m) | B (n)]
+  // a run's factor array is generated once, into scratch slot u
+  const std::vector<int64_t> run = pair_run_starts(members, B);
+  const int64_t runs = int64_t(run.size()) - 1;
+  if (!cache && scratch.size() < size_t(runs * len)) scratch.resize(size_t(runs * len));
+  parallel_for(runs, 1, [&](int64_t u) {
+    const int64_t b = run[size_t(u)], e = run[size_t(u) + 1];
+    const uint32_t first = uint32_t(members[b]);
+    const float* F;
+    if (cache) {
+      F = cache + int64_t(first / 2) * len;
+    } else {
+      float* f = scratch.data() + u * len;
+      fill_noise(noise_spec_key(ns, pid, first), ns.dist, 0, size_t(len), f);
+      F = f;
+    }
+    for (int64_t i = b; i < e; i++) {
+      const float c[2] = {noise_spec_lowrank_scale(ns, uint32_t(members[i])),
+                          i + 1 < e ? noise_spec_lowrank_scale(ns, uint32_t(members[i + 1])) : 0.f};
+      out[i] = F + out_at;
+      if (i + 1 < e) {  // two rows of the pair: the factor read once
+        rank1_scales<2>(X + i * in, in, F + in_at, c, t + i);
+        out[++i] = F + out_at;
+      } else {
+        rank1_scales<1>(X + i * in, in, F + in_at, c, t + i);
+      }
+    }
+  });
 }
 
 void embedding_lowrank_add(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, const int32_t* tokens,
