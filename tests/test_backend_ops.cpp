@@ -696,88 +696,49 @@ void linear_rows(bool large) {
       r.flops = 2.0 * double(s.B * s.in * s.out);
     }
   if (large) return;
-  // linear_group: the step's groups in small (three x P products on bf16 panels, as the LoRA
-  // paths; a W x one; an fp32 one that the CPU runs alone), each as linear() would give it
-  for (int64_t B : {int64_t(1), int64_t(9)}) {
-    struct G {
-      int64_t in, out;
-      bool xp, bf;
-    };
-    const std::vector<G> gs = {{96, 64, true, true}, {96, 130, true, true}, {96, 32, true, true},
-                               {77, 130, false, true}, {40, 24, false, false}};
-    Row& r = row("linear_group", "B=" + S(B) + " 4 bf16 prepared (3 x P, 1 W x) + 1 f32");
-    std::vector<int> Ws, Xs, Ys;
-    for (size_t i = 0; i < gs.size(); i++) {
-      const auto wv = rnd(size_t(gs[i].in * gs[i].out));
-      Ws.push_back(gs[i].bf ? r.add("W" + S(int64_t(i)), T::BF16, to_bf16(wv)) : r.f32("W" + S(int64_t(i)), wv));
-      Xs.push_back(r.f32("X" + S(int64_t(i)), rnd(size_t(B * gs[i].in))));
-      Ys.push_back(r.out("Y" + S(int64_t(i)), T::F32, size_t(B * gs[i].out)));
-    }
-    r.run = [=](Backend& be, const Ptrs& p) {
-      std::vector<WeightView> w;
-      for (size_t i = 0; i < gs.size(); i++) {
-        w.push_back({p[size_t(Ws[i])], gs[i].bf ? DType::BF16 : DType::F32, gs[i].xp ? gs[i].in : gs[i].out,
-                     gs[i].xp ? gs[i].out : gs[i].in});
-        if (gs[i].bf) w.back().prepared = be.prepare_weight(w.back(), gs[i].xp);
-      }
-      std::vector<LinearItem> items;
-      for (size_t i = 0; i < gs.size(); i++) items.push_back({&w[i], gs[i].xp, P(p, Xs[i]), P(p, Ys[i])});
-      be.linear_group(items.data(), int(items.size()), B);
-      for (auto& v : w) be.release_prepared(v.prepared);
-    };
-    r.ref = [=](const Ptrs& p) {
-      for (size_t i = 0; i < gs.size(); i++) {
-        const G& g = gs[i];
-        if (g.bf)
-          ref::linear_bf16(P<uint16_t>(p, Ws[i]), g.xp, P(p, Xs[i]), P(p, Ys[i]), B, g.in, g.out);
-        else
-          ref::linear_f32(P(p, Ws[i]), g.xp, P(p, Xs[i]), P(p, Ys[i]), B, g.in, g.out);
-      }
-    };
-    r.f64 = [=](const std::vector<Buf>& in) {
-      F64 all;
-      for (size_t i = 0; i < gs.size(); i++)
-        all.push_back(linear64(in, Ws[i], Xs[i], gs[i].xp, gs[i].bf, B, gs[i].in, gs[i].out)[0]);
-      return all;
-    };
-    r.tol64 = 2e-5, r.why64 = "fp32 accumulation over <= 96 terms (bf16: X rounded to bf16 first)";
-    for (size_t i = 0; i < gs.size(); i++)
-      r.outs.push_back({Ys[i], 1e-5, "as linear: cuBLAS's accumulation order differs"});
-    r.flops = 0;
-    for (const G& g : gs) r.flops += 2.0 * double(B * g.in * g.out);
-  }
-  // linear_group with the products' low-rank corrections (EGGROLL), each as linear() and then
-  // lowrank_add() give it: bf16 panels with rank 1 (the CPU adds those in the GEMM's epilogue,
-  // one with several k blocks), rank 2 (added after the products), an fp32 product; members in
+  // linear_group: the step's groups in small (x P products on bf16 panels, as the LoRA paths;
+  // W x ones, one with several k blocks; an fp32 one that the CPU runs alone), each as linear()
+  // gives it; then with the products' low-rank corrections (EGGROLL), regenerated and cached, each
+  // as linear() and then lowrank_add() give it: rank 1 on bf16 panels (the CPU adds those in the
+  // GEMM's epilogue), rank 2 (added after the products), rank 1 on the fp32 product; members in
   // pairs, a pair's two rows side by side and apart
+  struct G {
+    int64_t in, out;
+    bool xp, bf;
+    int rank;
+  };
+  const std::vector<G> gs = {{96, 64, true, true, 1},    {96, 130, true, true, 2}, {96, 32, true, true, 1},
+                             {77, 130, false, true, 1},  {300, 130, false, true, 1}, {40, 24, false, false, 1}};
+  const char* modes[] = {"", " + low-rank regenerated", " + low-rank cached"};
   for (int64_t B : {int64_t(1), int64_t(9)})
-    for (bool cached : {false, true}) {
-      struct G {
-        int64_t in, out;
-        bool xp, bf;
-        int rank;
-      };
-      const std::vector<G> gs = {{300, 130, false, true, 1}, {96, 70, true, true, 1}, {96, 64, true, true, 2},
-                                 {40, 24, false, false, 1}};
+    for (int mode = 0; mode < 3; mode++) {
+      const bool lowrank = mode > 0, cached = mode == 2;
       const int64_t pairs = 6;
-      Row& r = row("linear_group", "B=" + S(B) + " + low-rank " + (cached ? "cached" : "regenerated") +
-                                       ": 3 bf16 prepared (r=1 W x, r=1 x P, r=2 x P) + 1 f32 (r=1)");
+      std::string name = "B=" + S(B);
+      name += modes[mode];
+      name += ": 5 bf16 prepared (3 x P r=1,2,1; 2 W x r=1) + 1 f32 W x (r=1)";
+      Row& r = row("linear_group", name);
       auto members = rnd_int(size_t(B), 0, int32_t(2 * pairs - 1));
       if (B > 1) members[1] = members[0] ^ 1, members[size_t(B - 1)] = members[0];
       const int mem = r.i32("members", members);
       std::vector<NoiseSpec> ns;
       std::vector<int> Ws, Xs, Ys, Cs;
+      auto named = [](const char* what, size_t i) {  // (appending: "W" + S(i) trips GCC 12's -Wrestrict here)
+        std::string n = what;
+        n += S(int64_t(i));
+        return n;
+      };
       for (size_t i = 0; i < gs.size(); i++) {
         const G& g = gs[i];
         ns.push_back(spec(g.rank, NoiseDist::Gaussian));
         const auto wv = rnd(size_t(g.in * g.out));
-        Ws.push_back(g.bf ? r.add("W" + S(int64_t(i)), T::BF16, to_bf16(wv)) : r.f32("W" + S(int64_t(i)), wv));
-        Xs.push_back(r.f32("X" + S(int64_t(i)), rnd(size_t(B * g.in))));
-        Ys.push_back(r.out("Y" + S(int64_t(i)), T::F32, size_t(B * g.out)));
+        Ws.push_back(g.bf ? r.add(named("W", i), T::BF16, to_bf16(wv)) : r.f32(named("W", i), wv));
+        Xs.push_back(r.f32(named("X", i), rnd(size_t(B * g.in))));
+        Ys.push_back(r.out(named("Y", i), T::F32, size_t(B * g.out)));
         const int64_t len = (g.in + g.out) * g.rank;
         std::vector<float> cache(cached ? size_t(pairs * len) : size_t(1), 0.f);
         if (cached) ref::fill_noise_cache(ns.back(), uint32_t(30 + i), len, pairs, cache.data());
-        Cs.push_back(r.f32("cache" + S(int64_t(i)), cache));
+        Cs.push_back(r.f32(named("cache", i), cache));
       }
       r.run = [=](Backend& be, const Ptrs& p) {
         std::vector<WeightView> w;
@@ -790,7 +751,7 @@ void linear_rows(bool large) {
         }
         std::vector<LinearItem> items;
         for (size_t i = 0; i < gs.size(); i++)
-          items.push_back({&w[i], gs[i].xp, P(p, Xs[i]), P(p, Ys[i]), &lr[i]});
+          items.push_back({&w[i], gs[i].xp, P(p, Xs[i]), P(p, Ys[i]), lowrank ? &lr[i] : nullptr});
         be.linear_group(items.data(), int(items.size()), B);
         for (auto& v : w) be.release_prepared(v.prepared);
       };
@@ -801,13 +762,25 @@ void linear_rows(bool large) {
             ref::linear_bf16(P<uint16_t>(p, Ws[i]), g.xp, P(p, Xs[i]), P(p, Ys[i]), B, g.in, g.out);
           else
             ref::linear_f32(P(p, Ws[i]), g.xp, P(p, Xs[i]), P(p, Ys[i]), B, g.in, g.out);
-          ref::lowrank_add(ns[i], uint32_t(30 + i), g.xp ? g.in : g.out, g.xp ? g.out : g.in, g.xp, P(p, Xs[i]),
-                           P(p, Ys[i]), P<int32_t>(p, mem), B, cached ? P(p, Cs[i]) : nullptr);
+          if (lowrank)
+            ref::lowrank_add(ns[i], uint32_t(30 + i), g.xp ? g.in : g.out, g.xp ? g.out : g.in, g.xp, P(p, Xs[i]),
+                             P(p, Ys[i]), P<int32_t>(p, mem), B, cached ? P(p, Cs[i]) : nullptr);
         }
       };
-      r.why64 = "linear and lowrank_add: their own rows check each part against float64";
+      if (lowrank) {
+        r.why64 = "linear and lowrank_add: their own rows check each part against float64";
+      } else {
+        r.f64 = [=](const std::vector<Buf>& in) {
+          F64 all;
+          for (size_t i = 0; i < gs.size(); i++)
+            all.push_back(linear64(in, Ws[i], Xs[i], gs[i].xp, gs[i].bf, B, gs[i].in, gs[i].out)[0]);
+          return all;
+        };
+        r.tol64 = 2e-5, r.why64 = "fp32 accumulation over <= 300 terms (bf16: X rounded to bf16 first)";
+      }
       for (size_t i = 0; i < gs.size(); i++)
-        r.outs.push_back({Ys[i], 1e-5, "as linear and lowrank_add: cuBLAS's accumulation order differs"});
+        r.outs.push_back({Ys[i], 1e-5, lowrank ? "as linear and lowrank_add: cuBLAS's accumulation order differs"
+                                                : "as linear: cuBLAS's accumulation order differs"});
       r.flops = 0;
       for (const G& g : gs) r.flops += 2.0 * double(B * g.in * g.out);
     }
