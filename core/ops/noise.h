@@ -34,14 +34,14 @@ void lowrank_correct_row(const float* x, int64_t in, const float* In, const floa
 // bits are lowrank_correct_row's, the factors are read once.
 void lowrank_correct_pair(const float* x, int64_t in, const float* In, const float* Out, int64_t out, float c0,
                           float c1, float* y);
+// Runs of consecutive rows whose members are of one pair (an antithetic pair's rows usually sit
+// next to each other): how many factor arrays lowrank_rank1_terms generates without a cache.
+int64_t lowrank_pair_runs(const int32_t* members, int64_t B);
 // lowrank_add of rank 1 in two parts, for a product that adds the correction as it finishes each
 // output (core/gemm_bf16.h, Bf16Product's rank-1 epilogue): for every row i, t[i] = c_i (In_i . x_i)
 // summed as lowrank_correct_row sums it, and out[i] -> row i's Out factor (out floats: in `cache`,
 // or generated into `scratch`, grown as needed, once per run of consecutive rows of one pair).
 // y[i][o] = fma(out[i][o], t[i], y[i][o]) then gives lowrank_add's bits. ns.rank must be 1.
-// Runs of consecutive rows whose members are of one pair (an antithetic pair's rows usually sit
-// next to each other): how many factor arrays lowrank_rank1_terms generates without a cache.
-int64_t lowrank_pair_runs(const int32_t* members, int64_t B);
 void lowrank_rank1_terms(const NoiseSpec& ns, uint32_t pid, int64_t m, int64_t n, bool x_times_p, const float* X,
                          const int32_t* members, int64_t B, const float* cache, std::vector<float>& scratch,
                          const float** out, float* t);
