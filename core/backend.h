@@ -107,12 +107,14 @@ class Backend {
   // another.
   virtual void linear_group(const LinearItem* items, int n, int64_t B) {
     for (int i = 0; i < n; i++) {
-      const LinearItem& it = items[i];
-      linear(*it.W, it.x_times_p, it.X, it.Y, B);
-      if (it.lowrank)
-        lowrank_add(*it.lowrank->ns, it.lowrank->pid, it.W->rows, it.W->cols, it.x_times_p, it.X, it.Y,
-                    it.lowrank->members, B, it.lowrank->cache);
+      linear(*items[i].W, items[i].x_times_p, items[i].X, items[i].Y, B);
+      if (items[i].lowrank) lowrank_add_item(items[i], B);
     }
+  }
+  // An item's low-rank correction (it.lowrank set) as lowrank_add over its finished Y.
+  void lowrank_add_item(const LinearItem& it, int64_t B) {
+    const LowRankArg& lr = *it.lowrank;
+    lowrank_add(*lr.ns, lr.pid, it.W->rows, it.W->cols, it.x_times_p, it.X, it.Y, lr.members, B, lr.cache);
   }
   virtual void tanh_(float* x, int64_t n) = 0;
   virtual void sigmoid_(float* x, int64_t n) = 0;

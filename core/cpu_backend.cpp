@@ -139,16 +139,12 @@ void CpuBackend::linear_group(const LinearItem* items, int n, int64_t B) {
   if (rank1.size() < size_t(n)) rank1.resize(size_t(n));
   std::vector<Bf16Product> bf;
   std::vector<const LinearItem*> unfused;
-  auto correct = [&](const LinearItem& it) {
-    const LowRankArg& lr = *it.lowrank;
-    lowrank_add(*lr.ns, lr.pid, it.W->rows, it.W->cols, it.x_times_p, it.X, it.Y, lr.members, B, lr.cache);
-  };
   for (int i = 0; i < n; i++) {
     const LinearItem& it = items[i];
     const auto* h = static_cast<const CpuPrepared*>(it.W->prepared);
     if (!(h && h->is_bf16 && h->x_times_p == it.x_times_p)) {
       linear(*it.W, it.x_times_p, it.X, it.Y, B);
-      if (it.lowrank) correct(it);
+      if (it.lowrank) lowrank_add_item(it, B);
       continue;
     }
     Bf16Product p{it.X, &h->bf16, it.Y};
@@ -171,7 +167,7 @@ void CpuBackend::linear_group(const LinearItem* items, int n, int64_t B) {
     bf.push_back(p);
   }
   if (!bf.empty()) gemm_bf16_group(bf.data(), int(bf.size()), B, kernel);
-  for (const LinearItem* it : unfused) correct(*it);
+  for (const LinearItem* it : unfused) lowrank_add_item(*it, B);
 }
 void CpuBackend::tanh_(float* x, int64_t n) { ref::tanh_inplace(x, n); }
 void CpuBackend::sigmoid_(float* x, int64_t n) { ref::sigmoid_inplace(x, n); }
