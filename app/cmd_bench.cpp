@@ -595,7 +595,7 @@ void register_bench_commands(CLI::App& app) {
         t_scalar = std::min(t_scalar, time_per_call([&] { fill(false, scalar.data()); }, no->seconds, 3));
       }
       nlohmann::json j = {{"bench", "noise"},
-                          {"dist", dist == NoiseDist::Gaussian ? "gaussian" : "rademacher"},
+                          {"dist", noise_dist_name(dist)},
                           {"elements", no->elements},
                           {"threads", 1},
                           {"repeat", no->repeat},
